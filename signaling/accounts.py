@@ -1,0 +1,337 @@
+"""Accounts: users, password hashing (argon2), login with throttling, login sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder.auditlog import AuditLog
+from signaling import validation
+from signaling.clock import Clock, as_utc
+from signaling.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Throttled,
+)
+from signaling.models import ROLES, Role, User
+from signaling.settings import Settings
+from signaling.tables import departments, jurisdictions, login_sessions, outlets, users
+
+USERNAME_PATTERN = r"[a-z][a-z0-9_.-]{2,31}"
+MIN_PASSWORD_LENGTH = 10
+_hasher = PasswordHasher()
+# Verified when the username is unknown, so both paths cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=row.role,
+        outlet_id=row.outlet_id,
+        department_id=row.department_id,
+        jurisdiction_code=row.jurisdiction_code,
+        must_change_password=row.must_change_password,
+        disabled=row.disabled,
+    )
+
+
+def check_password_policy(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH or len(password) > 128:
+        raise InvalidInput("password_too_weak", min=MIN_PASSWORD_LENGTH)
+    if not (any(c.isalpha() for c in password) and any(c.isdigit() for c in password)):
+        raise InvalidInput("password_too_weak", min=MIN_PASSWORD_LENGTH)
+
+
+def temporary_password() -> str:
+    """12 characters, easy to read aloud (no 0/O, 1/l), meeting the password policy."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(12))
+        if any(c.isdigit() for c in password) and any(c.isalpha() for c in password):
+            return password
+
+
+def _session_key(token: str) -> str:
+    """Only a hash of the cookie's token is stored: a leaked table opens no session."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AddressThrottle:
+    """Counts failed logins per client address within a sliding window (per node)."""
+
+    def __init__(self, limit: int, window: dt.timedelta) -> None:
+        self._limit = limit
+        self._window = window
+        self._failures: dict[str, collections.deque[dt.datetime]] = {}
+
+    def _recent(self, address: str, now: dt.datetime) -> collections.deque[dt.datetime]:
+        times = self._failures.setdefault(address, collections.deque())
+        while times and now - times[0] > self._window:
+            times.popleft()
+        return times
+
+    def blocked(self, address: str, now: dt.datetime) -> bool:
+        return len(self._recent(address, now)) >= self._limit
+
+    def record_failure(self, address: str, now: dt.datetime) -> None:
+        self._recent(address, now).append(now)
+
+
+class Accounts:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, settings: Settings, audit: AuditLog
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._settings = settings
+        self._audit = audit
+        self._window = dt.timedelta(minutes=settings.login_window_minutes)
+        self._addresses = AddressThrottle(settings.address_max_failures, self._window)
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(_hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return await asyncio.to_thread(_hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def create_user(self, data: Mapping[str, Any], *, actor: str | None) -> User:
+        """Create from form/API data: username, display_name, role, password, unit code."""
+        username = validation.pattern(data, "username", USERNAME_PATTERN, 32)
+        display_name = validation.text(data, "display_name", 64)
+        role: Role = validation.choice(data, "role", ROLES)  # type: ignore[assignment]
+        password = data.get("password")
+        if not isinstance(password, str):
+            raise InvalidInput("field_required", field="password")
+        check_password_policy(password)
+        values: dict[str, Any] = {
+            "outlet_id": None,
+            "department_id": None,
+            "jurisdiction_code": None,
+        }
+        async with self._engine.connect() as conn:
+            if role == "clerk":
+                code = validation.text(data, "outlet", 32)
+                values["outlet_id"] = await conn.scalar(
+                    select(outlets.c.id).where(outlets.c.code == code)
+                )
+                if values["outlet_id"] is None:
+                    raise InvalidInput("unknown_outlet", field="outlet")
+            elif role == "approver":
+                code = validation.text(data, "department", 32)
+                values["department_id"] = await conn.scalar(
+                    select(departments.c.id).where(departments.c.code == code)
+                )
+                if values["department_id"] is None:
+                    raise InvalidInput("unknown_department", field="department")
+            elif role == "auditor":
+                code = validation.text(data, "jurisdiction", 12, required=False)
+                if code:
+                    found = await conn.scalar(
+                        select(jurisdictions.c.code).where(jurisdictions.c.code == code)
+                    )
+                    if found is None:
+                        raise InvalidInput("unknown_jurisdiction", field="jurisdiction")
+                    values["jurisdiction_code"] = code
+        must_change = bool(data.get("temporary", True))
+        password_hash = await self._hash(password)
+        try:
+            async with self._engine.begin() as conn:
+                user_id = await conn.scalar(
+                    users.insert()
+                    .values(
+                        username=username,
+                        display_name=display_name,
+                        password_hash=password_hash,
+                        role=role,
+                        must_change_password=must_change,
+                        disabled=False,
+                        failed_logins=0,
+                        created_at=self._clock.now(),
+                        **values,
+                    )
+                    .returning(users.c.id)
+                )
+        except IntegrityError as exc:
+            raise Conflict("username_taken", field="username") from exc
+        await self._audit.append("user_created", actor=actor, username=username, role=role)
+        return await self.get(int(user_id))
+
+    async def get(self, user_id: int) -> User:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise NotFound("user_not_found")
+        return _user(row)
+
+    async def find(self, username: str) -> User | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return _user(row) if row else None
+
+    async def list(self) -> list[User]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(select(users).order_by(users.c.role, users.c.username))
+            ).all()
+        return [_user(row) for row in rows]
+
+    async def authenticate(self, username: str, password: str, address: str) -> User:
+        """Check a login; count failures per account and per address; lock when too many."""
+        now = self._clock.now()
+        if self._addresses.blocked(address, now):
+            await self._audit.append("login_throttled", actor=None, address=address)
+            raise Throttled("too_many_attempts")
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        if row is None:
+            await self._verify(_DUMMY_HASH, password)
+            await self._fail(None, address, now)
+            raise NotAuthenticated("bad_credentials")
+        if row.locked_until and as_utc(row.locked_until) > now:
+            await self._audit.append("login_refused_locked", actor=username, address=address)
+            raise Throttled("account_locked")
+        if not await self._verify(row.password_hash, password):
+            await self._fail(row, address, now)
+            raise NotAuthenticated("bad_credentials")
+        if row.disabled:
+            await self._audit.append("login_refused_disabled", actor=username, address=address)
+            raise Forbidden("account_disabled")
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(users)
+                .where(users.c.id == row.id)
+                .values(failed_logins=0, first_failure_at=None, locked_until=None)
+            )
+        await self._audit.append("login", actor=username, address=address)
+        return _user(row)
+
+    async def _fail(self, row: Row[Any] | None, address: str, now: dt.datetime) -> None:
+        self._addresses.record_failure(address, now)
+        if row is None:
+            await self._audit.append("login_failed", actor=None, address=address)
+            return
+        recent = row.first_failure_at and now - as_utc(row.first_failure_at) <= self._window
+        failures = row.failed_logins + 1 if recent else 1
+        first = row.first_failure_at if recent else now
+        locked = failures >= self._settings.login_max_failures
+        lock_until = now + dt.timedelta(minutes=self._settings.login_lockout_minutes)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(users)
+                .where(users.c.id == row.id)
+                .values(
+                    failed_logins=0 if locked else failures,
+                    first_failure_at=None if locked else first,
+                    locked_until=lock_until if locked else row.locked_until,
+                )
+            )
+        await self._audit.append("login_failed", actor=row.username, address=address)
+        if locked:
+            await self._audit.append(
+                "account_locked", actor=row.username, address=address, until=lock_until.isoformat()
+            )
+
+    async def open_session(self, user: User, address: str) -> tuple[str, str]:
+        """A new login session: returns (cookie token, CSRF token)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                login_sessions.insert().values(
+                    id=_session_key(token),
+                    user_id=user.id,
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=now + dt.timedelta(hours=self._settings.session_hours),
+                    address=address,
+                )
+            )
+        return token, csrf
+
+    async def session_user(self, token: str) -> tuple[User, str] | None:
+        """The user and CSRF token of a live session, or None."""
+        query = (
+            select(users, login_sessions.c.csrf_token, login_sessions.c.expires_at)
+            .join(login_sessions, login_sessions.c.user_id == users.c.id)
+            .where(login_sessions.c.id == _session_key(token))
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None or row.disabled or as_utc(row.expires_at) <= self._clock.now():
+            return None
+        return _user(row), row.csrf_token
+
+    async def close_session(self, token: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(login_sessions).where(login_sessions.c.id == _session_key(token))
+            )
+
+    async def _set_password(self, user_id: int, password: str, must_change: bool) -> None:
+        password_hash = await self._hash(password)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, must_change_password=must_change)
+            )
+
+    async def change_password(self, user: User, old: str, new: str) -> None:
+        async with self._engine.connect() as conn:
+            current = await conn.scalar(select(users.c.password_hash).where(users.c.id == user.id))
+        if current is None or not await self._verify(current, old):
+            raise InvalidInput("wrong_password", field="old_password")
+        if new == old:
+            raise InvalidInput("password_unchanged", field="new_password")
+        check_password_policy(new)
+        await self._set_password(user.id, new, must_change=False)
+        await self._audit.append("password_changed", actor=user.username)
+
+    async def reset_password(self, user_id: int, *, actor: str) -> str:
+        """Give the user a temporary password that must be changed at next login."""
+        target = await self.get(user_id)
+        password = temporary_password()
+        await self._set_password(user_id, password, must_change=True)
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=0, locked_until=None)
+            )
+        await self._audit.append("password_reset", actor=actor, username=target.username)
+        return password
+
+    async def set_disabled(self, user_id: int, disabled: bool, *, actor: str) -> None:
+        target = await self.get(user_id)
+        if target.username == actor:
+            raise InvalidInput("cannot_disable_self")
+        async with self._engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+            if disabled:
+                await conn.execute(
+                    delete(login_sessions).where(login_sessions.c.user_id == user_id)
+                )
+        await self._audit.append(
+            "user_disabled" if disabled else "user_enabled", actor=actor, username=target.username
+        )

@@ -1,0 +1,23 @@
+"""Every piece of application state, under a typed key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder.auditlog import AuditLog
+from signaling.accounts import Accounts
+from signaling.cases import Cases
+from signaling.catalog import Catalog
+from signaling.clock import Clock
+from signaling.keys import NodeSecrets
+from signaling.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+KEYS = web.AppKey("keys", NodeSecrets)
+ENGINE = web.AppKey("engine", AsyncEngine)
+AUDIT = web.AppKey("audit", AuditLog)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+CATALOG = web.AppKey("catalog", Catalog)
+CASES = web.AppKey("cases", Cases)

@@ -1,0 +1,196 @@
+"""Cases (案件): creation by a clerk, readable numbers, scoped listing and search."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Row, Select, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from recorder.auditlog import AuditLog
+from signaling import identity, validation
+from signaling.clock import Clock, as_utc
+from signaling.errors import Forbidden, InvalidInput, NotFound
+from signaling.models import Case, User
+from signaling.tables import cases, counters, departments, jurisdictions, matters, outlets
+
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
+CASE_STATUS = ("accepted", "reviewing", "approved", "rejected", "supplement")
+PAGE_SIZE = 50
+
+
+def _case(row: Row[Any]) -> Case:
+    return Case(
+        id=row.id,
+        case_no=row.case_no,
+        matter_id=row.matter_id,
+        outlet_id=row.outlet_id,
+        department_id=row.department_id,
+        clerk_id=row.clerk_id,
+        applicant_name=row.applicant_name,
+        id_number_masked=row.id_number_masked,
+        phone=row.phone,
+        notes=row.notes,
+        status=row.status,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+class Cases:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, audit: AuditLog, id_key: bytes, prefix: str
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._audit = audit
+        self._id_key = id_key
+        self._prefix = prefix
+        self._case_no = re.compile(rf"{re.escape(prefix)}-\d{{4}}-\d{{6,}}")
+
+    async def create(self, clerk: User, data: Mapping[str, Any]) -> Case:
+        if clerk.role != "clerk" or clerk.outlet_id is None:
+            raise Forbidden("wrong_role")
+        matter_code = validation.text(data, "matter", 64)
+        applicant_name = validation.text(data, "applicant_name", 64)
+        id_number = identity.normalize(validation.text(data, "id_number", 32))
+        if not identity.is_valid(id_number, self._clock.now().astimezone(CHINA_TIME).date()):
+            raise InvalidInput("invalid_id_number", field="id_number")
+        phone = validation.pattern(data, "phone", PHONE_PATTERN, 20)
+        notes = validation.text(data, "notes", 2000, required=False, multiline=True)
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            matter = (
+                await conn.execute(
+                    select(matters.c.id, matters.c.department_id, matters.c.active).where(
+                        matters.c.code == matter_code
+                    )
+                )
+            ).first()
+            if matter is None or not matter.active:
+                raise InvalidInput("unknown_matter", field="matter")
+            year = now.astimezone(CHINA_TIME).year
+            number = await self._next_number(conn, f"case-{year}")
+            case_no = f"{self._prefix}-{year}-{number:06d}"
+            await conn.execute(
+                cases.insert().values(
+                    case_no=case_no,
+                    matter_id=matter.id,
+                    outlet_id=clerk.outlet_id,
+                    department_id=matter.department_id,
+                    clerk_id=clerk.id,
+                    applicant_name=applicant_name,
+                    id_number_digest=identity.digest(id_number, self._id_key),
+                    id_number_masked=identity.mask(id_number),
+                    phone=phone,
+                    notes=notes,
+                    status="accepted",
+                    created_at=now,
+                )
+            )
+        await self._audit.append(
+            "case_created", actor=clerk.username, case_no=case_no, matter=matter_code
+        )
+        return await self._get(case_no)
+
+    async def _next_number(self, conn: AsyncConnection, name: str) -> int:
+        value = await conn.scalar(
+            update(counters)
+            .where(counters.c.name == name)
+            .values(value=counters.c.value + 1)
+            .returning(counters.c.value)
+        )
+        if value is None:
+            # The UPDATE above took the write lock, so no other writer can insert it first.
+            await conn.execute(counters.insert().values(name=name, value=1))
+            return 1
+        return int(value)
+
+    async def _get(self, case_no: str) -> Case:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
+        if row is None:
+            raise NotFound("case_not_found")
+        return _case(row)
+
+    async def get(self, user: User, case_no: str) -> Case:
+        """The case if it is in the user's scope; Forbidden if it exists outside it."""
+        case = await self._get(case_no)
+        async with self._engine.connect() as conn:
+            visible = await conn.scalar(
+                (await self._scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
+            )
+        if visible is None:
+            raise Forbidden("out_of_scope")
+        if user.role == "auditor":
+            await self._audit.append("case_viewed", actor=user.username, case_no=case_no)
+        return case
+
+    async def search(self, user: User, query: str = "", status: str = "") -> list[Case]:
+        """Cases in scope, newest first; ``query`` is a case number, an ID number or
+        part of the applicant's name."""
+        query = query.strip()
+        async with self._engine.connect() as conn:
+            statement = await self._scoped(conn, user, select(cases))
+            if query:
+                id_number = identity.normalize(query)
+                if self._case_no.fullmatch(query.upper()):
+                    statement = statement.where(cases.c.case_no == query.upper())
+                elif identity.is_valid(id_number):
+                    digest = identity.digest(id_number, self._id_key)
+                    statement = statement.where(cases.c.id_number_digest == digest)
+                else:
+                    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    statement = statement.where(
+                        cases.c.applicant_name.like(f"%{escaped}%", escape="\\")
+                    )
+            if status in CASE_STATUS:
+                statement = statement.where(cases.c.status == status)
+            rows = (
+                await conn.execute(statement.order_by(cases.c.id.desc()).limit(PAGE_SIZE))
+            ).all()
+        return [_case(row) for row in rows]
+
+    async def _scoped(
+        self, conn: AsyncConnection, user: User, statement: Select[Any]
+    ) -> Select[Any]:
+        """Restrict a query on cases to what the user may see."""
+        if user.role == "clerk":
+            return statement.where(cases.c.outlet_id == user.outlet_id)
+        if user.role == "approver":
+            return statement.where(cases.c.department_id == user.department_id)
+        if user.role == "auditor":
+            if user.jurisdiction_code is None:
+                return statement
+            codes = await self._jurisdiction_tree(conn, user.jurisdiction_code)
+            return statement.where(
+                or_(
+                    cases.c.outlet_id.in_(
+                        select(outlets.c.id).where(outlets.c.jurisdiction_code.in_(codes))
+                    ),
+                    cases.c.department_id.in_(
+                        select(departments.c.id).where(departments.c.jurisdiction_code.in_(codes))
+                    ),
+                )
+            )
+        raise Forbidden("wrong_role")
+
+    @staticmethod
+    async def _jurisdiction_tree(conn: AsyncConnection, root: str) -> set[str]:
+        rows = (await conn.execute(select(jurisdictions.c.code, jurisdictions.c.parent_code))).all()
+        children: dict[str | None, list[str]] = {}
+        for code, parent in rows:
+            children.setdefault(parent, []).append(code)
+        found, pending = {root}, [root]
+        while pending:
+            for child in children.get(pending.pop(), []):
+                found.add(child)
+                pending.append(child)
+        return found

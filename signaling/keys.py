@@ -1,0 +1,57 @@
+"""The node's secrets, generated on first start and kept in the data directory (0600)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+
+
+@dataclass(frozen=True, repr=False)
+class NodeSecrets:
+    cookie_key: bytes
+    """Signs login-session cookies."""
+    jwt_key: bytes
+    """Signs short-lived join tokens."""
+    id_key: bytes
+    """Keys the digest of ID numbers used for exact-match search."""
+    node_key: Ed25519PrivateKey
+    """Signs audit-log checkpoints."""
+
+    def __repr__(self) -> str:
+        return "NodeSecrets(<hidden>)"
+
+
+def _read_or_create(path: Path, make: bytes) -> bytes:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(make)
+    return make
+
+
+def load_or_create(data_dir: Path) -> NodeSecrets:
+    directory = data_dir / "secrets"
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    new_key = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+    return NodeSecrets(
+        cookie_key=_read_or_create(directory / "cookie.key", secrets.token_bytes(32)),
+        jwt_key=_read_or_create(directory / "jwt.key", secrets.token_bytes(32)),
+        id_key=_read_or_create(directory / "id-digest.key", secrets.token_bytes(32)),
+        node_key=Ed25519PrivateKey.from_private_bytes(
+            _read_or_create(directory / "node-ed25519.key", new_key)
+        ),
+    )

@@ -1,0 +1,97 @@
+"""Chinese text users read, by stable error code, and names of fields and states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FIELDS = {
+    "username": "用户名",
+    "password": "密码",
+    "display_name": "姓名",
+    "role": "角色",
+    "outlet": "所属网点",
+    "department": "所属部门",
+    "jurisdiction": "所属行政区划",
+    "parent": "上级行政区划",
+    "old_password": "原密码",
+    "new_password": "新密码",
+    "confirm_password": "确认新密码",
+    "matter": "事项",
+    "applicant_name": "申请人姓名",
+    "id_number": "居民身份证号",
+    "phone": "联系电话",
+    "notes": "备注",
+    "code": "编码",
+    "name": "名称",
+    "time_limit_days": "办理时限",
+    "mode": "审批模式",
+    "retention_years": "保存期限",
+    "materials": "申请材料",
+    "catalog": "目录文件",
+    "jurisdictions": "行政区划",
+    "outlets": "通办网点",
+    "departments": "审批部门",
+    "matters": "事项",
+}
+
+MESSAGES = {
+    "bad_json": "请求内容不是有效的 JSON。",
+    "bad_form": "提交的表单无法识别。",
+    "field_required": "请填写{field}。",
+    "field_too_long": "{field}过长，最多 {max} 个字符。",
+    "field_invalid": "{field}格式不正确。",
+    "field_out_of_range": "{field}应在 {low} 到 {high} 之间。",
+    "invalid_id_number": "居民身份证号无效，请核对（18 位，含校验位）。",
+    "unknown_outlet": "所属网点不存在。",
+    "unknown_department": "所属部门不存在。",
+    "unknown_jurisdiction": "行政区划不存在。",
+    "unknown_matter": "事项不存在或已停用。",
+    "username_taken": "用户名已被使用。",
+    "password_too_weak": "密码至少 {min} 位，且须同时包含字母和数字。",
+    "wrong_password": "原密码不正确。",
+    "password_mismatch": "两次输入的新密码不一致。",
+    "password_unchanged": "新密码不能与原密码相同。",
+    "cannot_disable_self": "不能停用自己的账户。",
+    "bad_credentials": "用户名或密码错误。",
+    "account_locked": "登录失败次数过多，账户已暂时锁定，请稍后再试或联系管理员。",
+    "account_disabled": "账户已停用，请联系管理员。",
+    "too_many_attempts": "登录尝试过于频繁，请稍后再试。",
+    "not_authenticated": "请先登录。",
+    "session_expired": "登录已失效，请重新登录。",
+    "csrf_failed": "页面已过期或请求来源不可信，请刷新页面后重试。",
+    "password_change_required": "请先修改初始密码。",
+    "wrong_role": "您的角色无权进行此操作。",
+    "out_of_scope": "该对象不在您的管辖范围内。",
+    "not_found": "页面或资源不存在。",
+    "case_not_found": "案件不存在。",
+    "matter_not_found": "事项不存在。",
+    "user_not_found": "用户不存在。",
+    "outlet_not_found": "网点不存在。",
+    "department_not_found": "部门不存在。",
+    "method_not_allowed": "不支持该请求方法。",
+    "payload_too_large": "请求内容过大。",
+    "internal_error": "服务器内部错误，请稍后再试。",
+}
+
+ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}
+MODE_NAMES = {
+    "remote_approval": "通办地受理、归属地审批",
+    "local_approval": "通办地受理、通办地审批",
+}
+CASE_STATUS_NAMES = {
+    "accepted": "已受理",
+    "reviewing": "审查中",
+    "approved": "已批准",
+    "rejected": "不予批准",
+    "supplement": "待补正",
+}
+
+
+def message(code: str, params: dict[str, Any] | None = None) -> str:
+    values = dict(params or {})
+    if "field" in values:
+        values["field"] = FIELDS.get(str(values["field"]), str(values["field"]))
+    try:
+        return MESSAGES[code].format(**values)
+    except (KeyError, IndexError):
+        return MESSAGES.get(code, MESSAGES["internal_error"])

@@ -1,0 +1,76 @@
+"""Plain dicts of records for the API and the templates (one shape for both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from signaling.appkeys import CATALOG
+from signaling.cases import CHINA_TIME, mask_phone
+from signaling.messages import CASE_STATUS_NAMES, MODE_NAMES, ROLE_NAMES
+from signaling.models import Case, Matter, Unit, User
+
+
+def _unit(unit: Unit | None) -> dict[str, Any] | None:
+    return {"code": unit.code, "name": unit.name} if unit else None
+
+
+class Lookup:
+    """The catalogue by id, loaded once per request."""
+
+    def __init__(self, outlets: list[Unit], departments: list[Unit], matters: list[Matter]) -> None:
+        self.outlets = {u.id: u for u in outlets}
+        self.departments = {u.id: u for u in departments}
+        self.matters = {m.id: m for m in matters}
+
+    @classmethod
+    async def load(cls, app: web.Application) -> Lookup:
+        catalog = app[CATALOG]
+        return cls(
+            await catalog.units("outlet"),
+            await catalog.units("department"),
+            await catalog.matters(),
+        )
+
+    def user(self, user: User) -> dict[str, Any]:
+        return {
+            "id": user.id,
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role,
+            "role_name": ROLE_NAMES[user.role],
+            "outlet": _unit(self.outlets.get(user.outlet_id or 0)),
+            "department": _unit(self.departments.get(user.department_id or 0)),
+            "jurisdiction": user.jurisdiction_code,
+            "must_change_password": user.must_change_password,
+            "disabled": user.disabled,
+        }
+
+    def matter(self, matter: Matter) -> dict[str, Any]:
+        return {
+            "code": matter.code,
+            "name": matter.name,
+            "department": _unit(self.departments.get(matter.department_id)),
+            "time_limit_days": matter.time_limit_days,
+            "mode": matter.mode,
+            "mode_name": MODE_NAMES[matter.mode],
+            "retention_years": matter.retention_years,
+            "active": matter.active,
+            "materials": [{"name": m.name, "required": m.required} for m in matter.materials],
+        }
+
+    def case(self, case: Case) -> dict[str, Any]:
+        return {
+            "case_no": case.case_no,
+            "matter": self.matter(self.matters[case.matter_id]),
+            "outlet": _unit(self.outlets.get(case.outlet_id)),
+            "department": _unit(self.departments.get(case.department_id)),
+            "applicant_name": case.applicant_name,
+            "id_number_masked": case.id_number_masked,
+            "phone_masked": mask_phone(case.phone),
+            "notes": case.notes,
+            "status": case.status,
+            "status_name": CASE_STATUS_NAMES.get(case.status, case.status),
+            "created_at": case.created_at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        }

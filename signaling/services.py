@@ -1,0 +1,49 @@
+"""The stateful parts of a node, opened together by the app and by the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder.auditlog import AuditLog
+from signaling import keys
+from signaling.accounts import Accounts
+from signaling.cases import Cases
+from signaling.catalog import Catalog
+from signaling.clock import Clock
+from signaling.db import create_engine, migrate
+from signaling.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    keys: keys.NodeSecrets
+    engine: AsyncEngine
+    audit: AuditLog
+    accounts: Accounts
+    catalog: Catalog
+    cases: Cases
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Services]:
+    """Create the data directory and secrets, migrate the schema, build the stores."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secrets = keys.load_or_create(settings.data_dir)
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        await migrate(engine)
+        audit = AuditLog(engine, clock)
+        yield Services(
+            keys=secrets,
+            engine=engine,
+            audit=audit,
+            accounts=Accounts(engine, clock, settings, audit),
+            catalog=Catalog(engine, audit),
+            cases=Cases(engine, clock, audit, secrets.id_key, settings.case_prefix),
+        )
+    finally:
+        await engine.dispose()

@@ -1,0 +1,119 @@
+"""Settings: embedded defaults, then an optional TOML file, then COREVIEW_* variables,
+then command-line flags. Built once, frozen, passed explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or an unknown name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    """Address the HTTP server listens on."""
+    port: int = 8080
+    """Port the HTTP server listens on."""
+    data_dir: Path = Path("var")
+    """Directory for the SQLite database, evidence files and the node's secrets."""
+    database_url: str = ""
+    """SQLAlchemy URL; empty means SQLite (WAL) at ``data_dir/coreview.sqlite3``."""
+    redis_url: str = ""
+    """Redis URL for the bus; empty means the in-process bus."""
+    case_prefix: str = "GX"
+    """Prefix of readable case numbers, e.g. ``GX-2026-000123``."""
+    session_hours: float = 10.0
+    """Lifetime of a login session (a working day)."""
+    secure_cookies: bool = False
+    """Set the Secure flag on cookies; turn on behind HTTPS."""
+    login_max_failures: int = 5
+    """Failed logins of one account before it is locked."""
+    login_lockout_minutes: int = 15
+    """How long a locked account stays locked."""
+    login_window_minutes: int = 15
+    """Window in which failures are counted."""
+    address_max_failures: int = 20
+    """Failed logins from one address, within the window, before it is throttled."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs offered to peers; empty by default (halls have no internet)."""
+    announced_addresses: tuple[str, ...] = ()
+    """Addresses the media server announces in ICE (a public or NAT address)."""
+    udp_port_min: int = 0
+    """Lowest UDP port for media (0: any)."""
+    udp_port_max: int = 0
+    """Highest UDP port for media (0: any)."""
+    queue_timeout_seconds: int = 600
+    """A waiting review session nobody accepts times out after this long."""
+    reconnect_grace_seconds: int = 60
+    """A participant whose connection drops may rejoin within this time."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'coreview.sqlite3'}"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                raise ValueError(value)
+            return lowered in {"1", "true", "yes", "on"}
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(str(part) for part in value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r}: bad value {value!r}") from exc
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults < TOML file < ``COREVIEW_<NAME>`` variables < overrides (CLI flags)."""
+    values: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
+    config_path = config_file or (
+        Path(env["COREVIEW_CONFIG"]) if "COREVIEW_CONFIG" in env else None
+    )
+    if config_path is not None:
+        with config_path.open("rb") as handle:
+            for name, value in tomllib.load(handle).items():
+                if name not in _FIELDS:
+                    raise SettingsError(f"unknown setting {name!r} in {config_path}")
+                values[name] = _coerce(name, value)
+    for name in _FIELDS:
+        env_value = env.get(f"COREVIEW_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(name, env_value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    return Settings(**values)

@@ -1,0 +1,165 @@
+"""Table definitions (SQLAlchemy Core) used by the store's queries.
+
+The schema itself is created and changed only by the migrations in
+``signaling/migrations/versions``; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", String(32), nullable=False),
+)
+
+jurisdictions = Table(
+    "jurisdictions",
+    metadata,
+    Column("code", String(12), primary_key=True),  # 行政区划代码, e.g. 450202
+    Column("name", String(64), nullable=False),
+    Column("parent_code", String(12), ForeignKey("jurisdictions.code"), nullable=True),
+)
+
+outlets = Table(
+    "outlets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("jurisdiction_code", String(12), ForeignKey("jurisdictions.code"), nullable=False),
+)
+
+departments = Table(
+    "departments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("jurisdiction_code", String(12), ForeignKey("jurisdictions.code"), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("display_name", String(64), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), ForeignKey("roles.code"), nullable=False),
+    Column("outlet_id", Integer, ForeignKey("outlets.id"), nullable=True),
+    Column("department_id", Integer, ForeignKey("departments.id"), nullable=True),
+    Column("jurisdiction_code", String(12), ForeignKey("jurisdictions.code"), nullable=True),
+    Column("must_change_password", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("failed_logins", Integer, nullable=False),
+    Column("first_failure_at", DateTime(timezone=True), nullable=True),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("address", String(64), nullable=False),
+)
+
+matters = Table(
+    "matters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("department_id", Integer, ForeignKey("departments.id"), nullable=False),
+    Column("time_limit_days", Integer, nullable=False),  # 办理时限, working days
+    Column("mode", String(16), nullable=False),  # remote_approval | local_approval
+    Column("retention_years", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+)
+
+matter_materials = Table(
+    "matter_materials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("matter_id", Integer, ForeignKey("matters.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("required", Boolean, nullable=False),
+    UniqueConstraint("matter_id", "position"),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_no", String(32), nullable=False, unique=True),
+    Column("matter_id", Integer, ForeignKey("matters.id"), nullable=False),
+    Column("outlet_id", Integer, ForeignKey("outlets.id"), nullable=False),
+    Column("department_id", Integer, ForeignKey("departments.id"), nullable=False),
+    Column("clerk_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("applicant_name", String(64), nullable=False),
+    Column("id_number_digest", String(64), nullable=False, index=True),  # keyed HMAC
+    Column("id_number_masked", String(18), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("department_id", Integer, ForeignKey("departments.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("accepted_by", Integer, ForeignKey("users.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("end_reason", String(32), nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chain", String(32), nullable=False),  # "case:<case_no>" or "system"
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(32), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("chain", "seq"),
+)

@@ -1,0 +1,376 @@
+"""Page routes (Simplified Chinese). Forms post back with a CSRF field; errors are
+shown on the same page with what the user typed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp.web_request import FileField
+
+from signaling.access import (
+    ALL_ROLES,
+    CSRF_TOKEN,
+    PRELOGIN_COOKIE,
+    SESSION_COOKIE,
+    SESSION_TOKEN,
+    USER,
+    allow,
+    public,
+    set_prelogin_cookie,
+    set_session_cookie,
+)
+from signaling.accounts import temporary_password
+from signaling.api import STAFF, client_address
+from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG
+from signaling.cases import CASE_STATUS
+from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
+from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
+from signaling.presenters import Lookup
+
+routes = web.RouteTableDef()
+FormAction = Callable[[dict[str, str]], Awaitable[str]]
+ContextBuilder = Callable[[web.Request], Awaitable[dict[str, Any]]]
+
+
+async def template_context(request: web.Request) -> dict[str, Any]:
+    """Available in every template."""
+    return {
+        "user": request.get(USER),
+        "csrf_token": request.get(CSRF_TOKEN, ""),
+        "role_names": ROLE_NAMES,
+        "mode_names": MODE_NAMES,
+        "status_names": CASE_STATUS_NAMES,
+    }
+
+
+async def form_data(request: web.Request) -> dict[str, str]:
+    posted = await request.post()
+    return {k: v for k, v in posted.items() if isinstance(v, str) and k != "_csrf"}
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: ``/x`` but not ``//host`` or ``/\\host``."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+async def form_page(
+    request: web.Request, template: str, context: ContextBuilder, action: FormAction
+) -> web.Response:
+    """Run a form's action; show the page again with a notice, or with the error and
+    what was typed."""
+    data = await form_data(request)
+    try:
+        notice = await action(data)
+    except (InvalidInput, Conflict, NotFound) as exc:
+        values = await context(request)
+        values.update(error=message(exc.code, exc.params), form=data)
+        return aiohttp_jinja2.render_template(template, request, values, status=exc.status)
+    values = await context(request)
+    values.update(notice=notice, form={})
+    return aiohttp_jinja2.render_template(template, request, values)
+
+
+# -- login, logout, password --------------------------------------------------------------
+
+
+def render_login(request: web.Request, values: dict[str, Any], status: int = 200) -> web.Response:
+    token = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = aiohttp_jinja2.render_template(
+        "login.html", request, {**values, "prelogin": token}, status=status
+    )
+    set_prelogin_cookie(request, response, token)
+    return response
+
+
+@routes.get("/login")
+@public(page=True)
+async def login_page(request: web.Request) -> web.Response:
+    return render_login(request, {"next": safe_next(request.query.get("next")), "form": {}})
+
+
+@routes.post("/login")
+@public(page=True)
+async def login_submit(request: web.Request) -> web.Response:
+    data = await form_data(request)
+    target = safe_next(data.get("next"))
+    accounts = request.app[ACCOUNTS]
+    try:
+        user = await accounts.authenticate(
+            data.get("username", ""), data.get("password", ""), client_address(request)
+        )
+    except SignalingError as exc:
+        values = {"next": target, "error": message(exc.code, exc.params), "form": data}
+        return render_login(request, values, exc.status)
+    token, _csrf = await accounts.open_session(user, client_address(request))
+    response = web.HTTPFound("/password" if user.must_change_password else target)
+    set_session_cookie(request, response, token)
+    raise response
+
+
+@routes.post("/logout")
+@allow(*ALL_ROLES, scope="own login session", page=True, pending_ok=True)
+async def logout_submit(request: web.Request) -> web.Response:
+    await request.app[ACCOUNTS].close_session(request[SESSION_TOKEN])
+    await request.app[AUDIT].append("logout", actor=request[USER].username)
+    response = web.HTTPFound("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+async def _no_context(_request: web.Request) -> dict[str, Any]:
+    return {}
+
+
+@routes.get("/password")
+@allow(*ALL_ROLES, scope="own account", page=True, pending_ok=True)
+@aiohttp_jinja2.template("password.html")
+async def password_page(_request: web.Request) -> dict[str, Any]:
+    return {"form": {}}
+
+
+@routes.post("/password")
+@allow(*ALL_ROLES, scope="own account", page=True, pending_ok=True)
+async def password_submit(request: web.Request) -> web.Response:
+    user = request[USER]
+
+    async def change(data: dict[str, str]) -> str:
+        if data.get("new_password") != data.get("confirm_password"):
+            raise InvalidInput("password_mismatch", field="new_password")
+        await request.app[ACCOUNTS].change_password(
+            user, data.get("old_password", ""), data.get("new_password", "")
+        )
+        return "密码已修改。"
+
+    return await form_page(request, "password.html", _no_context, change)
+
+
+# -- dashboard and cases ----------------------------------------------------------------
+
+
+@routes.get("/")
+@allow(*ALL_ROLES, scope="own dashboard", page=True)
+@aiohttp_jinja2.template("dashboard.html")
+async def dashboard(request: web.Request) -> dict[str, Any]:
+    user = request[USER]
+    lookup = await Lookup.load(request.app)
+    recent = []
+    if user.role in STAFF:
+        recent = [lookup.case(c) for c in (await request.app[CASES].search(user))[:10]]
+    return {"me": lookup.user(user), "recent": recent}
+
+
+@routes.get("/cases")
+@allow(*STAFF, scope="cases of the user's outlet, department or jurisdiction", page=True)
+@aiohttp_jinja2.template("cases.html")
+async def cases_page(request: web.Request) -> dict[str, Any]:
+    query, status = request.query.get("q", ""), request.query.get("status", "")
+    found = await request.app[CASES].search(request[USER], query, status)
+    lookup = await Lookup.load(request.app)
+    return {
+        "cases": [lookup.case(c) for c in found],
+        "q": query,
+        "status": status,
+        "statuses": CASE_STATUS,
+    }
+
+
+async def _new_case_context(request: web.Request) -> dict[str, Any]:
+    lookup = await Lookup.load(request.app)
+    matters = await request.app[CATALOG].matters(active_only=True)
+    return {"matters": [lookup.matter(m) for m in matters]}
+
+
+@routes.get("/cases/new")
+@allow("clerk", scope="the clerk's outlet", page=True)
+async def new_case_page(request: web.Request) -> web.Response:
+    values = await _new_case_context(request)
+    values["form"] = {"matter": request.query.get("matter", "")}
+    return aiohttp_jinja2.render_template("case_new.html", request, values)
+
+
+@routes.post("/cases/new")
+@allow("clerk", scope="the clerk's outlet", page=True)
+async def new_case_submit(request: web.Request) -> web.Response:
+    data = await form_data(request)
+    try:
+        case = await request.app[CASES].create(request[USER], data)
+    except InvalidInput as exc:
+        values = await _new_case_context(request)
+        values.update(error=message(exc.code, exc.params), form=data)
+        return aiohttp_jinja2.render_template("case_new.html", request, values, status=400)
+    raise web.HTTPFound(f"/cases/{case.case_no}")
+
+
+@routes.get("/cases/{case_no}")
+@allow(*STAFF, scope="a case of the user's outlet, department or jurisdiction", page=True)
+@aiohttp_jinja2.template("case.html")
+async def case_page(request: web.Request) -> dict[str, Any]:
+    case = await request.app[CASES].get(request[USER], request.match_info["case_no"])
+    lookup = await Lookup.load(request.app)
+    return {"case": lookup.case(case)}
+
+
+# -- administration ---------------------------------------------------------------------
+
+
+def _user_id(request: web.Request) -> int:
+    raw = request.match_info["user_id"]
+    if not raw.isdigit():
+        raise NotFound("user_not_found")
+    return int(raw)
+
+
+async def _users_context(request: web.Request) -> dict[str, Any]:
+    lookup = await Lookup.load(request.app)
+    catalog = request.app[CATALOG]
+    return {
+        "users": [lookup.user(u) for u in await request.app[ACCOUNTS].list()],
+        "outlets": await catalog.units("outlet"),
+        "departments": await catalog.units("department"),
+        "jurisdictions": await catalog.jurisdictions(),
+        "roles": ROLE_NAMES,
+    }
+
+
+@routes.get("/admin/users")
+@allow("admin", scope="all accounts", page=True)
+async def users_page(request: web.Request) -> web.Response:
+    values = await _users_context(request)
+    values["form"] = {}
+    return aiohttp_jinja2.render_template("admin_users.html", request, values)
+
+
+@routes.post("/admin/users")
+@allow("admin", scope="all accounts", page=True)
+async def users_create(request: web.Request) -> web.Response:
+    async def create(data: dict[str, str]) -> str:
+        password = temporary_password()
+        user = await request.app[ACCOUNTS].create_user(
+            {**data, "password": password, "temporary": True}, actor=request[USER].username
+        )
+        return f"已创建账户 {user.username}，初始密码：{password}（仅显示一次，首次登录须修改）"
+
+    return await form_page(request, "admin_users.html", _users_context, create)
+
+
+@routes.post("/admin/users/{user_id}/reset-password")
+@allow("admin", scope="all accounts", page=True)
+async def users_reset(request: web.Request) -> web.Response:
+    async def reset(_data: dict[str, str]) -> str:
+        target = await request.app[ACCOUNTS].get(_user_id(request))
+        password = await request.app[ACCOUNTS].reset_password(
+            target.id, actor=request[USER].username
+        )
+        return f"已重置 {target.username} 的密码，临时密码：{password}（仅显示一次）"
+
+    return await form_page(request, "admin_users.html", _users_context, reset)
+
+
+@routes.post("/admin/users/{user_id}/{action:disable|enable}")
+@allow("admin", scope="all accounts", page=True)
+async def users_toggle(request: web.Request) -> web.Response:
+    disable = request.match_info["action"] == "disable"
+
+    async def toggle(_data: dict[str, str]) -> str:
+        target = await request.app[ACCOUNTS].get(_user_id(request))
+        await request.app[ACCOUNTS].set_disabled(target.id, disable, actor=request[USER].username)
+        return f"已{'停用' if disable else '启用'}账户 {target.username}。"
+
+    return await form_page(request, "admin_users.html", _users_context, toggle)
+
+
+async def _catalog_context(request: web.Request) -> dict[str, Any]:
+    catalog = request.app[CATALOG]
+    return {
+        "jurisdictions": await catalog.jurisdictions(),
+        "outlets": await catalog.units("outlet"),
+        "departments": await catalog.units("department"),
+    }
+
+
+@routes.get("/admin/catalog")
+@allow("admin", scope="whole catalogue", page=True)
+async def catalog_page(request: web.Request) -> web.Response:
+    values = await _catalog_context(request)
+    values["form"] = {}
+    return aiohttp_jinja2.render_template("admin_catalog.html", request, values)
+
+
+@routes.post("/admin/catalog/{kind:jurisdiction|outlet|department}")
+@allow("admin", scope="whole catalogue", page=True)
+async def catalog_add(request: web.Request) -> web.Response:
+    kind = request.match_info["kind"]
+
+    async def add(data: dict[str, str]) -> str:
+        await request.app[CATALOG].import_catalog(
+            {f"{kind}s": [data]}, actor=request[USER].username
+        )
+        return f"已保存：{data.get('name', '')}"
+
+    return await form_page(request, "admin_catalog.html", _catalog_context, add)
+
+
+@routes.post("/admin/catalog/import")
+@allow("admin", scope="whole catalogue", page=True)
+async def catalog_import(request: web.Request) -> web.Response:
+    posted = await request.post()
+    upload = posted.get("file")
+
+    async def load(_data: dict[str, str]) -> str:
+        if not isinstance(upload, FileField):
+            raise InvalidInput("field_required", field="catalog")
+        try:
+            parsed = json.loads(upload.file.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput("bad_json") from exc
+        counts = await request.app[CATALOG].import_catalog(parsed, actor=request[USER].username)
+        return "已导入：" + "，".join(f"{FIELDS[k]} {n} 条" for k, n in counts.items())
+
+    return await form_page(request, "admin_catalog.html", _catalog_context, load)
+
+
+async def _matters_context(request: web.Request) -> dict[str, Any]:
+    lookup = await Lookup.load(request.app)
+    catalog = request.app[CATALOG]
+    return {
+        "matters": [lookup.matter(m) for m in await catalog.matters()],
+        "departments": await catalog.units("department"),
+    }
+
+
+@routes.get("/admin/matters")
+@allow("admin", scope="whole catalogue", page=True)
+async def matters_page(request: web.Request) -> web.Response:
+    values = await _matters_context(request)
+    values["form"] = {}
+    return aiohttp_jinja2.render_template("admin_matters.html", request, values)
+
+
+@routes.post("/admin/matters")
+@allow("admin", scope="whole catalogue", page=True)
+async def matters_add(request: web.Request) -> web.Response:
+    async def add(data: Mapping[str, str]) -> str:
+        await request.app[CATALOG].add_matter(data, actor=request[USER].username)
+        return f"已保存事项：{data.get('name', '')}"
+
+    return await form_page(request, "admin_matters.html", _matters_context, add)
+
+
+@routes.post("/admin/matters/{code}/{action:disable|enable}")
+@allow("admin", scope="whole catalogue", page=True)
+async def matters_toggle(request: web.Request) -> web.Response:
+    active = request.match_info["action"] == "enable"
+
+    async def toggle(_data: dict[str, str]) -> str:
+        code = request.match_info["code"]
+        await request.app[CATALOG].set_matter_active(code, active, actor=request[USER].username)
+        return f"已{'启用' if active else '停用'}事项 {code}。"
+
+    return await form_page(request, "admin_matters.html", _matters_context, toggle)
