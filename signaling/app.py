@@ -46,7 +46,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         app,
         loader=jinja2.PackageLoader("webui", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[pages.template_context],
     )
     app.cleanup_ctx.append(_services)
     app.router.add_routes(api.routes)

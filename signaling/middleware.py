@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
@@ -15,6 +14,7 @@ from signaling.api import json_response
 from signaling.appkeys import AUDIT
 from signaling.errors import Forbidden, NotAuthenticated, SignalingError
 from signaling.messages import message
+from webui.pages import render
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def error_response(
     text = message(code, params)
     if is_api(request):
         return json_response({"error": {"code": code, "message": text}}, status=status)
-    return aiohttp_jinja2.render_template(
-        "error.html", request, {"message": text, "status": status}, status=status
-    )
+    return render(request, "error.html", {"message": text, "status": status}, status=status)
 
 
 @web.middleware

@@ -8,7 +8,6 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.web_request import FileField
 
@@ -37,15 +36,18 @@ FormAction = Callable[[dict[str, str]], Awaitable[str]]
 ContextBuilder = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
 
-async def template_context(request: web.Request) -> dict[str, Any]:
-    """Available in every template."""
-    return {
+def render(
+    request: web.Request, template: str, values: dict[str, Any], status: int = 200
+) -> web.Response:
+    """Render a page; every template also sees the user, the CSRF token and the names."""
+    common = {
         "user": request.get(USER),
         "csrf_token": request.get(CSRF_TOKEN, ""),
         "role_names": ROLE_NAMES,
         "mode_names": MODE_NAMES,
         "status_names": CASE_STATUS_NAMES,
     }
+    return render(request, template, {**common, **values}, status=status)
 
 
 async def form_data(request: web.Request) -> dict[str, str]:
@@ -71,10 +73,10 @@ async def form_page(
     except (InvalidInput, Conflict, NotFound) as exc:
         values = await context(request)
         values.update(error=message(exc.code, exc.params), form=data)
-        return aiohttp_jinja2.render_template(template, request, values, status=exc.status)
+        return render(request, template, values, status=exc.status)
     values = await context(request)
     values.update(notice=notice, form={})
-    return aiohttp_jinja2.render_template(template, request, values)
+    return render(request, template, values)
 
 
 # -- login, logout, password --------------------------------------------------------------
@@ -82,9 +84,7 @@ async def form_page(
 
 def render_login(request: web.Request, values: dict[str, Any], status: int = 200) -> web.Response:
     token = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
-    response = aiohttp_jinja2.render_template(
-        "login.html", request, {**values, "prelogin": token}, status=status
-    )
+    response = render(request, "login.html", {**values, "prelogin": token}, status=status)
     set_prelogin_cookie(request, response, token)
     return response
 
@@ -130,9 +130,8 @@ async def _no_context(_request: web.Request) -> dict[str, Any]:
 
 @routes.get("/password")
 @allow(*ALL_ROLES, scope="own account", page=True, pending_ok=True)
-@aiohttp_jinja2.template("password.html")
-async def password_page(_request: web.Request) -> dict[str, Any]:
-    return {"form": {}}
+async def password_page(request: web.Request) -> web.Response:
+    return render(request, "password.html", {"form": {}})
 
 
 @routes.post("/password")
@@ -156,29 +155,23 @@ async def password_submit(request: web.Request) -> web.Response:
 
 @routes.get("/")
 @allow(*ALL_ROLES, scope="own dashboard", page=True)
-@aiohttp_jinja2.template("dashboard.html")
-async def dashboard(request: web.Request) -> dict[str, Any]:
+async def dashboard(request: web.Request) -> web.Response:
     user = request[USER]
     lookup = await Lookup.load(request.app)
     recent = []
     if user.role in STAFF:
         recent = [lookup.case(c) for c in (await request.app[CASES].search(user))[:10]]
-    return {"me": lookup.user(user), "recent": recent}
+    return render(request, "dashboard.html", {"me": lookup.user(user), "recent": recent})
 
 
 @routes.get("/cases")
 @allow(*STAFF, scope="cases of the user's outlet, department or jurisdiction", page=True)
-@aiohttp_jinja2.template("cases.html")
-async def cases_page(request: web.Request) -> dict[str, Any]:
+async def cases_page(request: web.Request) -> web.Response:
     query, status = request.query.get("q", ""), request.query.get("status", "")
     found = await request.app[CASES].search(request[USER], query, status)
     lookup = await Lookup.load(request.app)
-    return {
-        "cases": [lookup.case(c) for c in found],
-        "q": query,
-        "status": status,
-        "statuses": CASE_STATUS,
-    }
+    values = {"cases": [lookup.case(c) for c in found], "q": query, "status": status}
+    return render(request, "cases.html", {**values, "statuses": CASE_STATUS})
 
 
 async def _new_case_context(request: web.Request) -> dict[str, Any]:
@@ -192,7 +185,7 @@ async def _new_case_context(request: web.Request) -> dict[str, Any]:
 async def new_case_page(request: web.Request) -> web.Response:
     values = await _new_case_context(request)
     values["form"] = {"matter": request.query.get("matter", "")}
-    return aiohttp_jinja2.render_template("case_new.html", request, values)
+    return render(request, "case_new.html", values)
 
 
 @routes.post("/cases/new")
@@ -204,17 +197,16 @@ async def new_case_submit(request: web.Request) -> web.Response:
     except InvalidInput as exc:
         values = await _new_case_context(request)
         values.update(error=message(exc.code, exc.params), form=data)
-        return aiohttp_jinja2.render_template("case_new.html", request, values, status=400)
+        return render(request, "case_new.html", values, status=400)
     raise web.HTTPFound(f"/cases/{case.case_no}")
 
 
 @routes.get("/cases/{case_no}")
 @allow(*STAFF, scope="a case of the user's outlet, department or jurisdiction", page=True)
-@aiohttp_jinja2.template("case.html")
-async def case_page(request: web.Request) -> dict[str, Any]:
+async def case_page(request: web.Request) -> web.Response:
     case = await request.app[CASES].get(request[USER], request.match_info["case_no"])
     lookup = await Lookup.load(request.app)
-    return {"case": lookup.case(case)}
+    return render(request, "case.html", {"case": lookup.case(case)})
 
 
 # -- administration ---------------------------------------------------------------------
@@ -244,7 +236,7 @@ async def _users_context(request: web.Request) -> dict[str, Any]:
 async def users_page(request: web.Request) -> web.Response:
     values = await _users_context(request)
     values["form"] = {}
-    return aiohttp_jinja2.render_template("admin_users.html", request, values)
+    return render(request, "admin_users.html", values)
 
 
 @routes.post("/admin/users")
@@ -300,7 +292,7 @@ async def _catalog_context(request: web.Request) -> dict[str, Any]:
 async def catalog_page(request: web.Request) -> web.Response:
     values = await _catalog_context(request)
     values["form"] = {}
-    return aiohttp_jinja2.render_template("admin_catalog.html", request, values)
+    return render(request, "admin_catalog.html", values)
 
 
 @routes.post("/admin/catalog/{kind:jurisdiction|outlet|department}")
@@ -350,7 +342,7 @@ async def _matters_context(request: web.Request) -> dict[str, Any]:
 async def matters_page(request: web.Request) -> web.Response:
     values = await _matters_context(request)
     values["form"] = {}
-    return aiohttp_jinja2.render_template("admin_matters.html", request, values)
+    return render(request, "admin_matters.html", values)
 
 
 @routes.post("/admin/matters")

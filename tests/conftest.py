@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from signaling.app import create_app
+from signaling.clock import SystemClock
+from signaling.demo import seed
+from signaling.services import open_services
+from signaling.settings import Settings
+from tests.helpers import Session, copy_data_dir, demo_password, login
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the demo data, seeded once per test run."""
+    data_dir = tmp_path_factory.mktemp("demo-template")
+
+    async def make() -> None:
+        settings = Settings(data_dir=data_dir)
+        async with open_services(settings, SystemClock()) as services:
+            await seed(services, data_dir)
+
+    asyncio.run(make())
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(demo_template: Path, tmp_path: Path) -> Path:
+    return copy_data_dir(demo_template, tmp_path / "var")
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], settings: Settings
+) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def as_user(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    client: TestClient[Any, Any],
+    data_dir: Path,
+) -> Callable[[str], Awaitable[Session]]:
+    """Log a demo account in, on its own client (own cookie jar), same server."""
+
+    async def make(username: str) -> Session:
+        own = await aiohttp_client(client.server)
+        return await login(own, username, demo_password(data_dir, username))
+
+    return make
+
+
+@pytest.fixture
+async def anonymous(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], client: TestClient[Any, Any]
+) -> AsyncIterator[TestClient[Any, Any]]:
+    yield await aiohttp_client(client.server)

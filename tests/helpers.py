@@ -1,0 +1,52 @@
+"""Helpers shared by the tests: demo data seeded once and copied, logged-in clients."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from signaling import identity
+
+
+@dataclass
+class Session:
+    """A logged-in API client: sends the CSRF header on every state-changing call."""
+
+    client: TestClient[Any, Any]
+    csrf: str
+    user: dict[str, Any]
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        return await self.client.get(path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> Any:
+        headers = {"X-CSRF-Token": self.csrf, **kwargs.pop("headers", {})}
+        return await self.client.post(path, headers=headers, **kwargs)
+
+
+def copy_data_dir(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target)
+    return target
+
+
+def demo_password(data_dir: Path, username: str) -> str:
+    accounts = json.loads((data_dir / "demo-accounts.json").read_text("utf-8"))
+    return str(next(a["password"] for a in accounts if a["username"] == username))
+
+
+def valid_id(first17: str = "45020219900307123") -> str:
+    return first17 + identity.check_digit(first17)
+
+
+async def login(client: TestClient[Any, Any], username: str, password: str) -> Session:
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    return Session(client, body["csrf_token"], body["user"])
