@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
-from signaling import identity
+from signaling import identity, tables
+from signaling.appkeys import ENGINE
 
 
 @dataclass
@@ -50,3 +56,24 @@ async def login(client: TestClient[Any, Any], username: str, password: str) -> S
     body = await response.json()
     assert response.status == 200, body
     return Session(client, body["csrf_token"], body["user"])
+
+
+async def stored_rows(app: web.Application) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table except the (append-only) audit log, in key order: equal
+    snapshots before and after a refused request prove it changed nothing."""
+    snapshot: dict[str, list[tuple[Any, ...]]] = {}
+    async with app[ENGINE].connect() as conn:
+        for table in tables.metadata.sorted_tables:
+            if table is not tables.audit_events:
+                query = select(table).order_by(*table.primary_key.columns)
+                snapshot[table.name] = [tuple(row) for row in await conn.execute(query)]
+    return snapshot
+
+
+async def wait_until(condition: Callable[[], bool], limit: float = 15.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)

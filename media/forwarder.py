@@ -1,0 +1,274 @@
+"""RTP-level forwarding: each packet a publisher sends is rewritten for every subscriber
+leg and sent as it arrives — no jitter buffer, no decoding, no re-encoding.
+
+    PublishedTrack   one upstream stream (participant, source); asks for keyframes,
+                     re-sends NACKs for upstream gaps on a timer, falls back to a PLI
+    Slot             one outgoing sender of a subscriber's connection; owns the leg's
+                     sequence space and the packet cache that answers its NACKs
+    Leg              a track forwarded into a slot: offsets fixed at the first keyframe
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.rtp import RtcpSrPacket, RtpPacket, wrap_rtx
+
+from media import hooks
+from media.keyframes import keyframe_start
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL = 0.5
+"""At most one PLI upstream per track per this many seconds."""
+NACK_RETRY_INTERVAL = 0.04
+"""Upstream gaps are NACKed again after this long."""
+NACK_MAX_RETRIES = 6
+"""After this many NACKs for a gap, give up on it and ask for a keyframe."""
+CACHE_SIZE = 1024
+"""Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """``a`` comes after ``b`` in 16-bit sequence space."""
+    return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+class UpstreamGaps:
+    """Missing upstream sequence numbers, NACKed with retries."""
+
+    def __init__(self) -> None:
+        self.highest: int | None = None
+        self.missing: dict[int, int] = {}  # seq -> NACKs sent so far
+
+    def add(self, seq: int) -> list[int]:
+        """Record an arrival; return sequence numbers newly found missing."""
+        if self.highest is None:
+            self.highest = seq
+            return []
+        self.missing.pop(seq, None)
+        if not seq_newer(seq, self.highest):
+            return []
+        gap = (seq - self.highest - 1) & 0xFFFF
+        new = [(self.highest + 1 + i) & 0xFFFF for i in range(min(gap, 256))]
+        self.highest = seq
+        for missing in new:
+            self.missing[missing] = 1
+        return new
+
+    def due(self) -> tuple[list[int], bool]:
+        """Gaps to NACK again, and whether some were given up (ask for a keyframe)."""
+        retry = []
+        gave_up = False
+        for seq, count in list(self.missing.items()):
+            if count >= NACK_MAX_RETRIES:
+                del self.missing[seq]
+                gave_up = True
+            else:
+                self.missing[seq] = count + 1
+                retry.append(seq)
+        return retry, gave_up
+
+
+class PublishedTrack:
+    def __init__(
+        self,
+        participant: str,
+        source: str,
+        kind: str,
+        mime_type: str,
+        receiver: RTCRtpReceiver,
+    ) -> None:
+        self.participant = participant
+        self.source = source
+        self.kind = kind
+        self.mime_type = mime_type
+        self.receiver = receiver
+        self.ssrc: int | None = None
+        self.legs: set[Leg] = set()
+        self.packets = 0
+        self.last_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
+        self._gaps = UpstreamGaps()
+        self._last_keyframe_request = 0.0
+        self._retry_task: asyncio.Task[None] | None = None
+        hooks.tap_receiver(receiver, self.on_packet)
+        hooks.watch_sender_reports(receiver, self.on_sender_report)
+
+    async def on_packet(self, packet: RtpPacket, _arrival_ms: int) -> None:
+        self.ssrc = packet.ssrc
+        self.packets += 1
+        if self.kind == "video" and self._gaps.add(packet.sequence_number):
+            await hooks.send_nack(self.receiver, packet.ssrc, list(self._gaps.missing))
+            self._ensure_retry_task()
+        keyframe = self.kind != "video" or keyframe_start(self.mime_type, packet.payload)
+        for leg in tuple(self.legs):
+            await leg.forward(packet, keyframe)
+
+    def on_sender_report(self, report: RtcpSrPacket) -> None:
+        info = report.sender_info
+        self.last_report = (info.ntp_timestamp, info.rtp_timestamp)
+        for leg in self.legs:
+            leg.translate_report(*self.last_report)
+
+    async def request_keyframe(self) -> None:
+        if self.kind != "video" or self.ssrc is None:
+            return
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        self._last_keyframe_request = now
+        await hooks.send_pli(self.receiver, self.ssrc)
+
+    def _ensure_retry_task(self) -> None:
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.create_task(self._retry_nacks())
+
+    async def _retry_nacks(self) -> None:
+        while self._gaps.missing and self.ssrc is not None:
+            await asyncio.sleep(NACK_RETRY_INTERVAL)
+            retry, gave_up = self._gaps.due()
+            if retry:
+                await hooks.send_nack(self.receiver, self.ssrc, retry)
+            if gave_up:
+                self._last_keyframe_request = 0.0
+                await self.request_keyframe()
+
+    async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            await asyncio.gather(self._retry_task, return_exceptions=True)
+        for leg in tuple(self.legs):
+            leg.detach()
+
+
+@dataclass
+class Slot:
+    """An outgoing sender on a subscriber's connection."""
+
+    sender: RTCRtpSender
+    params: hooks.SenderParams
+    kind: str
+    next_seq: int = 0
+    last_timestamp: int = 0
+    last_sent_at: float = 0.0
+    packets: int = 0
+    octets: int = 0
+    remb: int | None = None
+    rtx_seq: int = 0
+    leg: Leg | None = None
+    cache: dict[int, RtpPacket] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hooks.intercept_sender_feedback(
+            self.sender,
+            hooks.SenderFeedback(self.on_nack, self.on_keyframe_request, self.on_remb),
+        )
+
+    async def on_nack(self, lost: list[int]) -> None:
+        rtx_pt = self.params.rtx_payload_type
+        for seq in lost:
+            packet = self.cache.get(seq % CACHE_SIZE)
+            if packet is None or packet.sequence_number != seq:
+                continue
+            if rtx_pt is not None:
+                packet = wrap_rtx(
+                    packet,
+                    payload_type=rtx_pt,
+                    sequence_number=self.rtx_seq,
+                    ssrc=self.params.rtx_ssrc,
+                )
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            await self._send(packet.serialize(self.params.extensions))
+
+    async def on_keyframe_request(self) -> None:
+        if self.leg is not None:
+            await self.leg.track.request_keyframe()
+
+    def on_remb(self, bitrate: int) -> None:
+        self.remb = bitrate
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await hooks.send_rtp(self.sender, data)
+        except ConnectionError:
+            pass  # the subscriber's transport is closing; its leg goes with it
+
+    async def send(self, packet: RtpPacket) -> None:
+        self.cache[packet.sequence_number % CACHE_SIZE] = packet
+        self.packets += 1
+        self.octets += len(packet.payload)
+        await self._send(packet.serialize(self.params.extensions))
+
+
+class Leg:
+    """One published track forwarded into one slot."""
+
+    def __init__(self, track: PublishedTrack, slot: Slot) -> None:
+        self.track = track
+        self.slot = slot
+        self.started = False
+        self.first_upstream_seq = 0
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.forwarded = 0
+        slot.leg = self
+        track.legs.add(self)
+
+    def detach(self) -> None:
+        self.track.legs.discard(self)
+        if self.slot.leg is self:
+            self.slot.leg = None
+
+    def _start(self, packet: RtpPacket) -> None:
+        """Fix the offsets so the leg's numbering continues where the slot left off."""
+        slot = self.slot
+        self.first_upstream_seq = packet.sequence_number
+        self.seq_offset = (slot.next_seq - packet.sequence_number) & 0xFFFF
+        elapsed = time.monotonic() - slot.last_sent_at if slot.last_sent_at else 0.0
+        resume = (slot.last_timestamp + max(1, int(elapsed * slot.params.clock_rate))) & 0xFFFFFFFF
+        self.ts_offset = (resume - packet.timestamp) & 0xFFFFFFFF
+        self.started = True
+        if self.track.last_report is not None:
+            self.translate_report(*self.track.last_report)
+
+    async def forward(self, packet: RtpPacket, keyframe: bool) -> None:
+        if not self.started:
+            if not keyframe:
+                return  # a subscriber cannot decode anything before a keyframe
+            self._start(packet)
+        elif seq_newer(self.first_upstream_seq, packet.sequence_number):
+            return  # older than what this leg started with
+        slot = self.slot
+        out = RtpPacket(
+            payload_type=slot.params.payload_type,
+            marker=packet.marker,
+            sequence_number=(packet.sequence_number + self.seq_offset) & 0xFFFF,
+            timestamp=(packet.timestamp + self.ts_offset) & 0xFFFFFFFF,
+            ssrc=slot.params.ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.mid = slot.params.mid
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        if seq_newer((out.sequence_number + 1) & 0xFFFF, slot.next_seq):
+            slot.next_seq = (out.sequence_number + 1) & 0xFFFF
+            slot.last_timestamp = out.timestamp
+            slot.last_sent_at = time.monotonic()
+        self.forwarded += 1
+        await slot.send(out)
+
+    def translate_report(self, ntp: int, rtp_timestamp: int) -> None:
+        """The publisher's NTP↔RTP mapping, in this leg's timestamp space, so the
+        subscriber can keep audio and video in sync."""
+        if self.started:
+            hooks.set_sender_report(
+                self.slot.sender,
+                ntp,
+                (rtp_timestamp + self.ts_offset) & 0xFFFFFFFF,
+                self.slot.packets,
+                self.slot.octets,
+            )

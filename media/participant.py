@@ -1,0 +1,130 @@
+"""A client-side participant on aiortc with synthetic sources: used by
+``coreview simulate``, the tests and the benchmarks. It speaks only what a browser
+would: an offer with its sendonly sources and recvonly slots, and an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
+
+from media import hooks
+from media.synthetic import (
+    AUDIO_RATE,
+    StampedVideoTrack,
+    ToneTrack,
+    dominant_frequency,
+    read_counter,
+)
+
+VIDEO_SLOTS = 4
+AUDIO_SLOTS = 3
+
+
+@dataclass
+class Received:
+    """What arrived on one receiving slot."""
+
+    counters: list[int] = field(default_factory=list)
+    arrived_at: list[float] = field(default_factory=list)
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+    audio_frames: int = 0
+    frequency: float | None = None
+    first_at: float | None = None
+
+
+def make_sources(publish: tuple[str, ...], fps: int = 15) -> dict[str, MediaStreamTrack]:
+    sizes = {"face": (640, 480), "document": (1280, 720)}
+    tracks: dict[str, MediaStreamTrack] = {}
+    for source in publish:
+        if source == "audio":
+            tracks[source] = ToneTrack()
+        else:
+            tracks[source] = StampedVideoTrack(source, *sizes[source], fps)
+    return tracks
+
+
+class SyntheticParticipant:
+    def __init__(
+        self,
+        sources: Mapping[str, MediaStreamTrack],
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+        video_slots: int = VIDEO_SLOTS,
+        audio_slots: int = AUDIO_SLOTS,
+    ) -> None:
+        self.sources = dict(sources)
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._addresses = addresses
+        self._send = {
+            source: self.pc.addTransceiver(track, direction="sendonly")
+            for source, track in self.sources.items()
+        }
+        self._recv = [
+            self.pc.addTransceiver("video", direction="recvonly") for _ in range(video_slots)
+        ]
+        self._recv += [
+            self.pc.addTransceiver("audio", direction="recvonly") for _ in range(audio_slots)
+        ]
+        self.received: dict[str, Received] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+        self.started_at = time.monotonic()
+
+    async def offer(self) -> tuple[str, dict[str, str]]:
+        """The offer SDP and the map of its sending mids to sources."""
+        hooks.control_host_candidates(self.pc, self._addresses, 0, 0)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        publish = {t.mid or "": source for source, t in self._send.items()}
+        return self.pc.localDescription.sdp, publish
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        for transceiver in self._recv:
+            if transceiver.currentDirection in ("recvonly", "sendrecv"):
+                mid = transceiver.mid or ""
+                self.received[mid] = Received()
+                task = asyncio.create_task(self._read(mid, transceiver.receiver.track))
+                self._readers.add(task)
+
+    async def _read(self, mid: str, track: MediaStreamTrack) -> None:
+        slot = self.received[mid]
+        audio: list[float] = []
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                if slot.first_at is None:
+                    slot.first_at = now
+                if isinstance(frame, VideoFrame):
+                    luma = frame.to_ndarray(format="yuv420p")[: frame.height]
+                    slot.counters.append(read_counter(luma))
+                    slot.arrived_at.append(now)
+                    slot.sizes.add((frame.width, frame.height))
+                elif isinstance(frame, AudioFrame):
+                    slot.audio_frames += 1
+                    if len(audio) < AUDIO_RATE:  # one second of the first channel
+                        channels = len(frame.layout.channels)
+                        audio.extend(frame.to_ndarray().reshape(-1)[::channels].tolist())
+                    elif slot.frequency is None:
+                        slot.frequency = dominant_frequency(np.array(audio), frame.sample_rate)
+        except MediaStreamError:
+            return
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        await self.pc.close()

@@ -1,0 +1,297 @@
+"""Media rooms: one per live review session. Each participant has one server-side
+peer connection carrying what it publishes (its sendonly transceivers) and a fixed set
+of subscriber slots (its recvonly transceivers) that the room fills with the others'
+tracks — so joins and leaves never renegotiate (aiortc's renegotiation is fragile)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    sdp,
+)
+
+from media import hooks
+from media.forwarder import Leg, PublishedTrack, Slot
+
+logger = logging.getLogger(__name__)
+
+Source = Literal["face", "document", "audio"]
+SOURCES: tuple[Source, ...] = ("face", "document", "audio")
+SOURCE_KIND: dict[str, str] = {"face": "video", "document": "video", "audio": "audio"}
+PUBLISH_BITRATE = 5_000_000
+"""REMB sent to publishers when no subscriber reports less (bits per second)."""
+REMB_INTERVAL = 1.0
+
+
+class MediaError(Exception):
+    """Base of media errors; ``code`` is stable."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+class IdleTrack(MediaStreamTrack):
+    """A sender's track that never yields: forwarded packets bypass the encoder."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> None:  # type: ignore[override]
+        await self._never
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    announced_addresses: tuple[str, ...] = ()
+    """Addresses announced in ICE; empty: this host's addresses."""
+    udp_port_min: int = 0
+    udp_port_max: int = 0
+
+
+@dataclass
+class Peer:
+    participant: str
+    pc: RTCPeerConnection
+    tracks: dict[str, PublishedTrack] = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)  # by mid
+
+
+StateCallback = Callable[[str, str], Awaitable[None]]
+"""(participant, connection state) → None; states as RTCPeerConnection.connectionState."""
+
+
+def _offer_directions(description: sdp.SessionDescription) -> dict[str, str]:
+    return {m.rtp.muxId: m.direction or "sendrecv" for m in description.media if m.rtp.muxId}
+
+
+class MediaRoom:
+    def __init__(
+        self,
+        room_id: str,
+        config: MediaConfig,
+        on_state: StateCallback | None = None,
+        on_slots: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.room_id = room_id
+        self._config = config
+        self._on_state = on_state
+        self._on_slots = on_slots
+        self._peers: dict[str, Peer] = {}
+        self._remb_task = asyncio.create_task(self._send_remb())
+
+    @property
+    def participants(self) -> list[str]:
+        return list(self._peers)
+
+    async def connect(
+        self,
+        participant: str,
+        offer_sdp: str,
+        publish: Mapping[str, str],
+        allowed: frozenset[str],
+    ) -> str:
+        """Answer a participant's offer. ``publish`` maps the mids of its sendonly
+        transceivers to sources; ``allowed`` is what its join token lets it publish.
+        A participant that connects again replaces its old connection."""
+        for mid, source in publish.items():
+            if source not in allowed:
+                raise MediaError("source_not_allowed", f"{source} on mid {mid}")
+        try:
+            offer = sdp.SessionDescription.parse(offer_sdp)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise MediaError("bad_sdp", str(exc)) from exc
+        if not offer.media:
+            raise MediaError("bad_sdp", "no media")
+        directions = _offer_directions(offer)
+        for mid in publish:
+            if directions.get(mid) not in ("sendonly", "sendrecv"):
+                raise MediaError("bad_publish_map", f"mid {mid} does not send")
+        await self.disconnect(participant, notify=False)
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        peer = Peer(participant, pc)
+        self._peers[participant] = peer
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            for transceiver in pc.getTransceivers():
+                direction = directions.get(transceiver.mid or "", "inactive")
+                if direction == "recvonly":
+                    transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
+                    transceiver.direction = "sendonly"
+                elif transceiver.mid in publish:
+                    transceiver.direction = "recvonly"
+                else:
+                    transceiver.direction = "inactive"
+            hooks.register_rtx_ssrcs(pc, offer)
+            hooks.control_host_candidates(
+                pc,
+                self._config.announced_addresses,
+                self._config.udp_port_min,
+                self._config.udp_port_max,
+            )
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, KeyError, IndexError, AttributeError, OSError) as exc:
+            await self.disconnect(participant, notify=False)
+            raise MediaError("bad_sdp", str(exc)) from exc
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid or ""
+            if transceiver.direction == "sendonly":
+                params = hooks.sender_params(transceiver)
+                peer.slots[mid] = Slot(
+                    transceiver.sender,
+                    params,
+                    transceiver.kind,
+                    next_seq=random.randrange(0x10000),  # noqa: S311 - not a secret
+                    last_timestamp=random.randrange(0x100000000),  # noqa: S311
+                    rtx_seq=random.randrange(0x10000),  # noqa: S311
+                )
+            elif transceiver.direction == "recvonly":
+                source = publish[mid]
+                peer.tracks[source] = PublishedTrack(
+                    participant,
+                    source,
+                    transceiver.kind,
+                    transceiver._codecs[0].mimeType,
+                    transceiver.receiver,
+                )
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if self._on_state is not None and self._peers.get(participant) is peer:
+                await self._on_state(participant, pc.connectionState)
+
+        await self._assign()
+        answer = pc.localDescription
+        return answer.sdp
+
+    async def disconnect(self, participant: str, *, notify: bool = True) -> None:
+        peer = self._peers.pop(participant, None)
+        if peer is None:
+            return
+        for track in peer.tracks.values():
+            await track.close()
+        for slot in peer.slots.values():
+            if slot.leg is not None:
+                slot.leg.detach()
+        await peer.pc.close()
+        if notify:
+            await self._assign()
+
+    def slots(self, participant: str) -> dict[str, dict[str, str] | None]:
+        """What each of the participant's receiving transceivers (by mid) carries."""
+        peer = self._peers.get(participant)
+        if peer is None:
+            return {}
+        return {
+            mid: (
+                {"participant": slot.leg.track.participant, "source": slot.leg.track.source}
+                if slot.leg is not None
+                else None
+            )
+            for mid, slot in peer.slots.items()
+        }
+
+    def track(self, participant: str, source: str) -> PublishedTrack | None:
+        peer = self._peers.get(participant)
+        return peer.tracks.get(source) if peer else None
+
+    async def _assign(self) -> None:
+        """Put every published track into a free slot of every other participant; ask
+        for a keyframe for each new leg; tell the participants what their slots carry."""
+        for subscriber in self._peers.values():
+            shown = {
+                (s.leg.track.participant, s.leg.track.source)
+                for s in subscriber.slots.values()
+                if s.leg is not None
+            }
+            for publisher in self._peers.values():
+                if publisher is subscriber:
+                    continue
+                for source in SOURCES:
+                    track = publisher.tracks.get(source)
+                    if track is None or (publisher.participant, source) in shown:
+                        continue
+                    slot = next(
+                        (
+                            s
+                            for s in subscriber.slots.values()
+                            if s.leg is None and s.kind == track.kind
+                        ),
+                        None,
+                    )
+                    if slot is None:
+                        continue
+                    Leg(track, slot)
+                    await track.request_keyframe()
+        if self._on_slots is not None:
+            await self._on_slots()
+
+    async def _send_remb(self) -> None:
+        """Tell each publisher how much it may send: our target, clamped by the lowest
+        estimate its subscribers report."""
+        while True:
+            await asyncio.sleep(REMB_INTERVAL)
+            for peer in tuple(self._peers.values()):
+                video = [t for t in peer.tracks.values() if t.kind == "video" and t.ssrc]
+                if not video:
+                    continue
+                reports = [
+                    leg.slot.remb for t in video for leg in t.legs if leg.slot.remb is not None
+                ]
+                bitrate = min([PUBLISH_BITRATE, *reports])
+                await hooks.send_remb(
+                    video[0].receiver, bitrate, [t.ssrc for t in video if t.ssrc is not None]
+                )
+
+    async def close(self) -> None:
+        self._remb_task.cancel()
+        await asyncio.gather(self._remb_task, return_exceptions=True)
+        for participant in list(self._peers):
+            await self.disconnect(participant, notify=False)
+
+
+class MediaServer:
+    """Owns the rooms of this node."""
+
+    def __init__(self, config: MediaConfig) -> None:
+        hooks.check_aiortc_version()
+        self.config = config
+        self._rooms: dict[str, MediaRoom] = {}
+
+    def room(
+        self,
+        room_id: str,
+        on_state: StateCallback | None = None,
+        on_slots: Callable[[], Awaitable[None]] | None = None,
+    ) -> MediaRoom:
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = MediaRoom(room_id, self.config, on_state, on_slots)
+        return room
+
+    def get(self, room_id: str) -> MediaRoom | None:
+        return self._rooms.get(room_id)
+
+    async def close_room(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id, None)
+        if room is not None:
+            await room.close()
+
+    async def close(self) -> None:
+        for room_id in list(self._rooms):
+            await self.close_room(room_id)
