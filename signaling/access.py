@@ -171,14 +171,16 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if found is not None and token is not None:
         request[USER], request[CSRF_TOKEN] = found
         request[SESSION_TOKEN] = token
-    if request.method not in SAFE_METHODS and not await _csrf_ok(request):
-        raise Forbidden("csrf_failed")
-    if policy.roles is None:
-        return await handler(request)
-    if found is None:
+    if policy.roles is not None and found is None:
+        # Checked before CSRF: without a session nothing can be done on anyone's behalf,
+        # and "log in again" is the answer that helps (e.g. a form sent after expiry).
         if policy.page:
             raise login_redirect(request)
         raise NotAuthenticated("session_expired" if cookie else "not_authenticated")
+    if request.method not in SAFE_METHODS and not await _csrf_ok(request):
+        raise Forbidden("csrf_failed")
+    if policy.roles is None or found is None:
+        return await handler(request)  # a public route (found is None only there)
     user = found[0]
     if user.must_change_password and not policy.pending_ok:
         if policy.page:

@@ -38,7 +38,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise InvalidInput("bad_json")
     try:
         data = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
         raise InvalidInput("bad_json") from exc
     if not isinstance(data, dict):
         raise InvalidInput("bad_json")

@@ -10,13 +10,32 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from signaling import api
+from media.room import MediaConfig, MediaServer
+from signaling import api, review_api
 from signaling.access import access_middleware
-from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, CLOCK, ENGINE, KEYS, SETTINGS
+from signaling.appkeys import (
+    ACCOUNTS,
+    AUDIT,
+    BUS,
+    CASES,
+    CATALOG,
+    CLOCK,
+    ENGINE,
+    KEYS,
+    LIVE,
+    MEDIA,
+    REVIEWS,
+    SETTINGS,
+    TOKENS,
+)
+from signaling.bus import InProcessBus
 from signaling.clock import Clock, SystemClock
+from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
+from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
+from signaling.tokens import JoinTokens
 from webui import pages
 
 logger = logging.getLogger(__name__)
@@ -36,6 +55,31 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    """The live parts: bus, review sessions, media rooms, signalling."""
+    settings, clock = app[SETTINGS], app[CLOCK]
+    bus = InProcessBus()
+    reviews = Reviews(app[ENGINE], clock, app[AUDIT], bus, settings.queue_timeout_seconds)
+    await reviews.resume()
+    media = MediaServer(
+        MediaConfig(settings.announced_addresses, settings.udp_port_min, settings.udp_port_max)
+    )
+    tokens = JoinTokens(app[KEYS].jwt_key, clock)
+    live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus)
+    app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
+    yield
+    await live.close()
+    await media.close()
+    await reviews.close()
+    await bus.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Before shutdown waits for handlers: end open WebSockets."""
+    if LIVE in app:
+        await app[LIVE].close()
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, access_middleware], client_max_size=MAX_REQUEST_BYTES
@@ -48,7 +92,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         autoescape=jinja2.select_autoescape(default=True),
     )
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_live)
+    app.on_shutdown.append(_close_sockets)
     app.router.add_routes(api.routes)
+    app.router.add_routes(review_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)

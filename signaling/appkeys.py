@@ -5,13 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from media.room import MediaServer
 from recorder.auditlog import AuditLog
 from signaling.accounts import Accounts
+from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.clock import Clock
 from signaling.keys import NodeSecrets
+from signaling.live import LiveHub
+from signaling.reviews import Reviews
 from signaling.settings import Settings
+from signaling.tokens import JoinTokens
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
@@ -21,3 +26,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 CATALOG = web.AppKey("catalog", Catalog)
 CASES = web.AppKey("cases", Cases)
+BUS = web.AppKey("bus", Bus)
+REVIEWS = web.AppKey("reviews", Reviews)
+MEDIA = web.AppKey("media", MediaServer)
+TOKENS = web.AppKey("tokens", JoinTokens)
+LIVE = web.AppKey("live", LiveHub)

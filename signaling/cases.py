@@ -191,6 +191,7 @@ class Cases:
         found, pending = {root}, [root]
         while pending:
             for child in children.get(pending.pop(), []):
-                found.add(child)
-                pending.append(child)
+                if child not in found:  # a cycle in the data must not loop forever
+                    found.add(child)
+                    pending.append(child)
         return found

@@ -66,6 +66,15 @@ def _matter_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ancestors(parents: Mapping[str, str | None], code: str | None) -> set[str]:
+    """``code`` and the codes above it (stops at a cycle, should one exist)."""
+    found: set[str] = set()
+    while code is not None and code not in found:
+        found.add(code)
+        code = parents.get(code)
+    return found
+
+
 def _unit(row: Row[Any]) -> Unit:
     return Unit(row.id, row.code, row.name, row.jurisdiction_code)
 
@@ -161,17 +170,20 @@ class Catalog:
                 raise InvalidInput("field_invalid", field=name)
         counts = {name: len(entries) for name, entries in sections.items()}
         async with self._engine.begin() as conn:
-            known = set((await conn.execute(select(jurisdictions.c.code))).scalars())
+            rows = await conn.execute(select(jurisdictions.c.code, jurisdictions.c.parent_code))
+            parents: dict[str, str | None] = {code: parent for code, parent in rows}
             for entry in sections["jurisdictions"]:  # parents before their children
                 fields = _jurisdiction_fields(entry)
-                if fields["parent_code"] and fields["parent_code"] not in known:
+                if fields["parent_code"] and fields["parent_code"] not in parents:
                     raise InvalidInput("unknown_jurisdiction", field="parent")
+                if fields["code"] in _ancestors(parents, fields["parent_code"]):
+                    raise InvalidInput("jurisdiction_cycle", field="parent")
                 await self._upsert(conn, jurisdictions, jurisdictions.c.code, fields)
-                known.add(fields["code"])
+                parents[fields["code"]] = fields["parent_code"]
             for kind, table in UNIT_TABLES.items():
                 for entry in sections[f"{kind}s"]:
                     fields = _unit_fields(entry)
-                    if fields["jurisdiction_code"] not in known:
+                    if fields["jurisdiction_code"] not in parents:
                         raise InvalidInput("unknown_jurisdiction", field="jurisdiction")
                     await self._upsert(conn, table, table.c.code, fields)
             for entry in sections["matters"]:

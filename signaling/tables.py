@@ -163,3 +163,16 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("chain", "seq"),
 )
+
+session_invitations = Table(
+    "session_invitations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=False),
+    Column("department_id", Integer, ForeignKey("departments.id"), nullable=False),
+    Column("approver_id", Integer, ForeignKey("users.id"), nullable=True),  # a named approver
+    Column("invited_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | accepted | withdrawn
+    Column("accepted_by", Integer, ForeignKey("users.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

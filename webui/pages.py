@@ -8,9 +8,11 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from signaling import identity
 from signaling.access import (
     ALL_ROLES,
     CSRF_TOKEN,
@@ -47,7 +49,7 @@ def render(
         "mode_names": MODE_NAMES,
         "status_names": CASE_STATUS_NAMES,
     }
-    return render(request, template, {**common, **values}, status=status)
+    return aiohttp_jinja2.render_template(template, request, {**common, **values}, status=status)
 
 
 async def form_data(request: web.Request) -> dict[str, str]:
@@ -84,7 +86,9 @@ async def form_page(
 
 def render_login(request: web.Request, values: dict[str, Any], status: int = 200) -> web.Response:
     token = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
-    response = render(request, "login.html", {**values, "prelogin": token}, status=status)
+    # With a live session the middleware checks the form against the session's token.
+    field = request.get(CSRF_TOKEN) or token
+    response = render(request, "login.html", {**values, "prelogin": field}, status=status)
     set_prelogin_cookie(request, response, token)
     return response
 
@@ -170,6 +174,8 @@ async def cases_page(request: web.Request) -> web.Response:
     query, status = request.query.get("q", ""), request.query.get("status", "")
     found = await request.app[CASES].search(request[USER], query, status)
     lookup = await Lookup.load(request.app)
+    if identity.is_valid(identity.normalize(query)):
+        query = ""  # pages never show a full ID number, not even the one searched for
     values = {"cases": [lookup.case(c) for c in found], "q": query, "status": status}
     return render(request, "cases.html", {**values, "statuses": CASE_STATUS})
 
@@ -320,7 +326,7 @@ async def catalog_import(request: web.Request) -> web.Response:
             raise InvalidInput("field_required", field="catalog")
         try:
             parsed = json.loads(upload.file.read())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidInput("bad_json") from exc
         counts = await request.app[CATALOG].import_catalog(parsed, actor=request[USER].username)
         return "已导入：" + "，".join(f"{FIELDS[k]} {n} 条" for k, n in counts.items())

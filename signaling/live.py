@@ -1,0 +1,415 @@
+"""Live review sessions in this process: participants' sockets, reconnect grace, chat,
+and the media room — driven by the signalling protocol (signaling/protocol.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from media.room import MediaError, MediaRoom, MediaServer
+from recorder.auditlog import AuditLog
+from signaling import protocol
+from signaling.accounts import Accounts
+from signaling.bus import Bus
+from signaling.cases import CHINA_TIME
+from signaling.clock import Clock
+from signaling.errors import NotAuthenticated, SignalingError
+from signaling.messages import message
+from signaling.reviews import Reviews, session_topic
+from signaling.settings import Settings
+from signaling.tokens import Grant, JoinTokens
+
+logger = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 10.0
+RATE_CAPACITY = 40
+RATE_PER_SECOND = 10.0
+RATE_CLOSE_AFTER = 400
+"""Messages dropped for flooding before the socket is closed."""
+CLOSE_REPLACED = 4000
+CLOSE_ENDED = 4001
+CLOSE_POLICY = 1008
+
+
+class RateLimit:
+    """Token bucket per socket."""
+
+    def __init__(self) -> None:
+        self.tokens = float(RATE_CAPACITY)
+        self.stamp = time.monotonic()
+        self.dropped = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(RATE_CAPACITY, self.tokens + (now - self.stamp) * RATE_PER_SECOND)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.dropped += 1
+        return False
+
+
+@dataclass
+class Participant:
+    grant: Grant
+    display_name: str
+    socket: web.WebSocketResponse | None = None
+    state: str = "connected"  # connected | reconnecting
+    media: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(protocol.SOURCES, True))
+    grace: asyncio.TimerHandle | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "participant": self.grant.username,
+            "display_name": self.display_name,
+            "role": self.grant.role,
+            "state": self.state,
+            "hidden": self.grant.hidden,
+            **{f"{k}_on": v for k, v in self.media.items()},
+        }
+
+
+async def send(socket: web.WebSocketResponse | None, msg: protocol.Message) -> None:
+    if socket is None or socket.closed:
+        return
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await socket.send_str(msg.to_json())
+
+
+def error(code: str, **params: Any) -> protocol.Error:
+    return protocol.Error(code, message(code, params))
+
+
+class LiveSession:
+    def __init__(self, hub: LiveHub, session_id: str, case_no: str) -> None:
+        self.hub = hub
+        self.id = session_id
+        self.case_no = case_no
+        self.participants: dict[str, Participant] = {}
+        self.room: MediaRoom | None = None
+        self.closed = False
+        self._watch = asyncio.create_task(self._watch_state())
+
+    async def _watch_state(self) -> None:
+        async with self.hub.bus.subscribe(session_topic(self.id)) as queue:
+            while True:
+                event = await queue.get()
+                if event.get("event") != "state":
+                    continue
+                state = str(event["state"])
+                reason = str(event.get("reason") or "")
+                await self.broadcast(protocol.State(state, reason, message(f"state_{state}")))
+                if state in ("ended", "cancelled", "timed_out"):
+                    await self.close()
+                    return
+
+    async def broadcast(self, msg: protocol.Message) -> None:
+        for participant in tuple(self.participants.values()):
+            await send(participant.socket, msg)
+
+    async def send_participants(self) -> None:
+        listed = [p.describe() for p in self.participants.values()]
+        visible = [p for p in listed if not p["hidden"]]
+        for participant in tuple(self.participants.values()):
+            shown = listed if participant.grant.hidden else visible
+            await send(participant.socket, protocol.Participants(shown))
+
+    async def send_slots(self) -> None:
+        if self.room is None:
+            return
+        for name, participant in tuple(self.participants.items()):
+            await send(participant.socket, protocol.Slots(self.room.slots(name)))
+
+    async def on_media_state(self, name: str, state: str) -> None:
+        participant = self.participants.get(name)
+        if participant is not None and state == "failed":
+            await send(participant.socket, error("media_failed"))
+
+    def media_room(self) -> MediaRoom:
+        if self.room is None:
+            self.room = self.hub.media.room(self.id, self.on_media_state, self.send_slots)
+        return self.room
+
+    # -- joining and leaving --------------------------------------------------------------
+
+    async def attach(
+        self, grant: Grant, display_name: str, socket: web.WebSocketResponse
+    ) -> Participant:
+        participant = self.participants.get(grant.username)
+        rejoin = participant is not None
+        if participant is None:
+            participant = self.participants[grant.username] = Participant(grant, display_name)
+        elif participant.socket is not None and participant.socket is not socket:
+            await participant.socket.close(code=CLOSE_REPLACED, message=b"replaced")
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        participant.grant, participant.socket, participant.state = grant, socket, "connected"
+        kind = (
+            "auditor_joined"
+            if grant.hidden
+            else ("participant_rejoined" if rejoin else "participant_joined")
+        )
+        await self.hub.audit.append(
+            kind, actor=grant.username, case_no=self.case_no, session=self.id, role=grant.role
+        )
+        await self.send_participants()
+        return participant
+
+    async def detach(self, participant: Participant, socket: web.WebSocketResponse) -> None:
+        """The socket closed without a hang-up: keep the place for the grace period."""
+        if self.closed or participant.socket is not socket:
+            return
+        participant.socket = None
+        if self.participants.get(participant.grant.username) is not participant:
+            return
+        participant.state = "reconnecting"
+        await self.hub.audit.append(
+            "participant_reconnecting",
+            actor=participant.grant.username,
+            case_no=self.case_no,
+            session=self.id,
+        )
+        loop = asyncio.get_running_loop()
+        participant.grace = loop.call_later(
+            self.hub.settings.reconnect_grace_seconds, self._grace_expired, participant
+        )
+        await self.send_participants()
+
+    def _grace_expired(self, participant: Participant) -> None:
+        participant.grace = None
+        self.hub.spawn(self.leave(participant, "grace_expired"))
+
+    async def leave(self, participant: Participant, reason: str) -> None:
+        name = participant.grant.username
+        if self.participants.get(name) is not participant:
+            return
+        del self.participants[name]
+        if participant.grace is not None:
+            participant.grace.cancel()
+        if self.room is not None:
+            await self.room.disconnect(name)
+        await self.hub.audit.append(
+            "participant_left", actor=name, case_no=self.case_no, session=self.id, reason=reason
+        )
+        await self.send_participants()
+        if not any(not p.grant.hidden for p in self.participants.values()):
+            with contextlib.suppress(SignalingError):
+                await self.hub.reviews.end(self.id, "all_left", None)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for participant in tuple(self.participants.values()):
+            if participant.grace is not None:
+                participant.grace.cancel()
+            if participant.socket is not None:
+                await participant.socket.close(code=CLOSE_ENDED, message=b"ended")
+        self.participants.clear()
+        await self.hub.media.close_room(self.id)
+        self.hub.sessions.pop(self.id, None)
+        if asyncio.current_task() is not self._watch:
+            self._watch.cancel()
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def handle(self, participant: Participant, msg: protocol.Message) -> bool:
+        """Act on one message; False when the participant hung up."""
+        grant = participant.grant
+        if isinstance(msg, protocol.Ping):
+            await send(participant.socket, protocol.Pong())
+        elif isinstance(msg, protocol.Join):
+            await send(participant.socket, error("out_of_order"))
+        elif isinstance(msg, protocol.Offer):
+            await self._offer(participant, msg)
+        elif isinstance(msg, protocol.Chat):
+            if grant.hidden:
+                await send(participant.socket, error("not_allowed"))
+                return True
+            at = self.hub.clock.now().astimezone(CHINA_TIME).isoformat(timespec="seconds")
+            await self.hub.audit.append(
+                "chat", actor=grant.username, case_no=self.case_no, session=self.id, text=msg.text
+            )
+            await self.broadcast(
+                protocol.ChatPosted(grant.username, participant.display_name, msg.text, at)
+            )
+        elif isinstance(msg, protocol.MediaState):
+            participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
+            await self.send_participants()
+        elif isinstance(msg, protocol.Hangup):
+            await self.leave(participant, "hangup")
+            return False
+        elif isinstance(msg, protocol.End):
+            session = await self.hub.reviews.get(self.id)
+            if session.accepted_by != grant.user_id:
+                await send(participant.socket, error("not_allowed"))
+            else:
+                await self.hub.reviews.end(self.id, "ended_by_approver", grant.username)
+        return True
+
+    async def _offer(self, participant: Participant, msg: protocol.Offer) -> None:
+        session = await self.hub.reviews.get(self.id)
+        if session.state != "live":
+            await send(participant.socket, error("not_live"))
+            return
+        try:
+            answer = await self.media_room().connect(
+                participant.grant.username,
+                msg.sdp,
+                msg.publish,
+                frozenset(participant.grant.publish),
+            )
+        except MediaError as exc:
+            logger.info("offer refused in session %s: %s", self.id, exc)
+            await send(participant.socket, error(exc.code))
+            return
+        await send(participant.socket, protocol.Answer(answer))
+        await self.send_slots()
+
+
+class LiveHub:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        reviews: Reviews,
+        accounts: Accounts,
+        media: MediaServer,
+        tokens: JoinTokens,
+        audit: AuditLog,
+        bus: Bus,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.reviews = reviews
+        self.accounts = accounts
+        self.media = media
+        self.tokens = tokens
+        self.audit = audit
+        self.bus = bus
+        self.sessions: dict[str, LiveSession] = {}
+        self.queue_sockets: set[web.WebSocketResponse] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        return [{"urls": url} for url in self.settings.ice_servers]
+
+    async def _first_message(self, socket: web.WebSocketResponse) -> protocol.Join | None:
+        try:
+            raw = await asyncio.wait_for(socket.receive(), JOIN_TIMEOUT)
+        except TimeoutError:
+            await send(socket, error("join_timeout"))
+            return None
+        if raw.type != WSMsgType.TEXT:
+            return None
+        try:
+            msg = protocol.parse(raw.data)
+        except protocol.ProtocolError as exc:
+            await send(socket, error(f"protocol_{exc.code}"))
+            return None
+        if not isinstance(msg, protocol.Join):
+            await send(socket, error("out_of_order"))
+            return None
+        return msg
+
+    async def serve(
+        self, request: web.Request, user_id: int, session_id: str
+    ) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=15.0, max_msg_size=protocol.MAX_MESSAGE_BYTES)
+        await socket.prepare(request)
+        join = await self._first_message(socket)
+        if join is None:
+            await socket.close(code=CLOSE_POLICY)
+            return socket
+        try:
+            grant = self.tokens.verify(join.token, session_id)
+            if grant.user_id != user_id:
+                raise NotAuthenticated("token_invalid")
+            session = await self.reviews.get(session_id)
+        except SignalingError as exc:
+            await send(socket, error(exc.code))
+            await socket.close(code=CLOSE_POLICY)
+            return socket
+        if session.state not in ("waiting", "live") or (
+            session.state == "waiting" and grant.role != "clerk"
+        ):
+            await send(
+                socket,
+                protocol.State(
+                    session.state, session.end_reason or "", message(f"state_{session.state}")
+                ),
+            )
+            await socket.close(code=CLOSE_ENDED)
+            return socket
+        live = self.sessions.get(session_id)
+        if live is None:
+            live = self.sessions[session_id] = LiveSession(self, session_id, session.case_no)
+        user = await self.accounts.get(grant.user_id)
+        participant = await live.attach(grant, user.display_name, socket)
+        await send(
+            socket,
+            protocol.Joined(
+                grant.username,
+                grant.role,
+                grant.hidden,
+                list(grant.publish),
+                {"id": session_id, "case_no": session.case_no, "state": session.state},
+                self.ice_servers(),
+            ),
+        )
+        await live.send_participants()
+        await send(socket, protocol.State(session.state, "", message(f"state_{session.state}")))
+        hung_up = await self._read(live, participant, socket)
+        if not hung_up:
+            await live.detach(participant, socket)
+        return socket
+
+    async def _read(
+        self, live: LiveSession, participant: Participant, socket: web.WebSocketResponse
+    ) -> bool:
+        """Handle messages until the socket closes; True if the participant hung up."""
+        limit = RateLimit()
+        async for raw in socket:
+            if raw.type != WSMsgType.TEXT:
+                await send(socket, error("protocol_bad_json"))
+                continue
+            if not limit.allow():
+                if limit.dropped == 1 or limit.dropped % 50 == 0:
+                    await send(socket, error("rate_limited"))
+                if limit.dropped > RATE_CLOSE_AFTER:
+                    await socket.close(code=CLOSE_POLICY, message=b"flood")
+                    break
+                continue
+            try:
+                msg = protocol.parse(raw.data)
+            except protocol.ProtocolError as exc:
+                await send(socket, error(f"protocol_{exc.code}"))
+                continue
+            try:
+                if not await live.handle(participant, msg):
+                    return True
+            except SignalingError as exc:
+                await send(socket, error(exc.code))
+        return False
+
+    async def close(self) -> None:
+        for socket in tuple(self.queue_sockets):
+            await socket.close(code=CLOSE_ENDED)
+        for live in list(self.sessions.values()):
+            await live.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,440 @@
+"""Review sessions (远程审办会话): the department queue and the session state machine.
+
+    waiting ──accept──▶ live ──end / all left──▶ ended
+       │ └─cancel──▶ cancelled
+       └──timeout──▶ timed_out
+
+Every transition is one conditional UPDATE (``WHERE state = 'waiting'``), so of many
+approvers accepting at once exactly one wins, and a cancel racing an accept has exactly
+one outcome. Each change is published on the bus: ``department:<id>`` (queues) and
+``session:<id>`` (participants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder.auditlog import AuditLog
+from signaling.bus import Bus
+from signaling.clock import Clock, as_utc
+from signaling.errors import Conflict, Forbidden, InvalidInput, NotFound
+from signaling.models import User
+from signaling.tables import (
+    cases,
+    departments,
+    matters,
+    outlets,
+    review_sessions,
+    session_invitations,
+    users,
+)
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = ("waiting", "live")
+STATE_CODES = {
+    "live": "already_taken",
+    "cancelled": "session_cancelled",
+    "timed_out": "session_timed_out",
+    "ended": "session_ended",
+}
+
+
+@dataclass(frozen=True)
+class ReviewSession:
+    id: str
+    case_id: int
+    case_no: str
+    outlet_id: int
+    department_id: int
+    state: str
+    created_by: int
+    accepted_by: int | None
+    created_at: dt.datetime
+    end_reason: str | None
+
+
+def department_topic(department_id: int) -> str:
+    return f"department:{department_id}"
+
+
+def session_topic(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+class Reviews:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, audit: AuditLog, bus: Bus, timeout_seconds: int
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._audit = audit
+        self._bus = bus
+        self._timeout = timeout_seconds
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    _columns = (
+        review_sessions,
+        cases.c.case_no,
+        cases.c.outlet_id,
+    )
+
+    def _session(self, row: Row[Any]) -> ReviewSession:
+        return ReviewSession(
+            id=row.id,
+            case_id=row.case_id,
+            case_no=row.case_no,
+            outlet_id=row.outlet_id,
+            department_id=row.department_id,
+            state=row.state,
+            created_by=row.created_by,
+            accepted_by=row.accepted_by,
+            created_at=as_utc(row.created_at),
+            end_reason=row.end_reason,
+        )
+
+    async def get(self, session_id: str) -> ReviewSession:
+        query = (
+            select(*self._columns)
+            .join(cases, cases.c.id == review_sessions.c.case_id)
+            .where(review_sessions.c.id == session_id)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("session_not_found")
+        return self._session(row)
+
+    async def for_case(self, case_id: int) -> list[ReviewSession]:
+        query = (
+            select(*self._columns)
+            .join(cases, cases.c.id == review_sessions.c.case_id)
+            .where(review_sessions.c.case_id == case_id)
+            .order_by(review_sessions.c.created_at.desc())
+        )
+        async with self._engine.connect() as conn:
+            return [self._session(r) for r in (await conn.execute(query)).all()]
+
+    async def co_approvers(self, session_id: str) -> list[int]:
+        query = select(session_invitations.c.accepted_by).where(
+            session_invitations.c.session_id == session_id,
+            session_invitations.c.state == "accepted",
+        )
+        async with self._engine.connect() as conn:
+            return [int(v) for v in (await conn.execute(query)).scalars() if v is not None]
+
+    async def queue(self, approver: User) -> list[dict[str, Any]]:
+        """Waiting sessions of the approver's department, oldest first, then invitations
+        to it (or to the approver by name) of live sessions."""
+        now = self._clock.now()
+        base = (
+            select(
+                review_sessions.c.id,
+                review_sessions.c.created_at,
+                cases.c.case_no,
+                cases.c.applicant_name,
+                matters.c.name.label("matter"),
+                outlets.c.name.label("outlet"),
+            )
+            .join(cases, cases.c.id == review_sessions.c.case_id)
+            .join(matters, matters.c.id == cases.c.matter_id)
+            .join(outlets, outlets.c.id == cases.c.outlet_id)
+        )
+        waiting = base.where(
+            review_sessions.c.state == "waiting",
+            review_sessions.c.department_id == approver.department_id,
+        ).order_by(review_sessions.c.created_at)
+        invited = (
+            base.add_columns(departments.c.name.label("inviting_department"))
+            .join(session_invitations, session_invitations.c.session_id == review_sessions.c.id)
+            .join(departments, departments.c.id == review_sessions.c.department_id)
+            .where(
+                review_sessions.c.state == "live",
+                session_invitations.c.state == "pending",
+                session_invitations.c.department_id == approver.department_id,
+                or_(
+                    session_invitations.c.approver_id.is_(None),
+                    session_invitations.c.approver_id == approver.id,
+                ),
+            )
+            .order_by(session_invitations.c.created_at)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(waiting)).all()
+            invitations = (await conn.execute(invited)).all()
+        items = []
+        for position, row in enumerate(rows, start=1):
+            items.append(self._queue_item(row, now, position, None))
+        for row in invitations:
+            items.append(self._queue_item(row, now, None, row.inviting_department))
+        return items
+
+    @staticmethod
+    def _queue_item(
+        row: Any, now: dt.datetime, position: int | None, invited_by: str | None
+    ) -> dict[str, Any]:
+        return {
+            "session_id": row.id,
+            "case_no": row.case_no,
+            "applicant_name": row.applicant_name,
+            "matter": row.matter,
+            "outlet": row.outlet,
+            "position": position,
+            "waiting_seconds": int((now - as_utc(row.created_at)).total_seconds()),
+            "invitation_from": invited_by,
+        }
+
+    # -- transitions ---------------------------------------------------------------------
+
+    async def start(
+        self, clerk: User, case_id: int, case_no: str, department_id: int
+    ) -> ReviewSession:
+        """Put a case in its department's queue. One open session per case."""
+        session_id = str(uuid.uuid4())
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            existing = await conn.scalar(
+                select(review_sessions.c.id).where(
+                    review_sessions.c.case_id == case_id, review_sessions.c.state.in_(OPEN_STATES)
+                )
+            )
+            if existing is not None:
+                raise Conflict("session_exists", session_id=existing)
+            await conn.execute(
+                review_sessions.insert().values(
+                    id=session_id,
+                    case_id=case_id,
+                    department_id=department_id,
+                    state="waiting",
+                    created_by=clerk.id,
+                    created_at=now,
+                )
+            )
+        await self._audit.append(
+            "session_started", actor=clerk.username, case_no=case_no, session=session_id
+        )
+        self._schedule_timeout(session_id, self._timeout)
+        await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
+        return await self.get(session_id)
+
+    async def _transition(
+        self, session_id: str, to_state: str, values: dict[str, Any], from_state: str = "waiting"
+    ) -> ReviewSession:
+        """Move from ``from_state`` to ``to_state`` atomically, or explain why not."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(review_sessions)
+                .where(review_sessions.c.id == session_id, review_sessions.c.state == from_state)
+                .values(state=to_state, **values)
+            )
+        session = await self.get(session_id)
+        if result.rowcount != 1:
+            raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
+        if to_state != "live":
+            self._cancel_timer(session_id)
+        await self._bus.publish(department_topic(session.department_id), {"event": "queue_changed"})
+        await self._bus.publish(
+            session_topic(session_id),
+            {"event": "state", "state": to_state, "reason": session.end_reason},
+        )
+        return session
+
+    async def accept(self, approver: User, session_id: str) -> ReviewSession:
+        session = await self.get(session_id)
+        if approver.role != "approver" or approver.department_id != session.department_id:
+            raise Forbidden("out_of_scope")
+        session = await self._transition(
+            session_id, "live", {"accepted_by": approver.id, "accepted_at": self._clock.now()}
+        )
+        self._cancel_timer(session_id)
+        await self._audit.append(
+            "session_accepted", actor=approver.username, case_no=session.case_no, session=session_id
+        )
+        return session
+
+    async def cancel(self, clerk: User, session_id: str) -> ReviewSession:
+        session = await self.get(session_id)
+        if clerk.id != session.created_by:
+            raise Forbidden("out_of_scope")
+        session = await self._transition(
+            session_id,
+            "cancelled",
+            {"ended_at": self._clock.now(), "end_reason": "cancelled_by_clerk"},
+        )
+        await self._audit.append(
+            "session_cancelled", actor=clerk.username, case_no=session.case_no, session=session_id
+        )
+        return session
+
+    async def time_out(self, session_id: str) -> ReviewSession:
+        session = await self._transition(
+            session_id,
+            "timed_out",
+            {"ended_at": self._clock.now(), "end_reason": "nobody_accepted"},
+        )
+        await self._audit.append(
+            "session_timed_out", actor=None, case_no=session.case_no, session=session_id
+        )
+        return session
+
+    async def end(self, session_id: str, reason: str, actor: str | None) -> ReviewSession:
+        session = await self._transition(
+            session_id,
+            "ended",
+            {"ended_at": self._clock.now(), "end_reason": reason},
+            from_state="live",
+        )
+        await self._audit.append(
+            "session_ended", actor=actor, case_no=session.case_no, session=session_id, reason=reason
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(session_invitations)
+                .where(
+                    session_invitations.c.session_id == session_id,
+                    session_invitations.c.state == "pending",
+                )
+                .values(state="withdrawn")
+            )
+        return session
+
+    async def invite(
+        self, approver: User, session_id: str, department_code: str, approver_name: str | None
+    ) -> None:
+        """Invite a second approver of another department (联审), or a named one."""
+        session = await self.get(session_id)
+        if session.state != "live" or approver.id != session.accepted_by:
+            raise Forbidden("not_session_approver")
+        async with self._engine.begin() as conn:
+            department_id = await conn.scalar(
+                select(departments.c.id).where(departments.c.code == department_code)
+            )
+            if department_id is None:
+                raise InvalidInput("unknown_department", field="department")
+            if department_id == session.department_id:
+                raise InvalidInput("same_department", field="department")
+            invitee_id = None
+            if approver_name:
+                invitee_id = await conn.scalar(
+                    select(users.c.id).where(
+                        users.c.username == approver_name,
+                        users.c.role == "approver",
+                        users.c.department_id == department_id,
+                    )
+                )
+                if invitee_id is None:
+                    raise InvalidInput("unknown_approver", field="approver")
+            await conn.execute(
+                session_invitations.insert().values(
+                    session_id=session_id,
+                    department_id=department_id,
+                    approver_id=invitee_id,
+                    invited_by=approver.id,
+                    state="pending",
+                    created_at=self._clock.now(),
+                )
+            )
+        await self._audit.append(
+            "co_review_invited",
+            actor=approver.username,
+            case_no=session.case_no,
+            session=session_id,
+            department=department_code,
+            approver=approver_name,
+        )
+        await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
+
+    async def accept_invitation(self, approver: User, session_id: str) -> ReviewSession:
+        session = await self.get(session_id)
+        if session.state != "live":
+            raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
+        async with self._engine.begin() as conn:
+            invitation = await conn.scalar(
+                select(session_invitations.c.id).where(
+                    session_invitations.c.session_id == session_id,
+                    session_invitations.c.state == "pending",
+                    session_invitations.c.department_id == approver.department_id,
+                    or_(
+                        session_invitations.c.approver_id.is_(None),
+                        session_invitations.c.approver_id == approver.id,
+                    ),
+                )
+            )
+            if invitation is None:
+                raise Forbidden("out_of_scope")
+            result = await conn.execute(
+                update(session_invitations)
+                .where(
+                    and_(
+                        session_invitations.c.id == invitation,
+                        session_invitations.c.state == "pending",
+                    )
+                )
+                .values(state="accepted", accepted_by=approver.id)
+            )
+        if result.rowcount != 1:
+            raise Conflict("already_taken")
+        await self._audit.append(
+            "co_review_joined", actor=approver.username, case_no=session.case_no, session=session_id
+        )
+        await self._bus.publish(
+            department_topic(approver.department_id or 0), {"event": "queue_changed"}
+        )
+        return session
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _schedule_timeout(self, session_id: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[session_id] = loop.call_later(max(0.0, delay), self._fire_timeout, session_id)
+
+    def _cancel_timer(self, session_id: str) -> None:
+        timer = self._timers.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _fire_timeout(self, session_id: str) -> None:
+        self._timers.pop(session_id, None)
+        task = asyncio.create_task(self._run_timeout(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_timeout(self, session_id: str) -> None:
+        try:
+            await self.time_out(session_id)
+        except Conflict:
+            pass  # accepted or cancelled meanwhile: nothing to time out
+
+    async def resume(self) -> None:
+        """After a restart: time out sessions that waited too long, re-arm the others."""
+        now = self._clock.now()
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(review_sessions.c.id, review_sessions.c.created_at).where(
+                        review_sessions.c.state == "waiting"
+                    )
+                )
+            ).all()
+        for row in rows:
+            remaining = self._timeout - (now - as_utc(row.created_at)).total_seconds()
+            self._schedule_timeout(row.id, remaining)
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,78 @@
+"""Short-lived join tokens (JWT, HS256) for the signalling socket."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+import jwt
+
+from signaling.clock import Clock
+from signaling.errors import NotAuthenticated
+
+TOKEN_SECONDS = 120
+AUDIENCE = "coreview-join"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a join token lets its holder do in one review session."""
+
+    session_id: str
+    user_id: int
+    username: str
+    role: str
+    publish: tuple[str, ...]
+    """Sources the holder may publish (face, document, audio)."""
+    hidden: bool
+    """Auditors watch hidden: receive only, not listed to the others."""
+
+
+class JoinTokens:
+    def __init__(self, key: bytes, clock: Clock, seconds: int = TOKEN_SECONDS) -> None:
+        self._key = key
+        self._clock = clock
+        self._seconds = seconds
+
+    def issue(self, grant: Grant) -> str:
+        now = self._clock.now()
+        claims = {
+            "aud": AUDIENCE,
+            "sid": grant.session_id,
+            "sub": str(grant.user_id),
+            "usr": grant.username,
+            "role": grant.role,
+            "pub": list(grant.publish),
+            "hid": grant.hidden,
+            "iat": now,
+            "exp": now + dt.timedelta(seconds=self._seconds),
+            "jti": secrets.token_urlsafe(12),
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, token: str, session_id: str) -> Grant:
+        """The grant of a valid, unexpired token for this session; else NotAuthenticated."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                options={"require": ["exp", "iat", "sid", "sub"]},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise NotAuthenticated("token_expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise NotAuthenticated("token_invalid") from exc
+        if claims["sid"] != session_id:
+            raise NotAuthenticated("token_invalid")
+        return Grant(
+            session_id=claims["sid"],
+            user_id=int(claims["sub"]),
+            username=str(claims.get("usr", "")),
+            role=str(claims.get("role", "")),
+            publish=tuple(claims.get("pub", ())),
+            hidden=bool(claims.get("hid", False)),
+        )
