@@ -44,9 +44,10 @@ class InProcessBus:
         try:
             yield queue
         finally:
-            self._queues[topic].discard(queue)
-            if not self._queues[topic]:
-                del self._queues[topic]
+            listeners = self._queues.get(topic, set())
+            listeners.discard(queue)
+            if not listeners:
+                self._queues.pop(topic, None)
 
     async def close(self) -> None:
         self._queues.clear()

@@ -374,7 +374,8 @@ class LiveHub:
         await send(socket, protocol.State(session.state, "", message(f"state_{session.state}")))
         hung_up = await self._read(live, participant, socket)
         if not hung_up:
-            await live.detach(participant, socket)
+            # a task of its own: the handler may be cancelled as the connection goes
+            self.spawn(live.detach(participant, socket))
         return socket
 
     async def _read(

@@ -97,12 +97,12 @@ class SignalChannel:
         """The first received message of ``kind`` (not yet taken) that ``match`` accepts."""
         deadline = time.monotonic() + limit
         while True:
+            self._arrived.clear()
             for index, message in enumerate(self.received):
                 if message.get("type") == kind and match(message):
                     return self.received.pop(index)
             if self.socket.closed and self._reader.done():
                 raise ConnectionError(f"socket closed while waiting for {kind}")
-            self._arrived.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {kind} message within {limit} s")

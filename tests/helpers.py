@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,17 @@ async def stored_rows(app: web.Application) -> dict[str, list[tuple[Any, ...]]]:
     return snapshot
 
 
-async def wait_until(condition: Callable[[], bool], limit: float = 15.0, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail after ``limit`` seconds."""
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], limit: float = 15.0, what: str = ""
+) -> None:
+    """Poll ``condition`` (plain or async) until it holds; fail after ``limit`` seconds."""
     deadline = time.monotonic() + limit
-    while not condition():
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # ok-sleep: polling interval of a deadline-bound wait
