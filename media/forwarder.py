@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL = 0.5
 """At most one PLI upstream per track per this many seconds."""
+KEYFRAME_RETRY_INTERVAL = 1.0
+"""While a leg still waits for its first keyframe, ask again this often."""
 NACK_RETRY_INTERVAL = 0.04
 """Upstream gaps are NACKed again after this long."""
 NACK_MAX_RETRIES = 6
@@ -45,20 +47,21 @@ class UpstreamGaps:
         self.highest: int | None = None
         self.missing: dict[int, int] = {}  # seq -> NACKs sent so far
 
-    def add(self, seq: int) -> list[int]:
-        """Record an arrival; return sequence numbers newly found missing."""
+    def add(self, seq: int) -> tuple[list[int], bool]:
+        """Record an arrival; return sequence numbers newly found missing, and whether
+        this packet filled a gap (a retransmission arrived)."""
         if self.highest is None:
             self.highest = seq
-            return []
-        self.missing.pop(seq, None)
+            return [], False
+        recovered = self.missing.pop(seq, None) is not None
         if not seq_newer(seq, self.highest):
-            return []
+            return [], recovered
         gap = (seq - self.highest - 1) & 0xFFFF
         new = [(self.highest + 1 + i) & 0xFFFF for i in range(min(gap, 256))]
         self.highest = seq
         for missing in new:
             self.missing[missing] = 1
-        return new
+        return new, recovered
 
     def due(self) -> tuple[list[int], bool]:
         """Gaps to NACK again, and whether some were given up (ask for a keyframe)."""
@@ -91,6 +94,9 @@ class PublishedTrack:
         self.ssrc: int | None = None
         self.legs: set[Leg] = set()
         self.packets = 0
+        self.recovered = 0
+        """Upstream gaps filled by a retransmission."""
+        self.keyframe_requests = 0
         self.last_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
         self._gaps = UpstreamGaps()
         self._last_keyframe_request = 0.0
@@ -101,12 +107,19 @@ class PublishedTrack:
     async def on_packet(self, packet: RtpPacket, _arrival_ms: int) -> None:
         self.ssrc = packet.ssrc
         self.packets += 1
-        if self.kind == "video" and self._gaps.add(packet.sequence_number):
-            await hooks.send_nack(self.receiver, packet.ssrc, list(self._gaps.missing))
-            self._ensure_retry_task()
+        if self.kind == "video":
+            new_gaps, recovered = self._gaps.add(packet.sequence_number)
+            self.recovered += recovered
+            if new_gaps:
+                await hooks.send_nack(self.receiver, packet.ssrc, list(self._gaps.missing))
+                self._ensure_retry_task()
         keyframe = self.kind != "video" or keyframe_start(self.mime_type, packet.payload)
+        waiting = False
         for leg in tuple(self.legs):
             await leg.forward(packet, keyframe)
+            waiting = waiting or not leg.started
+        if waiting and time.monotonic() - self._last_keyframe_request > KEYFRAME_RETRY_INTERVAL:
+            await self.request_keyframe()
 
     def on_sender_report(self, report: RtcpSrPacket) -> None:
         info = report.sender_info
@@ -121,6 +134,7 @@ class PublishedTrack:
         if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
             return
         self._last_keyframe_request = now
+        self.keyframe_requests += 1
         await hooks.send_pli(self.receiver, self.ssrc)
 
     def _ensure_retry_task(self) -> None:
@@ -159,6 +173,7 @@ class Slot:
     octets: int = 0
     remb: int | None = None
     rtx_seq: int = 0
+    retransmitted: int = 0
     leg: Leg | None = None
     cache: dict[int, RtpPacket] = field(default_factory=dict)
 
@@ -182,6 +197,7 @@ class Slot:
                     ssrc=self.params.rtx_ssrc,
                 )
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            self.retransmitted += 1
             await self._send(packet.serialize(self.params.extensions))
 
     async def on_keyframe_request(self) -> None:

@@ -16,6 +16,7 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
+    sdp,
 )
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
@@ -92,6 +93,8 @@ class SyntheticParticipant:
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        # aiortc drops retransmissions of several video tracks without this (see hooks)
+        hooks.register_rtx_ssrcs(self.pc, sdp.SessionDescription.parse(answer_sdp))
         for transceiver in self._recv:
             if transceiver.currentDirection in ("recvonly", "sendrecv"):
                 mid = transceiver.mid or ""

@@ -94,6 +94,8 @@ class ToneTrack(MediaStreamTrack):
     def __init__(self, frequency: float = 440.0) -> None:
         super().__init__()
         self.frequency = frequency
+        self.counter = 0
+        """Frames produced so far."""
         self._samples = 0
         self._start: float | None = None
 
@@ -110,6 +112,7 @@ class ToneTrack(MediaStreamTrack):
         frame.pts = self._samples
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         self._samples += AUDIO_SAMPLES
+        self.counter += 1
         return frame
 
 
