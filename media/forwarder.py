@@ -31,6 +31,8 @@ NACK_RETRY_INTERVAL = 0.04
 """Upstream gaps are NACKed again after this long."""
 NACK_MAX_RETRIES = 6
 """After this many NACKs for a gap, give up on it and ask for a keyframe."""
+MAX_RECOVERABLE_GAP = 64
+"""A longer upstream gap (an outage) is not NACKed: the legs wait for a keyframe."""
 CACHE_SIZE = 1024
 """Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
 
@@ -46,10 +48,13 @@ class UpstreamGaps:
     def __init__(self) -> None:
         self.highest: int | None = None
         self.missing: dict[int, int] = {}  # seq -> NACKs sent so far
+        self.jumped = False
 
     def add(self, seq: int) -> tuple[list[int], bool]:
         """Record an arrival; return sequence numbers newly found missing, and whether
-        this packet filled a gap (a retransmission arrived)."""
+        this packet filled a gap (a retransmission arrived). A jump past
+        MAX_RECOVERABLE_GAP is an outage: nothing is recorded (see ``jumped``)."""
+        self.jumped = False
         if self.highest is None:
             self.highest = seq
             return [], False
@@ -57,8 +62,12 @@ class UpstreamGaps:
         if not seq_newer(seq, self.highest):
             return [], recovered
         gap = (seq - self.highest - 1) & 0xFFFF
-        new = [(self.highest + 1 + i) & 0xFFFF for i in range(min(gap, 256))]
         self.highest = seq
+        if gap > MAX_RECOVERABLE_GAP:
+            self.jumped = True
+            self.missing.clear()
+            return [], recovered
+        new = [(seq - gap + i) & 0xFFFF for i in range(gap)]
         for missing in new:
             self.missing[missing] = 1
         return new, recovered
@@ -110,6 +119,8 @@ class PublishedTrack:
         if self.kind == "video":
             new_gaps, recovered = self._gaps.add(packet.sequence_number)
             self.recovered += recovered
+            if self._gaps.jumped:
+                await self._resync()
             if new_gaps:
                 await hooks.send_nack(self.receiver, packet.ssrc, list(self._gaps.missing))
                 self._ensure_retry_task()
@@ -117,9 +128,17 @@ class PublishedTrack:
         waiting = False
         for leg in tuple(self.legs):
             await leg.forward(packet, keyframe)
-            waiting = waiting or not leg.started
+            waiting = waiting or (not leg.started and leg.connected)
         if waiting and time.monotonic() - self._last_keyframe_request > KEYFRAME_RETRY_INTERVAL:
             await self.request_keyframe()
+
+    async def _resync(self) -> None:
+        """Packets were lost for good: every leg waits for the next keyframe (and then
+        numbers on from its last packet, so the subscriber sees no hole)."""
+        for leg in self.legs:
+            leg.started = False
+        self._last_keyframe_request = 0.0
+        await self.request_keyframe()
 
     def on_sender_report(self, report: RtcpSrPacket) -> None:
         info = report.sender_info
@@ -148,8 +167,7 @@ class PublishedTrack:
             if retry:
                 await hooks.send_nack(self.receiver, self.ssrc, retry)
             if gave_up:
-                self._last_keyframe_request = 0.0
-                await self.request_keyframe()
+                await self._resync()
 
     async def close(self) -> None:
         if self._retry_task is not None:
@@ -231,8 +249,15 @@ class Leg:
         self.seq_offset = 0
         self.ts_offset = 0
         self.forwarded = 0
+        self.since_start = 0
         slot.leg = self
         track.legs.add(self)
+
+    @property
+    def connected(self) -> bool:
+        """The subscriber's transport is up: what the leg sends now arrives. (The room
+        asks for a keyframe when it comes up.)"""
+        return bool(self.slot.sender.transport.state == "connected")
 
     def detach(self) -> None:
         self.track.legs.discard(self)
@@ -243,6 +268,7 @@ class Leg:
         """Fix the offsets so the leg's numbering continues where the slot left off."""
         slot = self.slot
         self.first_upstream_seq = packet.sequence_number
+        self.since_start = 0
         self.seq_offset = (slot.next_seq - packet.sequence_number) & 0xFFFF
         elapsed = time.monotonic() - slot.last_sent_at if slot.last_sent_at else 0.0
         resume = (slot.last_timestamp + max(1, int(elapsed * slot.params.clock_rate))) & 0xFFFFFFFF
@@ -255,9 +281,13 @@ class Leg:
         if not self.started:
             if not keyframe:
                 return  # a subscriber cannot decode anything before a keyframe
+            if not self.connected:
+                return  # a keyframe sent before DTLS is up is lost: wait for the next one
             self._start(packet)
-        elif seq_newer(self.first_upstream_seq, packet.sequence_number):
-            return  # older than what this leg started with
+        elif self.since_start < CACHE_SIZE and seq_newer(
+            self.first_upstream_seq, packet.sequence_number
+        ):
+            return  # older than what this leg started with (a late retransmission)
         slot = self.slot
         out = RtpPacket(
             payload_type=slot.params.payload_type,
@@ -275,6 +305,7 @@ class Leg:
             slot.last_timestamp = out.timestamp
             slot.last_sent_at = time.monotonic()
         self.forwarded += 1
+        self.since_start += 1
         await slot.send(out)
 
     def translate_report(self, ntp: int, rtp_timestamp: int) -> None:

@@ -108,6 +108,12 @@ def watch_sender_reports(
     receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+def remote_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
+    """SSRCs the receiver has seen packets from (its ``__remote_streams``)."""
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    return list(streams)
+
+
 def _rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
     ssrc: int | None = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
     return ssrc

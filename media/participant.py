@@ -32,6 +32,9 @@ from media.synthetic import (
 
 VIDEO_SLOTS = 4
 AUDIO_SLOTS = 3
+STALL_SECONDS = 1.5
+"""A video slot with no decodable frame for this long asks for a keyframe, as
+browsers do (aiortc's receiver only does on a decoder error)."""
 
 
 @dataclass
@@ -81,6 +84,7 @@ class SyntheticParticipant:
             self.pc.addTransceiver("audio", direction="recvonly") for _ in range(audio_slots)
         ]
         self.received: dict[str, Received] = {}
+        self.keyframe_requests = 0
         self._readers: set[asyncio.Task[None]] = set()
         self.started_at = time.monotonic()
 
@@ -101,6 +105,7 @@ class SyntheticParticipant:
                 self.received[mid] = Received()
                 task = asyncio.create_task(self._read(mid, transceiver.receiver.track))
                 self._readers.add(task)
+        self._readers.add(asyncio.create_task(self._watch_stalls()))
 
     async def _read(self, mid: str, track: MediaStreamTrack) -> None:
         slot = self.received[mid]
@@ -125,6 +130,19 @@ class SyntheticParticipant:
                         slot.frequency = dominant_frequency(np.array(audio), frame.sample_rate)
         except MediaStreamError:
             return
+
+    async def _watch_stalls(self) -> None:
+        while True:
+            await asyncio.sleep(STALL_SECONDS / 2)
+            now = time.monotonic()
+            for transceiver in self._recv:
+                slot = self.received.get(transceiver.mid or "")
+                if transceiver.kind != "video" or slot is None or not slot.arrived_at:
+                    continue
+                if now - slot.arrived_at[-1] > STALL_SECONDS:
+                    for ssrc in hooks.remote_ssrcs(transceiver.receiver):
+                        self.keyframe_requests += 1
+                        await hooks.send_pli(transceiver.receiver, ssrc)
 
     async def close(self) -> None:
         for task in self._readers:

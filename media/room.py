@@ -172,7 +172,11 @@ class MediaRoom:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            if self._on_state is not None and self._peers.get(participant) is peer:
+            if self._peers.get(participant) is not peer:
+                return
+            if pc.connectionState == "connected":
+                await self._request_keyframes(peer)
+            if self._on_state is not None:
                 await self._on_state(participant, pc.connectionState)
 
         await self._assign()
@@ -237,9 +241,17 @@ class MediaRoom:
                     if slot is None:
                         continue
                     Leg(track, slot)
-                    await track.request_keyframe()
+                    if subscriber.pc.connectionState == "connected":
+                        await track.request_keyframe()  # else once it is (on_state)
         if self._on_slots is not None:
             await self._on_slots()
+
+    async def _request_keyframes(self, subscriber: Peer) -> None:
+        """A subscriber's legs cannot start before its connection is up: ask for the
+        keyframes they wait for once it is."""
+        for slot in subscriber.slots.values():
+            if slot.leg is not None and not slot.leg.started:
+                await slot.leg.track.request_keyframe()
 
     async def _send_remb(self) -> None:
         """Tell each publisher how much it may send: our target, clamped by the lowest

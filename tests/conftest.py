@@ -13,6 +13,7 @@ from signaling.clock import SystemClock
 from signaling.demo import seed
 from signaling.services import open_services
 from signaling.settings import Settings
+from signaling.simulate import ApiClient
 from tests.helpers import Session, copy_data_dir, demo_password, login
 
 
@@ -67,3 +68,28 @@ async def anonymous(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], client: TestClient[Any, Any]
 ) -> AsyncIterator[TestClient[Any, Any]]:
     yield await aiohttp_client(client.server)
+
+
+@pytest.fixture
+async def server(aiohttp_server, data_dir: Path):
+    """A real server on loopback for review sessions (media on 127.0.0.1)."""
+    settings = Settings(
+        data_dir=data_dir, announced_addresses=("127.0.0.1",), reconnect_grace_seconds=2
+    )
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def users(server, data_dir):
+    """Logged-in API clients for the demo accounts, closed after the test."""
+    clients: dict[str, ApiClient] = {}
+
+    async def make(name: str) -> ApiClient:
+        client = ApiClient(str(server.make_url("")))
+        await client.login(name, demo_password(data_dir, name))
+        clients[name] = client
+        return client
+
+    yield make
+    for client in clients.values():
+        await client.close()

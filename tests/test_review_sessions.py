@@ -4,39 +4,12 @@ peers on loopback: queue, atomic accept, media both ways, chat, reconnect, end."
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from signaling import protocol
-from signaling.app import create_app
-from signaling.settings import Settings
 from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
-from tests.helpers import demo_password, valid_id, wait_until
-
-
-@pytest.fixture
-async def server(aiohttp_server, data_dir: Path):
-    settings = Settings(
-        data_dir=data_dir, announced_addresses=("127.0.0.1",), reconnect_grace_seconds=2
-    )
-    return await aiohttp_server(create_app(settings))
-
-
-@pytest.fixture
-async def users(server, data_dir):
-    """Logged-in API clients for the demo accounts, closed after the test."""
-    clients: dict[str, ApiClient] = {}
-
-    async def make(name: str) -> ApiClient:
-        client = ApiClient(str(server.make_url("")))
-        await client.login(name, demo_password(data_dir, name))
-        clients[name] = client
-        return client
-
-    yield make
-    for client in clients.values():
-        await client.close()
+from tests.helpers import valid_id, wait_until
 
 
 async def new_case(clerk: ApiClient, matter: str = "LZ-SCJG-0101") -> str:
