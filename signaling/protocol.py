@@ -210,15 +210,18 @@ def _publish(data: dict[str, Any]) -> dict[str, str]:
 
 def parse(raw: str | bytes) -> Message:
     """Parse one client message."""
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if len(raw) > MAX_MESSAGE_BYTES or (
+        isinstance(raw, str) and len(raw.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
+    ):  # the limit is in UTF-8 bytes, as on the wire, also for text already decoded
         raise ProtocolError("too_large")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
         raise ProtocolError("bad_json") from exc
     if not isinstance(data, dict):
         raise ProtocolError("bad_json")
-    if data.get("v") != VERSION:
+    version = data.get("v")
+    if type(version) is not int or version != VERSION:  # not True, not 1.0
         raise ProtocolError("bad_version")
     kind = data.get("type")
     if kind == Join.type:
