@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
+
+import redis.asyncio as redis
+
+logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 
@@ -51,3 +57,61 @@ class InProcessBus:
 
     async def close(self) -> None:
         self._queues.clear()
+
+
+class RedisBus:
+    """The bus across nodes: Redis pub/sub, one subscription per topic per node, fanned
+    out locally to every subscriber of this node."""
+
+    PREFIX = "coreview:"
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.from_url(url)
+        self._pubsub = self._redis.pubsub()
+        self._local = InProcessBus()
+        self._counts: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def publish(self, topic: str, message: Message) -> None:
+        await self._redis.publish(self.PREFIX + topic, json.dumps(message, ensure_ascii=False))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[asyncio.Queue[Message]]:
+        async with self._local.subscribe(topic) as queue:
+            async with self._lock:
+                if not self._counts.get(topic):
+                    await self._pubsub.subscribe(self.PREFIX + topic)
+                self._counts[topic] = self._counts.get(topic, 0) + 1
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read())
+            try:
+                yield queue
+            finally:
+                async with self._lock:
+                    self._counts[topic] -= 1
+                    if not self._counts[topic]:
+                        del self._counts[topic]
+                        await self._pubsub.unsubscribe(self.PREFIX + topic)
+
+    async def _read(self) -> None:
+        while self._counts:
+            item = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if item is None or item.get("type") != "message":
+                continue
+            channel = (
+                item["channel"].decode() if isinstance(item["channel"], bytes) else item["channel"]
+            )
+            try:
+                message = json.loads(item["data"])
+            except ValueError:
+                logger.warning("bus: ignored a malformed message on %s", channel)
+                continue
+            await self._local.publish(channel.removeprefix(self.PREFIX), message)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._redis.aclose()
