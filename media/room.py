@@ -20,6 +20,7 @@ from aiortc import (
     RTCSessionDescription,
     sdp,
 )
+from aiortc.exceptions import OperationError
 
 from media import hooks
 from media.forwarder import Leg, PublishedTrack, Slot
@@ -117,9 +118,12 @@ class MediaRoom:
         if not offer.media:
             raise MediaError("bad_sdp", "no media")
         directions = _offer_directions(offer)
-        for mid in publish:
+        kinds = {m.rtp.muxId: m.kind for m in offer.media}
+        for mid, source in publish.items():
             if directions.get(mid) not in ("sendonly", "sendrecv"):
                 raise MediaError("bad_publish_map", f"mid {mid} does not send")
+            if kinds.get(mid) != SOURCE_KIND[source]:
+                raise MediaError("bad_publish_map", f"mid {mid} is not {SOURCE_KIND[source]}")
         await self.disconnect(participant, notify=False)
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -145,7 +149,8 @@ class MediaRoom:
                 self._config.udp_port_max,
             )
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, KeyError, IndexError, AttributeError, OSError) as exc:
+        except (ValueError, KeyError, IndexError, AttributeError, OSError, OperationError) as exc:
+            # OperationError: no codec in common, among others
             await self.disconnect(participant, notify=False)
             raise MediaError("bad_sdp", str(exc)) from exc
         for transceiver in pc.getTransceivers():

@@ -28,7 +28,7 @@ from signaling.appkeys import (
     SETTINGS,
     TOKENS,
 )
-from signaling.bus import InProcessBus
+from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.clock import Clock, SystemClock
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
@@ -36,7 +36,7 @@ from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.tokens import JoinTokens
-from webui import pages
+from webui import pages, review_pages
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     """The live parts: bus, review sessions, media rooms, signalling."""
     settings, clock = app[SETTINGS], app[CLOCK]
-    bus = InProcessBus()
+    bus: Bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
     reviews = Reviews(app[ENGINE], clock, app[AUDIT], bus, settings.queue_timeout_seconds)
     await reviews.resume()
     media = MediaServer(
@@ -66,6 +66,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     )
     tokens = JoinTokens(app[KEYS].jwt_key, clock)
     live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus)
+    await live.resume()
     app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
     yield
     await live.close()
@@ -97,6 +98,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(api.routes)
     app.router.add_routes(review_api.routes)
     app.router.add_routes(pages.routes)
+    app.router.add_routes(review_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
     return app

@@ -35,6 +35,8 @@ RATE_CLOSE_AFTER = 400
 CLOSE_REPLACED = 4000
 CLOSE_ENDED = 4001
 CLOSE_POLICY = 1008
+CLOSE_RESTART = 1012
+"""The server is going down: reconnect (the session goes on)."""
 
 
 class RateLimit:
@@ -95,6 +97,7 @@ class LiveSession:
         self.participants: dict[str, Participant] = {}
         self.room: MediaRoom | None = None
         self.closed = False
+        self._vacancy: asyncio.TimerHandle | None = None
         self._watch = asyncio.create_task(self._watch_state())
 
     async def _watch_state(self) -> None:
@@ -139,9 +142,19 @@ class LiveSession:
 
     # -- joining and leaving --------------------------------------------------------------
 
+    def expect_rejoin(self) -> None:
+        """After a restart: end the session if nobody is back within the grace period."""
+        loop = asyncio.get_running_loop()
+        self._vacancy = loop.call_later(
+            self.hub.settings.reconnect_grace_seconds, self.hub.spawn_end_if_empty, self
+        )
+
     async def attach(
         self, grant: Grant, display_name: str, socket: web.WebSocketResponse
     ) -> Participant:
+        if self._vacancy is not None:
+            self._vacancy.cancel()
+            self._vacancy = None
         participant = self.participants.get(grant.username)
         rejoin = participant is not None
         if participant is None:
@@ -204,15 +217,19 @@ class LiveSession:
             with contextlib.suppress(SignalingError):
                 await self.hub.reviews.end(self.id, "all_left", None)
 
-    async def close(self) -> None:
+    async def close(self, code: int = CLOSE_ENDED) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._vacancy is not None:
+            self._vacancy.cancel()
         for participant in tuple(self.participants.values()):
             if participant.grace is not None:
                 participant.grace.cancel()
             if participant.socket is not None:
-                await participant.socket.close(code=CLOSE_ENDED, message=b"ended")
+                if code == CLOSE_RESTART:
+                    await send(participant.socket, error("server_restart"))
+                await participant.socket.close(code=code)
         self.participants.clear()
         await self.hub.media.close_room(self.id)
         self.hub.sessions.pop(self.id, None)
@@ -245,11 +262,13 @@ class LiveSession:
             participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
             await self.send_participants()
         elif isinstance(msg, protocol.Hangup):
+            session = await self.hub.reviews.get(self.id)
+            if session.state == "waiting" and grant.role == "clerk":
+                await self.hub.reviews.cancel_by(grant.user_id, grant.username, self.id)
             await self.leave(participant, "hangup")
             return False
         elif isinstance(msg, protocol.End):
-            session = await self.hub.reviews.get(self.id)
-            if session.accepted_by != grant.user_id:
+            if not await self.hub.reviews.may_end(grant.user_id, self.id):
                 await send(participant.socket, error("not_allowed"))
             else:
                 await self.hub.reviews.end(self.id, "ended_by_approver", grant.username)
@@ -406,11 +425,25 @@ class LiveHub:
                 await send(socket, error(exc.code))
         return False
 
+    def spawn_end_if_empty(self, live: LiveSession) -> None:
+        if not any(not p.grant.hidden for p in live.participants.values()):
+            self.spawn(self._end_quietly(live.id))
+
+    async def _end_quietly(self, session_id: str) -> None:
+        with contextlib.suppress(SignalingError):
+            await self.reviews.end(session_id, "all_left", None)
+
+    async def resume(self) -> None:
+        """After a restart, live sessions wait for their participants to rejoin."""
+        for session_id, case_no in await self.reviews.live_sessions():
+            live = self.sessions[session_id] = LiveSession(self, session_id, case_no)
+            live.expect_rejoin()
+
     async def close(self) -> None:
         for socket in tuple(self.queue_sockets):
-            await socket.close(code=CLOSE_ENDED)
+            await socket.close(code=CLOSE_RESTART)
         for live in list(self.sessions.values()):
-            await live.close()
+            await live.close(CLOSE_RESTART)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -85,6 +85,7 @@ MESSAGES = {
     "unknown_approver": "被邀请的审批人员不存在或不属于该部门。",
     "token_expired": "入会凭证已过期，请刷新页面。",
     "token_invalid": "入会凭证无效。",
+    "token_used": "入会凭证已使用过，请刷新页面重新获取。",
     # signalling protocol
     "join_timeout": "未在规定时间内加入会话。",
     "out_of_order": "消息顺序不正确。",
@@ -97,6 +98,7 @@ MESSAGES = {
     "rate_limited": "发送过于频繁，部分消息已被忽略。",
     "not_allowed": "您在本会话中无权进行此操作。",
     "not_live": "会话尚未开始，请等待审批人员接入。",
+    "server_restart": "服务器正在重启，稍后将自动重新连接。",
     "media_failed": "音视频连接中断，正在重新连接。",
     "source_not_allowed": "您无权发布该音视频源。",
     "bad_sdp": "音视频协商信息（SDP）无效。",
@@ -112,6 +114,13 @@ ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "�
 MODE_NAMES = {
     "remote_approval": "通办地受理、归属地审批",
     "local_approval": "通办地受理、通办地审批",
+}
+SESSION_STATE_NAMES = {
+    "waiting": "排队等待中",
+    "live": "审办进行中",
+    "ended": "已结束",
+    "cancelled": "已取消",
+    "timed_out": "等待超时",
 }
 CASE_STATUS_NAMES = {
     "accepted": "已受理",

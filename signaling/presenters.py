@@ -8,8 +8,9 @@ from aiohttp import web
 
 from signaling.appkeys import CATALOG
 from signaling.cases import CHINA_TIME, mask_phone
-from signaling.messages import CASE_STATUS_NAMES, MODE_NAMES, ROLE_NAMES
+from signaling.messages import CASE_STATUS_NAMES, MODE_NAMES, ROLE_NAMES, SESSION_STATE_NAMES
 from signaling.models import Case, Matter, Unit, User
+from signaling.reviews import ReviewSession
 
 
 def _unit(unit: Unit | None) -> dict[str, Any] | None:
@@ -74,3 +75,23 @@ class Lookup:
             "status_name": CASE_STATUS_NAMES.get(case.status, case.status),
             "created_at": case.created_at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
         }
+
+
+def review(session: ReviewSession, user: User) -> dict[str, Any]:
+    """A review session as a case page lists it; ``can_enter``: the user may open its
+    live screen now (the clerk who started it, the approver who accepted it, or an
+    auditor while it is live)."""
+    open_now = session.state in ("waiting", "live")
+    can_enter = (
+        (user.role == "clerk" and user.id == session.created_by and open_now)
+        or (user.role == "approver" and user.id == session.accepted_by and session.state == "live")
+        or (user.role == "auditor" and session.state == "live")
+    )
+    return {
+        "id": session.id,
+        "state": session.state,
+        "state_name": SESSION_STATE_NAMES.get(session.state, session.state),
+        "open": open_now,
+        "created_at": session.created_at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        "can_enter": can_enter,
+    }

@@ -34,8 +34,11 @@ def session_json(session: ReviewSession) -> dict[str, Any]:
     }
 
 
-async def grant_for(request: web.Request, user: User, session: ReviewSession) -> Grant:
-    """What the user may do in the session, or Forbidden."""
+async def grant_for(
+    request: web.Request, user: User, session: ReviewSession, joining: bool = True
+) -> Grant:
+    """What the user may do in the session, or Forbidden. Auditors join live sessions
+    only, but may look at any session in their scope."""
     reviews = request.app[REVIEWS]
     if user.role == "clerk" and user.id == session.created_by:
         hidden = False
@@ -43,7 +46,7 @@ async def grant_for(request: web.Request, user: User, session: ReviewSession) ->
         user.id == session.accepted_by or user.id in await reviews.co_approvers(session.id)
     ):
         hidden = False
-    elif user.role == "auditor" and session.state == "live":
+    elif user.role == "auditor" and (session.state == "live" or not joining):
         await request.app[CASES].get(user, session.case_no)  # scope check, and logged
         hidden = True
     else:
@@ -72,7 +75,7 @@ async def start_session(request: web.Request) -> web.Response:
 @allow("clerk", "approver", "auditor", scope="a session the user takes part in or audits")
 async def get_session(request: web.Request) -> web.Response:
     session = await request.app[REVIEWS].get(request.match_info["session_id"])
-    await grant_for(request, request[USER], session)
+    await grant_for(request, request[USER], session, joining=False)
     return json_response({"session": session_json(session)})
 
 
@@ -98,13 +101,13 @@ async def cancel_session(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/sessions/{session_id}/end")
-@allow("approver", scope="a live session the approver accepted")
+@allow("approver", scope="a live session the approver accepted or co-reviews")
 async def end_session(request: web.Request) -> web.Response:
     reviews = request.app[REVIEWS]
-    session = await reviews.get(request.match_info["session_id"])
-    if session.accepted_by != request[USER].id:
+    session_id = request.match_info["session_id"]
+    if not await reviews.may_end(request[USER].id, session_id):
         raise Forbidden("not_session_approver")
-    session = await reviews.end(session.id, "ended_by_approver", request[USER].username)
+    session = await reviews.end(session_id, "ended_by_approver", request[USER].username)
     return json_response({"session": session_json(session)})
 
 

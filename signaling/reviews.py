@@ -126,6 +126,16 @@ class Reviews:
         async with self._engine.connect() as conn:
             return [self._session(r) for r in (await conn.execute(query)).all()]
 
+    async def live_sessions(self) -> list[tuple[str, str]]:
+        """(session id, case number) of every live session."""
+        query = (
+            select(review_sessions.c.id, cases.c.case_no)
+            .join(cases, cases.c.id == review_sessions.c.case_id)
+            .where(review_sessions.c.state == "live")
+        )
+        async with self._engine.connect() as conn:
+            return [(row.id, row.case_no) for row in (await conn.execute(query)).all()]
+
     async def co_approvers(self, session_id: str) -> list[int]:
         query = select(session_invitations.c.accepted_by).where(
             session_invitations.c.session_id == session_id,
@@ -264,8 +274,11 @@ class Reviews:
         return session
 
     async def cancel(self, clerk: User, session_id: str) -> ReviewSession:
+        return await self.cancel_by(clerk.id, clerk.username, session_id)
+
+    async def cancel_by(self, user_id: int, username: str, session_id: str) -> ReviewSession:
         session = await self.get(session_id)
-        if clerk.id != session.created_by:
+        if user_id != session.created_by:
             raise Forbidden("out_of_scope")
         session = await self._transition(
             session_id,
@@ -273,9 +286,14 @@ class Reviews:
             {"ended_at": self._clock.now(), "end_reason": "cancelled_by_clerk"},
         )
         await self._audit.append(
-            "session_cancelled", actor=clerk.username, case_no=session.case_no, session=session_id
+            "session_cancelled", actor=username, case_no=session.case_no, session=session_id
         )
         return session
+
+    async def may_end(self, user_id: int, session_id: str) -> bool:
+        """The accepting approver, or a co-reviewing one, may end a live session."""
+        session = await self.get(session_id)
+        return user_id == session.accepted_by or user_id in await self.co_approvers(session_id)
 
     async def time_out(self, session_id: str) -> ReviewSession:
         session = await self._transition(
@@ -298,15 +316,21 @@ class Reviews:
         await self._audit.append(
             "session_ended", actor=actor, case_no=session.case_no, session=session_id, reason=reason
         )
+        pending = (
+            session_invitations.c.session_id == session_id,
+            session_invitations.c.state == "pending",
+        )
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(session_invitations)
-                .where(
-                    session_invitations.c.session_id == session_id,
-                    session_invitations.c.state == "pending",
-                )
-                .values(state="withdrawn")
+            invited = (
+                (await conn.execute(select(session_invitations.c.department_id).where(*pending)))
+                .scalars()
+                .all()
             )
+            await conn.execute(
+                update(session_invitations).where(*pending).values(state="withdrawn")
+            )
+        for department_id in set(invited):  # their queues drop the invitation
+            await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
         return session
 
     async def invite(

@@ -34,6 +34,7 @@ class JoinTokens:
         self._key = key
         self._clock = clock
         self._seconds = seconds
+        self._used: dict[str, float] = {}  # token id -> its expiry (epoch seconds)
 
     def issue(self, grant: Grant) -> str:
         now = self._clock.now()
@@ -50,6 +51,14 @@ class JoinTokens:
             "jti": secrets.token_urlsafe(12),
         }
         return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def _spend(self, token_id: str, expires: float) -> None:
+        """A token opens one socket: a copy of it is refused (per node)."""
+        now = self._clock.now().timestamp()
+        self._used = {k: v for k, v in self._used.items() if v > now}
+        if not token_id or token_id in self._used:
+            raise NotAuthenticated("token_used")
+        self._used[token_id] = expires
 
     def verify(self, token: str, session_id: str) -> Grant:
         """The grant of a valid, unexpired token for this session; else NotAuthenticated."""
@@ -68,6 +77,7 @@ class JoinTokens:
             raise NotAuthenticated("token_invalid") from exc
         if claims["sid"] != session_id:
             raise NotAuthenticated("token_invalid")
+        self._spend(str(claims.get("jti", "")), float(claims["exp"]))
         return Grant(
             session_id=claims["sid"],
             user_id=int(claims["sub"]),

@@ -8,7 +8,8 @@ that adds the tail of the server's log to the report of a failing test.
 - ``live_server``: a data directory seeded by ``coreview demo-data --json``, then
   ``coreview serve`` on a free loopback port, ready once ``GET /healthz`` answers
   ``{"status": "ok"}``. Its output goes to ``<tmp_path>/coreview-server.log``. Stopped by
-  its PID (terminate, then kill after a deadline) whatever the test's outcome.
+  its PID (terminate, then kill after a deadline) whatever the test's outcome. A module
+  that needs settings overrides the ``live_server_env`` fixture (``COREVIEW_*`` names).
 - ``browser``: Debian's ``/usr/bin/chromium`` through Playwright's async API, closed in
   teardown. A module that needs more switches (fake cameras, …) overrides the
   ``chromium_extra_args`` fixture; ``--disable-features``/``--enable-features`` given
@@ -274,9 +275,18 @@ _SERVERS = pytest.StashKey[list[LiveServer]]()
 
 
 @pytest.fixture
-def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+def live_server_env() -> dict[str, str]:
+    """Extra environment (``COREVIEW_*`` settings) for the server; override this fixture
+    in a module that needs some, e.g. ``COREVIEW_ANNOUNCED_ADDRESSES`` for media."""
+    return {}
+
+
+@pytest.fixture
+def live_server(
+    request: pytest.FixtureRequest, tmp_path: Path, live_server_env: dict[str, str]
+) -> Iterator[LiveServer]:
     """A real ``coreview serve`` with the demo data, on loopback, for one test."""
-    with running_server(tmp_path) as server:
+    with running_server(tmp_path, env=live_server_env) as server:
         request.node.stash.setdefault(_SERVERS, []).append(server)
         yield server
 
@@ -418,6 +428,13 @@ class Tab:
         )
         self.shown.append(shown)
         return shown
+
+    async def log_in(self, username: str, password: str) -> Shown:
+        """Fill the login form the way a person does and submit it."""
+        await self.goto("/login")
+        await self.page.get_by_label("用户名").fill(username)
+        await self.page.get_by_label("密码").fill(password)
+        return await self.follow(self.page.get_by_role("button", name="登录").click)
 
     async def screenshot(self, name: str) -> Path | None:
         """A full-page PNG into $COREVIEW_SCREENSHOTS, if that is set."""

@@ -243,3 +243,88 @@ async def test_media_resumes_after_the_server_loses_the_clerks_udp_for_10_s(user
         await clerk_peer.close()
         await clerk_channel.close()
         await approver_channel.close()
+
+
+async def test_clerk_hanging_up_while_waiting_cancels(users):
+    """A clerk who hangs up before anyone accepted cancels the session: it leaves the
+    queue at once instead of waiting for the timeout."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started = await start(clerk)
+    channel = await SignalChannel.open(clerk, started["session"]["id"], started["token"])
+    assert len((await approver.get("/api/v1/queue"))["items"]) == 1
+    await channel.send(protocol.Hangup())
+    await channel.close()
+
+    async def cancelled() -> bool:
+        session = (await clerk.get(f"/api/v1/sessions/{started['session']['id']}"))["session"]
+        return session["state"] == "cancelled"
+
+    await wait_until(cancelled, what="the session to be cancelled")
+    assert (await approver.get("/api/v1/queue"))["items"] == []
+
+
+async def test_a_join_token_opens_one_socket_only(users):
+    """A copied join token is refused once it has been used."""
+    clerk = await users("chuangkou")
+    started = await start(clerk)
+    session_id = started["session"]["id"]
+    channel = await SignalChannel.open(clerk, session_id, started["token"])
+    try:
+        socket = await clerk.http.ws_connect(f"{clerk.base_url}/api/v1/sessions/{session_id}/ws")
+        await socket.send_str(protocol.Join(started["token"]).to_json())
+        reply = await socket.receive_json()
+        assert (reply["type"], reply["code"]) == ("error", "token_used")
+        await socket.close()
+    finally:
+        await channel.close()
+
+
+async def test_publishing_a_source_on_the_wrong_kind_is_refused(users):
+    """Mapping a video transceiver to the audio source is refused (bad_publish_map)."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started = await start(clerk)
+    session_id = started["session"]["id"]
+    channel = await SignalChannel.open(clerk, session_id, started["token"])
+    await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    peer = SyntheticParticipant(make_sources(("face",)))
+    try:
+        sdp, publish = await peer.offer()
+        await channel.send(protocol.Offer(sdp, {mid: "audio" for mid in publish}))
+        assert (await channel.wait("error"))["code"] == "bad_publish_map"
+    finally:
+        await peer.close()
+        await channel.close()
+
+
+async def test_live_session_survives_a_restart_only_if_someone_rejoins(aiohttp_server, data_dir):
+    """A live session outlasts a server restart: its participants are told the server
+    restarts; if nobody rejoins within the grace period, it ends as all_left."""
+    settings = Settings(
+        data_dir=data_dir, announced_addresses=("127.0.0.1",), reconnect_grace_seconds=1
+    )
+    first = await aiohttp_server(create_app(settings))
+    clerk, approver = ApiClient(str(first.make_url(""))), ApiClient(str(first.make_url("")))
+    await clerk.login("chuangkou", demo_password(data_dir, "chuangkou"))
+    await approver.login("shenpi", demo_password(data_dir, "shenpi"))
+    started = await start(clerk)
+    session_id = started["session"]["id"]
+    await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    channel = await SignalChannel.open(clerk, session_id, started["token"])
+    await first.close()
+    assert (await channel.wait("error"))["code"] == "server_restart"
+    assert channel.socket.close_code == 1012
+    await clerk.close()
+    await approver.close()
+
+    second = await aiohttp_server(create_app(settings))
+    auditor = ApiClient(str(second.make_url("")))
+    try:
+        await auditor.login("jiancha", demo_password(data_dir, "jiancha"))
+
+        async def ended() -> bool:
+            session = (await auditor.get(f"/api/v1/sessions/{session_id}"))["session"]
+            return session["state"] == "ended" and session["end_reason"] == "all_left"
+
+        await wait_until(ended, limit=10, what="the abandoned session to end")
+    finally:
+        await auditor.close()

@@ -27,11 +27,11 @@ from signaling.access import (
 )
 from signaling.accounts import temporary_password
 from signaling.api import STAFF, client_address
-from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG
+from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, REVIEWS
 from signaling.cases import CASE_STATUS
 from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
 from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
-from signaling.presenters import Lookup
+from signaling.presenters import Lookup, review
 
 routes = web.RouteTableDef()
 FormAction = Callable[[dict[str, str]], Awaitable[str]]
@@ -210,9 +210,13 @@ async def new_case_submit(request: web.Request) -> web.Response:
 @routes.get("/cases/{case_no}")
 @allow(*STAFF, scope="a case of the user's outlet, department or jurisdiction", page=True)
 async def case_page(request: web.Request) -> web.Response:
-    case = await request.app[CASES].get(request[USER], request.match_info["case_no"])
+    user = request[USER]
+    case = await request.app[CASES].get(user, request.match_info["case_no"])
     lookup = await Lookup.load(request.app)
-    return render(request, "case.html", {"case": lookup.case(case)})
+    sessions = [review(s, user) for s in await request.app[REVIEWS].for_case(case.id)]
+    current = next((s for s in sessions if s["open"]), None)
+    values = {"case": lookup.case(case), "sessions": sessions, "current": current}
+    return render(request, "case.html", values)
 
 
 # -- administration ---------------------------------------------------------------------

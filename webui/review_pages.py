@@ -1,0 +1,69 @@
+"""Pages of live review sessions (远程审办): the clerk's start page with device pickers,
+the approver's live queue and the live screen. They only render; everything live runs
+in the pages' ES modules over the JSON API and the signalling socket."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.access import USER, allow
+from signaling.appkeys import CASES, REVIEWS
+from signaling.errors import Forbidden
+from signaling.messages import SESSION_STATE_NAMES, message
+from signaling.presenters import Lookup, review
+from signaling.review_api import grant_for, session_json
+from webui.pages import render
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/cases/{case_no}/review")
+@allow("clerk", scope="a case of the clerk's outlet", page=True)
+async def review_start_page(request: web.Request) -> web.Response:
+    """Pick face camera, document camera and microphone, preview them, start."""
+    user = request[USER]
+    case = await request.app[CASES].get(user, request.match_info["case_no"])
+    lookup = await Lookup.load(request.app)
+    sessions = [review(s, user) for s in await request.app[REVIEWS].for_case(case.id)]
+    current = next((s for s in sessions if s["open"]), None)
+    return render(request, "review_start.html", {"case": lookup.case(case), "current": current})
+
+
+@routes.get("/queue")
+@allow("approver", scope="the approver's department", page=True)
+async def queue_page(request: web.Request) -> web.Response:
+    lookup = await Lookup.load(request.app)
+    return render(request, "queue.html", {"me": lookup.user(request[USER])})
+
+
+@routes.get("/sessions/{session_id}")
+@allow(
+    "clerk",
+    "approver",
+    "auditor",
+    scope="a session the user takes part in, or audits within the auditor's jurisdiction",
+    page=True,
+)
+async def session_page(request: web.Request) -> web.Response:
+    """The live screen. Participants are checked here as the join-token route checks
+    them, so an outsider gets the 403 page rather than a page that cannot connect."""
+    user = request[USER]
+    session = await request.app[REVIEWS].get(request.match_info["session_id"])
+    if user.role != "auditor":
+        await grant_for(request, user, session)
+    try:
+        # For an auditor this is the scope check, and the view is logged.
+        case = await request.app[CASES].get(user, session.case_no)
+    except Forbidden:
+        if user.role == "auditor":
+            raise
+        case = None  # a co-reviewing approver of another department: the session only
+    lookup = await Lookup.load(request.app)
+    values = {
+        "session": session_json(session),
+        "case": lookup.case(case) if case else None,
+        "state_name": SESSION_STATE_NAMES.get(session.state, session.state),
+        "state_message": message(f"state_{session.state}"),
+        "can_end": user.role == "approver" and session.accepted_by == user.id,
+    }
+    return render(request, "session.html", values)

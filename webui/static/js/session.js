@@ -1,0 +1,222 @@
+// The live screen (/sessions/{id}): waiting room for the clerk, then the call —
+// stage and tiles, document viewer, controls, participants, chat, quality, banners.
+// On a reload it simply joins again: fresh token, fresh peer connection.
+
+import { Call, TERMINAL } from "./call.js";
+import { Chat } from "./chat.js";
+import { deviceError, listDevices, loadChoices, openSources, resolveChoices } from "./devices.js";
+import { Feeds } from "./feeds.js";
+import { QualityMeter } from "./stats.js";
+import { $, duration, el, ROLE_NAMES, say } from "./ui.js";
+import { Viewer } from "./viewer.js";
+
+const PUBLISH = { clerk: ["face", "document", "audio"], approver: ["face", "audio"], auditor: [] };
+const STATE_NAMES = {
+  waiting: "排队等待中",
+  live: "审办进行中",
+  ended: "已结束",
+  cancelled: "已取消",
+  timed_out: "等待超时",
+};
+const ENDED_TITLES = {
+  ended: "审办会话已结束",
+  cancelled: "会话已取消",
+  timed_out: "会话等待超时",
+  hung_up: "您已挂断",
+  replaced: "已在其他窗口打开",
+  refused: "无法加入会话",
+};
+const END_REASONS = {
+  ended_by_approver: "审批人员已结束本次审办。",
+  all_left: "参会人员均已离开，审办会话已结束。",
+  cancelled_by_clerk: "窗口人员已取消本次审办。",
+};
+
+const root = $("#session");
+const { sessionId, role, me } = root.dataset;
+const alertBox = $("#alert");
+const viewer = new Viewer($("#viewer-tools"), $("#viewer-zoom"));
+const feeds = new Feeds({
+  stage: $("#stage"),
+  stageEmpty: $("#stage-empty"),
+  tiles: $("#tiles"),
+  sinks: $("#audio-sinks"),
+  viewer,
+  onAudioBlocked: () => {
+    $("#unmute-remote").hidden = false;
+  },
+});
+let call = null;
+
+function showState(state, message) {
+  const pill = $("#state-name");
+  pill.textContent = STATE_NAMES[state] ?? state;
+  pill.className = `status session-${state}`;
+  if (message) $("#state-message").textContent = message;
+  root.dataset.state = state;
+  $("#waiting").hidden = state !== "waiting";
+  feeds.setWaiting(state === "waiting");
+}
+
+/** The closing card; ``kind``: a final state, or hung_up / replaced / refused. */
+function showEnded(kind, message, endReason = "") {
+  $("#live").hidden = true;
+  $("#peer-banner").hidden = true;
+  $("#self-banner").hidden = true;
+  $("#ended").hidden = false;
+  $("#ended-title").textContent = ENDED_TITLES[kind] ?? ENDED_TITLES.ended;
+  $("#ended-message").textContent = END_REASONS[endReason] ?? message ?? "";
+  $("#rejoin").hidden = kind !== "hung_up" && kind !== "replaced";
+  root.dataset.finished = kind;
+}
+
+function showPeople(list) {
+  feeds.setPeople(list);
+  const people = $("#people");
+  people.replaceChildren(
+    ...list.map((p) => {
+      const flags = [];
+      if (p.state === "reconnecting") flags.push("正在重连");
+      if (p.audio_on === false) flags.push("已静音");
+      if (p.face_on === false) flags.push("摄像头关闭");
+      const name = p.participant === me ? `${p.display_name}（我）` : p.display_name;
+      return el(
+        "li",
+        { "data-participant": p.participant, "data-state": p.state },
+        el("span", { class: "name" }, name),
+        el("span", { class: "hint" }, ROLE_NAMES[p.role] ?? p.role),
+        flags.length ? el("span", { class: "flags" }, flags.join("，")) : null,
+      );
+    }),
+  );
+  const away = list.some((p) => p.participant !== me && p.state === "reconnecting");
+  $("#peer-banner").hidden = !away;
+}
+
+function tickWaiting() {
+  const since = Date.parse(root.dataset.createdAt);
+  const timer = setInterval(() => {
+    if (root.dataset.state !== "waiting") return;
+    if (Number.isNaN(since)) return;
+    $("#waited").textContent = duration((Date.now() - since) / 1000);
+  }, 500);
+  return () => clearInterval(timer);
+}
+
+function bindControls(chat) {
+  const toggles = [
+    ["#toggle-audio", "audio", "静音", "取消静音"],
+    ["#toggle-face", "face", "关闭摄像头", "开启摄像头"],
+    ["#toggle-document", "document", "暂停高拍仪", "恢复高拍仪"],
+  ];
+  for (const [selector, source, offLabel, onLabel] of toggles) {
+    const button = $(selector);
+    if (!button) continue;
+    button.disabled = !call.tracks.has(source);
+    button.addEventListener("click", () => {
+      const on = !call.media[source];
+      call.setMedia(source, on);
+      button.textContent = on ? offLabel : onLabel;
+      button.setAttribute("aria-pressed", String(!on));
+      feeds.setLocalOff(source, !on);
+    });
+  }
+  $("#hangup").addEventListener("click", () => call.hangup());
+  const dialog = $("#end-dialog");
+  $("#end")?.addEventListener("click", () => dialog.showModal());
+  dialog?.addEventListener("close", () => {
+    if (dialog.returnValue === "confirm") call.end();
+  });
+  $("#cancel")?.addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    try {
+      await call.cancel();
+    } catch (error) {
+      say(alertBox, error.message);
+      event.target.disabled = false;
+    }
+  });
+  $("#unmute-remote").addEventListener("click", async (event) => {
+    try {
+      await feeds.resumeAudio();
+      event.target.hidden = true;
+    } catch (error) {
+      say(alertBox, `无法播放声音：${error.message}`);
+    }
+  });
+  chat.enable(false);
+}
+
+async function localTracks() {
+  const sources = PUBLISH[role] ?? [];
+  let choices = loadChoices();
+  if (sources.some((source) => !choices[source])) {
+    // first time on this computer (no start page before): pick as the start page does
+    try {
+      choices = resolveChoices(await listDevices(), choices);
+    } catch (error) {
+      say(alertBox, deviceError(error));
+    }
+  }
+  const { tracks, failed } = await openSources(sources, choices);
+  if (failed.length) say(alertBox, deviceError(failed[0][1]));
+  for (const [source, track] of tracks) {
+    if (track.kind === "video") feeds.showLocal(source, track);
+  }
+  return tracks;
+}
+
+async function main() {
+  const state = root.dataset.state;
+  if (TERMINAL.has(state)) {
+    showEnded(state, $("#state-message").textContent, root.dataset.endReason);
+    return;
+  }
+  showState(state);
+  if (role === "auditor" && state === "waiting") {
+    showEnded("refused", "会话尚未开始，审批人员接入后方可旁听，请稍后刷新页面。");
+    return;
+  }
+  const stopTicking = tickWaiting();
+  call = new Call(sessionId, await localTracks());
+  const chat = new Chat($("#chat-log"), $("#chat-form"), me, (text) => call.chat(text));
+  bindControls(chat);
+  const meter = new QualityMeter();
+  const sampler = setInterval(async () => {
+    const pc = call.pc;
+    if (!pc) return;
+    try {
+      const sample = await meter.sample(pc);
+      if (pc === call.pc) feeds.quality(sample);
+    } catch (error) {
+      console.warn("getStats failed", error); // the connection closed meanwhile
+    }
+  }, 1000);
+
+  call.on("joined", () => {
+    say(alertBox, "");
+    chat.enable(!call.hidden);
+  });
+  let endReason = "";
+  call.on("state", (m) => {
+    endReason = m.reason;
+    showState(m.state, m.message);
+  });
+  call.on("participants", showPeople);
+  call.on("slots", (slots) => feeds.update(slots));
+  call.on("peer", (offer) => feeds.bind(offer.slots, offer.publish));
+  call.on("chat", (m) => chat.add(m));
+  call.on("problem", (m) => say(alertBox, m.message));
+  call.on("link", ({ state: link }) => {
+    $("#self-banner").hidden = link !== "reconnecting";
+    if (link === "reconnecting") chat.enable(false);
+  });
+  call.on("finished", ({ reason, message }) => {
+    clearInterval(sampler);
+    stopTicking();
+    showEnded(reason === "ended" && TERMINAL.has(call.state) ? call.state : reason, message, endReason);
+  });
+  await call.start();
+}
+
+main().catch((error) => say(alertBox, `页面出错：${error.message}`));
