@@ -33,6 +33,8 @@ NACK_MAX_RETRIES = 6
 """After this many NACKs for a gap, give up on it and ask for a keyframe."""
 MAX_RECOVERABLE_GAP = 64
 """A longer upstream gap (an outage) is not NACKed: the legs wait for a keyframe."""
+CONGESTION_LOSS = 5
+"""Fraction lost (of 256, ~2 %) above which a subscriber's estimate clamps publishers."""
 CACHE_SIZE = 1024
 """Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
 
@@ -190,6 +192,7 @@ class Slot:
     packets: int = 0
     octets: int = 0
     remb: int | None = None
+    fraction_lost: int = 0
     rtx_seq: int = 0
     retransmitted: int = 0
     leg: Leg | None = None
@@ -198,7 +201,9 @@ class Slot:
     def __post_init__(self) -> None:
         hooks.intercept_sender_feedback(
             self.sender,
-            hooks.SenderFeedback(self.on_nack, self.on_keyframe_request, self.on_remb),
+            hooks.SenderFeedback(
+                self.on_nack, self.on_keyframe_request, self.on_remb, self.on_loss
+            ),
         )
 
     async def on_nack(self, lost: list[int]) -> None:
@@ -224,6 +229,14 @@ class Slot:
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate
+
+    def on_loss(self, fraction_lost: int) -> None:
+        self.fraction_lost = fraction_lost
+
+    @property
+    def congested(self) -> bool:
+        """The subscriber loses more than ~2 % of this leg's packets."""
+        return self.fraction_lost > CONGESTION_LOSS
 
     async def _send(self, data: bytes) -> None:
         try:

@@ -34,6 +34,7 @@ from aiortc.rtp import (
     RTCP_RTPFB_NACK,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -237,6 +238,8 @@ class SenderFeedback:
     on_nack: Callable[[list[int]], Awaitable[None]]
     on_keyframe_request: Callable[[], Awaitable[None]]
     on_remb: Callable[[int], None]
+    on_loss: Callable[[int], None]
+    """The subscriber's reported fraction lost (of 256) for this sender."""
 
 
 def intercept_sender_feedback(sender: RTCRtpSender, feedback: SenderFeedback) -> None:
@@ -257,6 +260,10 @@ def intercept_sender_feedback(sender: RTCRtpSender, feedback: SenderFeedback) ->
                 return
             feedback.on_remb(bitrate)
         else:
+            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        feedback.on_loss(report.fraction_lost)
             await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]

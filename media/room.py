@@ -31,7 +31,7 @@ Source = Literal["face", "document", "audio"]
 SOURCES: tuple[Source, ...] = ("face", "document", "audio")
 SOURCE_KIND: dict[str, str] = {"face": "video", "document": "video", "audio": "audio"}
 PUBLISH_BITRATE = 5_000_000
-"""REMB sent to publishers when no subscriber reports less (bits per second)."""
+"""REMB sent to publishers unless a congested subscriber reports less (bits/s)."""
 REMB_INTERVAL = 1.0
 
 
@@ -260,7 +260,9 @@ class MediaRoom:
 
     async def _send_remb(self) -> None:
         """Tell each publisher how much it may send: our target, clamped by the lowest
-        estimate its subscribers report."""
+        estimate of a subscriber that is losing packets. A subscriber's estimate alone
+        does not clamp: it grows only with what it receives, so it would hold the
+        document camera low for tens of seconds at the start of every call."""
         while True:
             await asyncio.sleep(REMB_INTERVAL)
             for peer in tuple(self._peers.values()):
@@ -268,7 +270,10 @@ class MediaRoom:
                 if not video:
                     continue
                 reports = [
-                    leg.slot.remb for t in video for leg in t.legs if leg.slot.remb is not None
+                    leg.slot.remb
+                    for t in video
+                    for leg in t.legs
+                    if leg.slot.remb is not None and leg.slot.congested
                 ]
                 bitrate = min([PUBLISH_BITRATE, *reports])
                 await hooks.send_remb(

@@ -20,7 +20,7 @@ from aiortc.rtp import (
 )
 
 from media.participant import SyntheticParticipant, make_sources
-from media.room import MediaConfig, MediaRoom
+from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
 from tests.helpers import wait_until
 
 CONFIG = MediaConfig(announced_addresses=("127.0.0.1",))
@@ -283,7 +283,7 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
             t.ssrc for t in (pair.room.track("clerk", "face"), pair.room.track("clerk", "document"))
         }
         assert set(ssrcs) == clerk_video
-        assert bitrate > 0
+        assert bitrate == PUBLISH_BITRATE  # nobody loses packets: the full target
     finally:
         await pair.close()
 
@@ -306,3 +306,33 @@ async def test_announced_address_and_port_range_are_used():
     finally:
         await peer.close()
         await room.close()
+
+
+async def test_a_lossy_subscriber_clamps_what_the_publisher_is_asked_for():
+    """A subscriber losing ~10 % of its packets reports its own estimate, and the
+    publisher is asked for no more than that."""
+    pair = Pair()
+    rembs: list[int] = []
+    on_incoming_rtp(pair.approver, lose(0.10, seed=3))
+    clerk_dtls = transport(pair.clerk)
+    original = clerk_dtls._handle_rtcp_data
+
+    async def watch_remb(data: bytes) -> None:
+        for packet in RtcpPacket.parse(data):
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                rembs.append(unpack_remb_fci(packet.fci)[0])
+        await original(data)
+
+    clerk_dtls._handle_rtcp_data = watch_remb
+    await pair.start()
+    try:
+        slot = next(iter(pair.room.track("clerk", "document").legs)).slot
+        await wait_until(
+            lambda: (
+                slot.congested and slot.remb is not None and rembs and rembs[-1] < PUBLISH_BITRATE
+            ),
+            limit=15,
+            what="a clamped REMB",
+        )
+    finally:
+        await pair.close()
