@@ -1,4 +1,4 @@
-"""The ``coreview`` command: serve, user, catalog, demo-data."""
+"""The ``coreview`` command: serve, user, catalog, demo-data, simulate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from signaling.middleware import AccessLogger
 from signaling.models import ROLES
 from signaling.services import Services, open_services
 from signaling.settings import Settings, SettingsError, load_settings
+from signaling.simulate import SimulateError, simulate
+
+DEFAULT_SIMULATE_MATTER = "LZ-SCJG-0101"
+"""A demo matter that the demo approver ``shenpi`` (LZ-SCJG) approves."""
+MAX_SIMULATE_SESSIONS = 50
+MAX_SIMULATE_SECONDS = 3600.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo-data", parents=[common], help="写入演示数据并列出演示账户")
     demo.add_argument("--json", action="store_true", help="以 JSON 输出")
+
+    simulate = commands.add_parser(
+        "simulate", help="模拟审办会话（经公开接口），输出一行 JSON 汇总"
+    )
+    simulate.add_argument("--url", required=True, help="服务地址，如 http://127.0.0.1:8080")
+    simulate.add_argument("--clerk", required=True, metavar="USER:PASS", help="窗口人员账户")
+    simulate.add_argument("--approver", required=True, metavar="USER:PASS", help="审批人员账户")
+    simulate.add_argument(
+        "--matter", default=DEFAULT_SIMULATE_MATTER, help="事项编码（须由该审批人员的部门审批）"
+    )
+    simulate.add_argument("--sessions", type=int, default=1, help="同时进行的会话数")
+    simulate.add_argument("--seconds", type=float, default=5.0, help="每个会话传输音视频的秒数")
     return parser
 
 
@@ -123,8 +142,54 @@ def _print_accounts(accounts: list[dict[str, Any]], *, as_json: bool) -> None:
         )
 
 
+def _account(value: str, option: str) -> tuple[str, str]:
+    username, sep, password = value.partition(":")
+    if not sep or not username or not password:
+        raise ValueError(f"{option} 应写作 用户名:密码（以英文冒号分隔，两者都不能为空）")
+    return username, password
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """``coreview simulate``: 0 if every session was clean, 1 if not (or the run could
+    not start), 2 for bad arguments."""
+    try:
+        clerk = _account(args.clerk, "--clerk")
+        approver = _account(args.approver, "--approver")
+        url = urllib.parse.urlsplit(args.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--url 应为 http:// 或 https:// 开头的服务地址，收到 {args.url!r}")
+        if not 1 <= args.sessions <= MAX_SIMULATE_SESSIONS:
+            raise ValueError(f"--sessions 应在 1 到 {MAX_SIMULATE_SESSIONS} 之间")
+        if not 0 < args.seconds <= MAX_SIMULATE_SECONDS:
+            raise ValueError(f"--seconds 应大于 0 且不超过 {MAX_SIMULATE_SECONDS:.0f}")
+    except ValueError as exc:
+        print(f"参数有误：{exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(
+            simulate(args.url, clerk, approver, args.matter, args.sessions, args.seconds)
+        )
+    except SimulateError as exc:
+        reasons = {
+            "unreachable": f"无法连接服务 {args.url}（{exc.detail}）",
+            "not_coreview": f"{args.url} 的应答不是 coreview 接口（{exc.detail}）",
+            "login_failed": f"账户 {exc.account} 登录失败：{exc.detail}",
+            "wrong_role": (
+                f"账户 {exc.account} 是{ROLE_NAMES.get(exc.detail, exc.detail)}，"
+                f"不能用作{'窗口人员' if exc.account == clerk[0] else '审批人员'}"
+            ),
+        }
+        print(f"模拟未能开始：{reasons.get(exc.code, str(exc))}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if summary["all_clean"] else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        return _simulate(args)
     try:
         settings = _settings(args)
     except (SettingsError, OSError) as exc:

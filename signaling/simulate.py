@@ -5,6 +5,8 @@ media over aiortc, check what arrives, and print one JSON summary line."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ class ApiError(RuntimeError):
         super().__init__(f"HTTP {status} {error.get('code', '')}: {error.get('message', body)}")
         self.status = status
         self.code = error.get("code", "")
+        self.message = error.get("message", "")
 
 
 class ApiClient:
@@ -140,13 +143,65 @@ def slot_for(channel: SignalChannel, participant: str, source: str) -> str | Non
 
 
 @dataclass
+class TrackReport:
+    """What one sender's track sent and what its receiver got, at the end of the run.
+
+    ``sent`` is the sender's frame counter when the run ends (frames produced since it
+    started, some before the receiver joined); ``lost`` counts the stamped counters
+    missing between the first and the last one received; ``first_frame_ms`` is the time
+    from the start of media (the clerk's offer) to the first decoded frame."""
+
+    sent: int = 0
+    received: int = 0
+    lost: int = 0
+    first_frame_ms: float | None = None
+    frequency: float | None = None
+    """Audio only: the tone heard (after one second of audio), in Hz."""
+
+
+@dataclass
 class SessionReport:
     case_no: str = ""
     session_id: str = ""
-    frames_sent: dict[str, int] = field(default_factory=dict)
-    frames_received: dict[str, int] = field(default_factory=dict)
-    first_frame_ms: dict[str, float] = field(default_factory=dict)
+    tracks: dict[str, TrackReport] = field(default_factory=dict)
+    """By ``<publisher>.<source>``."""
     errors: list[str] = field(default_factory=list)
+
+
+TONE_HZ = 440.0
+TONE_TOLERANCE_HZ = 20.0
+
+
+def check_track(
+    channel: SignalChannel,
+    receiver: SyntheticParticipant,
+    sender: SyntheticParticipant,
+    publisher: str,
+    source: str,
+    began: float,
+) -> tuple[TrackReport, list[str]]:
+    """Report one flow and what is wrong with it: nothing received, counters out of
+    order or repeated, a wrong tone."""
+    label = f"{publisher}.{source}"
+    track = TrackReport(sent=int(getattr(sender.sources[source], "counter", 0)))
+    mid = slot_for(channel, publisher, source)
+    got = receiver.received.get(mid or "")
+    if got is None or got.first_at is None:
+        return track, [f"{label}: nothing received"]
+    track.first_frame_ms = round((got.first_at - began) * 1000, 1)
+    errors = []
+    if source == "audio":
+        track.received = got.audio_frames
+        track.frequency = got.frequency
+        if got.frequency is not None and abs(got.frequency - TONE_HZ) > TONE_TOLERANCE_HZ:
+            errors.append(f"{label}: tone at {got.frequency:.0f} Hz, not {TONE_HZ:.0f} Hz")
+    else:
+        counters = got.counters
+        track.received = len(counters)
+        track.lost = counters[-1] - counters[0] + 1 - len(set(counters))
+        if any(b <= a for a, b in itertools.pairwise(counters)):
+            errors.append(f"{label}: frames out of order or repeated")
+    return track, errors
 
 
 def demo_id_number(index: int) -> str:
@@ -198,23 +253,17 @@ async def run_session(
         flows = [
             (approver_channel, approver_peer, clerk_peer, clerk[0], "face"),
             (approver_channel, approver_peer, clerk_peer, clerk[0], "document"),
+            (approver_channel, approver_peer, clerk_peer, clerk[0], "audio"),
             (clerk_channel, clerk_peer, approver_peer, approver[0], "face"),
+            (clerk_channel, clerk_peer, approver_peer, approver[0], "audio"),
         ]
         for channel, receiver, sender, who, source in flows:
-            label = f"{who}.{source}"
-            report.frames_sent[label] = getattr(sender.sources[source], "counter", 0)
-            mid = slot_for(channel, who, source)
-            got = receiver.received.get(mid or "")
-            if got is None or not got.counters:
-                report.errors.append(f"{label}: nothing received")
-                continue
-            report.frames_received[label] = len(got.counters)
-            report.first_frame_ms[label] = round(((got.first_at or began) - began) * 1000, 1)
-            if got.counters != sorted(got.counters):
-                report.errors.append(f"{label}: frames out of order")
+            track, errors = check_track(channel, receiver, sender, who, source, began)
+            report.tracks[f"{who}.{source}"] = track
+            report.errors += errors
         await approver_channel.send(protocol.End())
         await clerk_channel.wait("state", lambda m: m["state"] == "ended")
-    except (ApiError, ConnectionError, TimeoutError, aiohttp.ClientError, KeyError) as exc:
+    except (ApiError, OSError, aiohttp.ClientError, KeyError, ValueError) as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         for peer in peers:
@@ -226,6 +275,41 @@ async def run_session(
     return report
 
 
+LOGIN_TIMEOUT = 20.0
+"""Seconds the first login may take before the URL counts as unreachable."""
+
+
+class SimulateError(Exception):
+    """The run cannot start. ``code``: ``unreachable`` (no HTTP answer at the URL),
+    ``not_coreview`` (an answer, but not coreview's API), ``login_failed`` (``detail``
+    has the server's message), ``wrong_role``; ``account`` names the account concerned."""
+
+    def __init__(self, code: str, account: str = "", detail: str = "") -> None:
+        super().__init__(f"{code} {account}: {detail}".strip())
+        self.code = code
+        self.account = account
+        self.detail = detail
+
+
+async def check_account(url: str, account: tuple[str, str], role: str) -> None:
+    """Log in once before any session starts, so that a wrong URL or password is one
+    clear error rather than the same failure in every session."""
+    client = ApiClient(url)
+    try:
+        async with asyncio.timeout(LOGIN_TIMEOUT):
+            await client.login(*account)
+    except ApiError as exc:
+        raise SimulateError("login_failed", account[0], str(exc.message)) from exc
+    except (aiohttp.ContentTypeError, ValueError, KeyError, TypeError) as exc:
+        raise SimulateError("not_coreview", account[0], str(exc)) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise SimulateError("unreachable", account[0], str(exc) or type(exc).__name__) from exc
+    finally:
+        await client.close()
+    if client.user.get("role") != role:
+        raise SimulateError("wrong_role", account[0], str(client.user.get("role")))
+
+
 async def simulate(
     url: str,
     clerk: tuple[str, str],
@@ -234,12 +318,22 @@ async def simulate(
     sessions: int,
     seconds: float,
 ) -> dict[str, Any]:
+    """Run ``sessions`` sessions at once; the summary says which were clean (every
+    track arrived, in order, with the right tone; no error). Raises ``SimulateError``
+    if the accounts cannot log in."""
+    await check_account(url, clerk, "clerk")
+    await check_account(url, approver, "approver")
+    started = time.monotonic()
     reports = await asyncio.gather(
         *(run_session(url, clerk, approver, matter, seconds, i) for i in range(sessions))
     )
+    clean = sum(1 for r in reports if not r.errors)
     return {
         "sessions": len(reports),
-        "ok": sum(1 for r in reports if not r.errors),
+        "clean": clean,
+        "all_clean": clean == len(reports),
+        "seconds": seconds,
+        "elapsed_s": round(time.monotonic() - started, 1),
         "cases": [r.case_no for r in reports],
-        "reports": [r.__dict__ for r in reports],
+        "reports": [dataclasses.asdict(r) for r in reports],
     }

@@ -1,0 +1,214 @@
+"""The relay under test, alone in a process so that its CPU time is its own.
+
+``python -m bench.server room|relay`` reads one JSON request per line on stdin and
+writes one JSON reply per line on stdout (same ``id``); logs go to stderr. It exits on
+``quit``, at the end of stdin, or after ``--max-seconds`` whatever happens.
+
+    {"op": "publish", "session": k, "sdp": offer, "publish": {mid: source}} → {"sdp"}
+    {"op": "subscribe", "session": k, "name": n, "sdp": offer} → {"sdp", "slots": {mid: source}}
+    {"op": "cpu"} → {"cpu": user + system seconds of this process, all threads}
+    {"op": "stats"} → relay-specific counters
+    {"op": "quit"} → {}
+
+- ``room``: coreview's ``MediaRoom`` (RTP-level forwarding), one per session; the
+  publisher joins as ``clerk``, subscribers publish nothing.
+- ``relay``: aiortc's ``MediaRelay``: one server peer receives (decodes) the publisher's
+  tracks, each subscriber peer sends them re-encoded by aiortc. Subscriber proxies are
+  unbuffered (a slow encoder skips to the newest frame instead of queueing), and a
+  sink reads each source from the start so nothing queues before a subscriber comes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Any, Protocol
+
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from bench.common import LOOPBACK, make_answer, new_pc, set_offer
+from media.room import SOURCES, MediaConfig, MediaRoom
+
+logger = logging.getLogger(__name__)
+
+
+class Relay(Protocol):
+    async def publish(self, session: int, offer: str, publish: dict[str, str]) -> str: ...
+
+    async def subscribe(
+        self, session: int, name: str, offer: str
+    ) -> tuple[str, dict[str, str]]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class RoomRelay:
+    """coreview's forwarding."""
+
+    def __init__(self) -> None:
+        self.config = MediaConfig(announced_addresses=LOOPBACK)
+        self.rooms: dict[int, MediaRoom] = {}
+
+    def _room(self, session: int) -> MediaRoom:
+        if session not in self.rooms:
+            self.rooms[session] = MediaRoom(f"bench-{session}", self.config)
+        return self.rooms[session]
+
+    async def publish(self, session: int, offer: str, publish: dict[str, str]) -> str:
+        return await self._room(session).connect("clerk", offer, publish, frozenset(SOURCES))
+
+    async def subscribe(self, session: int, name: str, offer: str) -> tuple[str, dict[str, str]]:
+        room = self._room(session)
+        answer = await room.connect(name, offer, {}, frozenset())
+        slots = {mid: shown["source"] for mid, shown in room.slots(name).items() if shown}
+        return answer, slots
+
+    def stats(self) -> dict[str, Any]:
+        tracks = [
+            track
+            for room in self.rooms.values()
+            for source in SOURCES
+            if (track := room.track("clerk", source)) is not None
+        ]
+        return {
+            "packets_in": sum(t.packets for t in tracks),
+            "packets_out": sum(leg.forwarded for t in tracks for leg in t.legs),
+            "keyframe_requests": sum(t.keyframe_requests for t in tracks),
+        }
+
+    async def close(self) -> None:
+        for room in self.rooms.values():
+            await room.close()
+
+
+class MediaRelayServer:
+    """aiortc's MediaRelay: decode once, re-encode per subscriber."""
+
+    def __init__(self) -> None:
+        self.relay = MediaRelay()
+        self.pcs: list[RTCPeerConnection] = []
+        self.sources: dict[int, dict[str, MediaStreamTrack]] = {}
+        self._sinks: set[asyncio.Task[None]] = set()
+
+    async def publish(self, session: int, offer: str, publish: dict[str, str]) -> str:
+        pc = new_pc()
+        self.pcs.append(pc)
+        await set_offer(pc, offer)
+        tracks = self.sources[session] = {}
+        for transceiver in pc.getTransceivers():
+            source = publish.get(transceiver.mid or "")
+            if source is not None:
+                transceiver.direction = "recvonly"
+                tracks[source] = transceiver.receiver.track
+                sink = self.relay.subscribe(transceiver.receiver.track, buffered=False)
+                self._sinks.add(asyncio.create_task(self._drain(sink)))
+        return await make_answer(pc)
+
+    @staticmethod
+    async def _drain(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
+    async def subscribe(self, session: int, name: str, offer: str) -> tuple[str, dict[str, str]]:
+        pc = new_pc()
+        self.pcs.append(pc)
+        await set_offer(pc, offer)
+        tracks = self.sources[session]
+        wanted = {"video": ["face", "document"], "audio": ["audio"]}
+        slots: dict[str, str] = {}
+        for transceiver in pc.getTransceivers():
+            left = wanted.get(transceiver.kind, [])
+            if not left or left[0] not in tracks:
+                transceiver.direction = "inactive"
+                continue
+            source = left.pop(0)
+            transceiver.sender.replaceTrack(self.relay.subscribe(tracks[source], buffered=False))
+            transceiver.direction = "sendonly"
+            slots[transceiver.mid or ""] = source
+        return await make_answer(pc), slots
+
+    def stats(self) -> dict[str, Any]:
+        return {"peer_connections": len(self.pcs)}
+
+    async def close(self) -> None:
+        for task in self._sinks:
+            task.cancel()
+        await asyncio.gather(*self._sinks, return_exceptions=True)
+        for pc in self.pcs:
+            await pc.close()
+
+
+def reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def handle(relay: Relay, request: dict[str, Any]) -> dict[str, Any]:
+    op = request.get("op")
+    if op == "publish":
+        return {"sdp": await relay.publish(request["session"], request["sdp"], request["publish"])}
+    if op == "subscribe":
+        answer, slots = await relay.subscribe(request["session"], request["name"], request["sdp"])
+        return {"sdp": answer, "slots": slots}
+    if op == "cpu":
+        times = os.times()
+        return {"cpu": times.user + times.system}
+    if op == "stats":
+        return relay.stats()
+    raise ValueError(f"unknown op {op!r}")
+
+
+async def serve(mode: str, max_seconds: float) -> None:
+    relay: Relay = RoomRelay() if mode == "room" else MediaRelayServer()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(request: dict[str, Any]) -> None:
+        try:
+            reply({"id": request.get("id"), **await handle(relay, request)})
+        except Exception as exc:  # the measuring process shows it; keep serving
+            logger.exception("request %s failed", request.get("op"))
+            reply({"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
+
+    try:
+        async with asyncio.timeout(max_seconds):
+            while line := await reader.readline():
+                request = json.loads(line)
+                if request.get("op") == "quit":
+                    reply({"id": request.get("id")})
+                    break
+                task = asyncio.create_task(answer(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+    except TimeoutError:
+        logger.error("bench server stopped after %.0f s", max_seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await relay.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.server")
+    parser.add_argument("mode", choices=("room", "relay"))
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(serve(args.mode, args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The relay benchmark runs end to end and ends with its JSON summary line. A smoke
+test only: the figures are a benchmark's business (``python -m bench.relay``), so no
+timing is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ("--sessions", "1", "--seconds", "2", "--cycle-seconds", "3")
+KEYS = {
+    "cpu_per_session",
+    "baseline_cpu_per_session",
+    "ratio",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "late_join_first_frame_ms",
+}
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(180)
+def test_bench_relay_prints_a_json_summary_last() -> None:
+    """One short session per path: the last line is a JSON object whose keys hold a
+    figure for every path (so each path carried decodable, stamped video)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.relay", *ARGS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert KEYS <= set(summary)
+    for key in KEYS:
+        assert isinstance(summary[key], int | float), (key, summary[key])
+    assert "room" in done.stdout and "relay" in done.stdout  # the human-readable table
