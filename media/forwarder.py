@@ -14,12 +14,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
-from aiortc.rtp import RtcpSrPacket, RtpPacket, wrap_rtx
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from media import hooks
 from media.keyframes import keyframe_start
+from media.rtpwrite import PacketWriter
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +198,11 @@ class Slot:
     rtx_seq: int = 0
     retransmitted: int = 0
     leg: Leg | None = None
-    cache: dict[int, RtpPacket] = field(default_factory=dict)
+    cache: dict[int, tuple[int, int, int, bytes]] = field(default_factory=dict)
+    """(sequence number, marker, timestamp, payload) of recent packets, by seq % size."""
 
     def __post_init__(self) -> None:
+        self.writer = PacketWriter.from_ids(self.params.mid, self.params.extension_ids)
         hooks.intercept_sender_feedback(
             self.sender,
             hooks.SenderFeedback(
@@ -207,21 +211,30 @@ class Slot:
         )
 
     async def on_nack(self, lost: list[int]) -> None:
-        rtx_pt = self.params.rtx_payload_type
+        """Resend from the cache, as RTX (RFC 4588) where negotiated."""
+        params = self.params
         for seq in lost:
-            packet = self.cache.get(seq % CACHE_SIZE)
-            if packet is None or packet.sequence_number != seq:
+            cached = self.cache.get(seq % CACHE_SIZE)
+            if cached is None or cached[0] != seq:
                 continue
-            if rtx_pt is not None:
-                packet = wrap_rtx(
-                    packet,
-                    payload_type=rtx_pt,
-                    sequence_number=self.rtx_seq,
-                    ssrc=self.params.rtx_ssrc,
+            _seq, marker, timestamp, payload = cached
+            if params.rtx_payload_type is None:
+                data = self.writer.write(
+                    params.payload_type, marker, seq, timestamp, params.ssrc, payload, time.time()
+                )
+            else:
+                data = self.writer.write(
+                    params.rtx_payload_type,
+                    marker,
+                    self.rtx_seq,
+                    timestamp,
+                    params.rtx_ssrc,
+                    seq.to_bytes(2, "big") + payload,
+                    time.time(),
                 )
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             self.retransmitted += 1
-            await self._send(packet.serialize(self.params.extensions))
+            await self._send(data)
 
     async def on_keyframe_request(self) -> None:
         if self.leg is not None:
@@ -244,11 +257,25 @@ class Slot:
         except ConnectionError:
             pass  # the subscriber's transport is closing; its leg goes with it
 
-    async def send(self, packet: RtpPacket) -> None:
-        self.cache[packet.sequence_number % CACHE_SIZE] = packet
+    async def send(
+        self, marker: int, seq: int, timestamp: int, payload: bytes, audio_level: Any
+    ) -> None:
+        self.cache[seq % CACHE_SIZE] = (seq, marker, timestamp, payload)
         self.packets += 1
-        self.octets += len(packet.payload)
-        await self._send(packet.serialize(self.params.extensions))
+        self.octets += len(payload)
+        params = self.params
+        await self._send(
+            self.writer.write(
+                params.payload_type,
+                marker,
+                seq,
+                timestamp,
+                params.ssrc,
+                payload,
+                time.time(),
+                audio_level,
+            )
+        )
 
 
 class Leg:
@@ -302,24 +329,17 @@ class Leg:
         ):
             return  # older than what this leg started with (a late retransmission)
         slot = self.slot
-        out = RtpPacket(
-            payload_type=slot.params.payload_type,
-            marker=packet.marker,
-            sequence_number=(packet.sequence_number + self.seq_offset) & 0xFFFF,
-            timestamp=(packet.timestamp + self.ts_offset) & 0xFFFFFFFF,
-            ssrc=slot.params.ssrc,
-            payload=packet.payload,
-        )
-        out.extensions.mid = slot.params.mid
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        out.extensions.audio_level = packet.extensions.audio_level
-        if seq_newer((out.sequence_number + 1) & 0xFFFF, slot.next_seq):
-            slot.next_seq = (out.sequence_number + 1) & 0xFFFF
-            slot.last_timestamp = out.timestamp
+        seq = (packet.sequence_number + self.seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self.ts_offset) & 0xFFFFFFFF
+        if seq_newer((seq + 1) & 0xFFFF, slot.next_seq):
+            slot.next_seq = (seq + 1) & 0xFFFF
+            slot.last_timestamp = timestamp
             slot.last_sent_at = time.monotonic()
         self.forwarded += 1
         self.since_start += 1
-        await slot.send(out)
+        await slot.send(
+            packet.marker, seq, timestamp, packet.payload, packet.extensions.audio_level
+        )
 
     def translate_report(self, ntp: int, rtp_timestamp: int) -> None:
         """The publisher's NTP↔RTP mapping, in this leg's timestamp space, so the

@@ -25,14 +25,12 @@ from aiortc import (
     RTCRtpTransceiver,
     sdp,
 )
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
-    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -182,7 +180,8 @@ class SenderParams:
     mime_type: str
     clock_rate: int
     mid: str | None
-    extensions: HeaderExtensionsMap
+    extension_ids: dict[str, int]
+    """Negotiated header extension IDs by URI."""
 
 
 def sender_params(transceiver: RTCRtpTransceiver) -> SenderParams:
@@ -202,8 +201,6 @@ def sender_params(transceiver: RTCRtpTransceiver) -> SenderParams:
         ),
         None,
     )
-    extensions = HeaderExtensionsMap()
-    extensions.configure(RTCRtpSendParameters(headerExtensions=transceiver._headerExtensions))
     return SenderParams(
         ssrc=sender._ssrc,
         rtx_ssrc=sender._rtx_ssrc,
@@ -212,7 +209,7 @@ def sender_params(transceiver: RTCRtpTransceiver) -> SenderParams:
         mime_type=primary.mimeType,
         clock_rate=primary.clockRate,
         mid=transceiver.mid,
-        extensions=extensions,
+        extension_ids={ext.uri: ext.id for ext in transceiver._headerExtensions},
     )
 
 
