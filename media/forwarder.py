@@ -20,7 +20,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from media import hooks
-from media.keyframes import keyframe_start
+from media.keyframes import keyframe_detector
 from media.rtpwrite import PacketWriter
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ class PublishedTrack:
         self.keyframe_requests = 0
         self.last_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
         self._gaps = UpstreamGaps()
+        self._starts_keyframe = keyframe_detector(mime_type)
         self._last_keyframe_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
         hooks.tap_receiver(receiver, self.on_packet)
@@ -126,9 +127,10 @@ class PublishedTrack:
             if self._gaps.jumped:
                 await self._resync()
             if new_gaps:
-                await hooks.send_nack(self.receiver, packet.ssrc, list(self._gaps.missing))
+                await hooks.send_nack(self.receiver, packet.ssrc, new_gaps)
                 self._ensure_retry_task()
-        keyframe = self.kind != "video" or keyframe_start(self.mime_type, packet.payload)
+        gated = any(not leg.started for leg in self.legs)
+        keyframe = self.kind != "video" or (gated and self._starts_keyframe(packet.payload))
         waiting = False
         for leg in tuple(self.legs):
             await leg.forward(packet, keyframe)

@@ -73,15 +73,20 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
 
+    rtx_types: dict[int, bool] = {}
+
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = codecs.get(packet.payload_type)
         if codec is None:
             return
+        is_rtx = rtx_types.get(packet.payload_type)
+        if is_rtx is None:
+            is_rtx = rtx_types[packet.payload_type] = codec.mimeType.lower().endswith("/rtx")
         stream = streams.get(packet.ssrc)
         if stream is None:
             stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
-        if codec.mimeType.lower().endswith("/rtx"):
+        if is_rtx:
             original = rtx_ssrcs.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original is None or apt not in codecs or len(packet.payload) < 2:

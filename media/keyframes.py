@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _H264_IDR = 5
 _H264_SPS = 7
 _H264_STAP_A = 24
@@ -55,10 +57,12 @@ def h264_keyframe_start(payload: bytes) -> bool:
     return False
 
 
-def keyframe_start(mime_type: str, payload: bytes) -> bool:
-    codec = mime_type.lower()
-    if codec == "video/vp8":
-        return vp8_keyframe_start(payload)
-    if codec == "video/h264":
-        return h264_keyframe_start(payload)
+def _always(_payload: bytes) -> bool:
     return True  # audio: every packet can start a stream
+
+
+def keyframe_detector(mime_type: str) -> Callable[[bytes], bool]:
+    """The check for this codec, chosen once per track."""
+    return {"video/vp8": vp8_keyframe_start, "video/h264": h264_keyframe_start}.get(
+        mime_type.lower(), _always
+    )

@@ -20,7 +20,6 @@ from aiortc import (
     RTCSessionDescription,
     sdp,
 )
-from aiortc.exceptions import OperationError
 
 from media import hooks
 from media.forwarder import Leg, PublishedTrack, Slot
@@ -113,8 +112,8 @@ class MediaRoom:
                 raise MediaError("source_not_allowed", f"{source} on mid {mid}")
         try:
             offer = sdp.SessionDescription.parse(offer_sdp)
-        except (ValueError, IndexError, KeyError) as exc:
-            raise MediaError("bad_sdp", str(exc)) from exc
+        except Exception as exc:  # aiortc's parser raises anything from ValueError to StopIteration
+            raise MediaError("bad_sdp", repr(exc)) from exc
         if not offer.media:
             raise MediaError("bad_sdp", "no media")
         directions = _offer_directions(offer)
@@ -149,10 +148,12 @@ class MediaRoom:
                 self._config.udp_port_max,
             )
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, KeyError, IndexError, AttributeError, OSError, OperationError) as exc:
-            # OperationError: no codec in common, among others
-            await self.disconnect(participant, notify=False)
-            raise MediaError("bad_sdp", str(exc)) from exc
+        except Exception as exc:  # e.g. OperationError: no codec in common
+            if self._peers.get(participant) is peer:
+                await self.disconnect(participant)
+            else:
+                await pc.close()
+            raise MediaError("bad_sdp", repr(exc)) from exc
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid or ""
             if transceiver.direction == "sendonly":
@@ -266,19 +267,25 @@ class MediaRoom:
         while True:
             await asyncio.sleep(REMB_INTERVAL)
             for peer in tuple(self._peers.values()):
-                video = [t for t in peer.tracks.values() if t.kind == "video" and t.ssrc]
-                if not video:
-                    continue
-                reports = [
-                    leg.slot.remb
-                    for t in video
-                    for leg in t.legs
-                    if leg.slot.remb is not None and leg.slot.congested
-                ]
-                bitrate = min([PUBLISH_BITRATE, *reports])
-                await hooks.send_remb(
-                    video[0].receiver, bitrate, [t.ssrc for t in video if t.ssrc is not None]
-                )
+                try:
+                    await self._remb_to(peer)
+                except Exception:
+                    logger.exception("REMB to %s failed", peer.participant)
+
+    async def _remb_to(self, peer: Peer) -> None:
+        video = [t for t in peer.tracks.values() if t.kind == "video" and t.ssrc]
+        if not video:
+            return
+        reports = [
+            leg.slot.remb
+            for t in video
+            for leg in t.legs
+            if leg.slot.remb is not None and leg.slot.congested
+        ]
+        bitrate = min([PUBLISH_BITRATE, *reports])
+        await hooks.send_remb(
+            video[0].receiver, bitrate, [t.ssrc for t in video if t.ssrc is not None]
+        )
 
     async def close(self) -> None:
         self._remb_task.cancel()

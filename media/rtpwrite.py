@@ -26,8 +26,8 @@ class PacketWriter:
     An ID outside 1..14 cannot be written in one-byte form: that extension is left out
     (receivers route by SSRC; the extensions are optional)."""
 
-    mid: str | None
-    mid_id: int = 0
+    mid_element: bytes = b""
+    """The MID extension element, the same on every packet of the leg."""
     abs_send_time_id: int = 0
     audio_level_id: int = 0
 
@@ -37,8 +37,10 @@ class PacketWriter:
             value = ids.get(uri, 0)
             return value if 1 <= value <= 14 else 0
 
-        mid_id = usable(URI_MID) if mid and len(mid.encode()) <= 16 else 0
-        return cls(mid, mid_id, usable(URI_ABS_SEND_TIME), usable(URI_AUDIO_LEVEL))
+        value = (mid or "").encode()
+        mid_id = usable(URI_MID) if 1 <= len(value) <= 16 else 0
+        mid_element = bytes([mid_id << 4 | (len(value) - 1)]) + value if mid_id else b""
+        return cls(mid_element, usable(URI_ABS_SEND_TIME), usable(URI_AUDIO_LEVEL))
 
     def write(
         self,
@@ -51,11 +53,7 @@ class PacketWriter:
         now: float,
         audio_level: tuple[bool, int] | None = None,
     ) -> bytes:
-        elements = bytearray()
-        if self.mid_id and self.mid:
-            value = self.mid.encode()
-            elements.append(self.mid_id << 4 | (len(value) - 1))
-            elements += value
+        elements = bytearray(self.mid_element)
         if self.abs_send_time_id:
             elements.append(self.abs_send_time_id << 4 | 2)
             elements += abs_send_time(now).to_bytes(3, "big")

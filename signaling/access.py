@@ -13,11 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 
+from signaling import identity
 from signaling.appkeys import ACCOUNTS, KEYS, SETTINGS
 from signaling.errors import Forbidden, NotAuthenticated
 from signaling.models import Role, User
@@ -127,9 +128,14 @@ def set_prelogin_cookie(request: web.Request, response: web.StreamResponse, toke
 # -- CSRF --------------------------------------------------------------------------------
 
 
-async def _csrf_ok(request: web.Request) -> bool:
+def foreign_origin(request: web.Request) -> bool:
+    """A browser request sent by a page of another site."""
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    return bool(origin) and origin != "null" and urlsplit(origin).netloc != request.host
+
+
+async def _csrf_ok(request: web.Request) -> bool:
+    if foreign_origin(request):
         return False
     expected = request.get(CSRF_TOKEN)
     if expected is None:
@@ -154,7 +160,13 @@ async def _csrf_ok(request: web.Request) -> bool:
 
 
 def login_redirect(request: web.Request) -> web.HTTPFound:
-    return web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
+    """Back to this page after login; a search by ID number is not carried along (the
+    number would sit in the URL, the history and the login form)."""
+    query = [
+        (k, v) for k, v in request.query.items() if not identity.is_valid(identity.normalize(v))
+    ]
+    target = request.path + (f"?{urlencode(query)}" if query else "")
+    return web.HTTPFound(f"/login?next={quote(target, safe='')}")
 
 
 @web.middleware

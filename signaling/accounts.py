@@ -296,7 +296,8 @@ class Accounts:
                 .values(password_hash=password_hash, must_change_password=must_change)
             )
 
-    async def change_password(self, user: User, old: str, new: str) -> None:
+    async def change_password(self, user: User, old: str, new: str, keep_session: str) -> None:
+        """Set a new password; every other login session of the user ends."""
         async with self._engine.connect() as conn:
             current = await conn.scalar(select(users.c.password_hash).where(users.c.id == user.id))
         if current is None or not await self._verify(current, old):
@@ -305,6 +306,13 @@ class Accounts:
             raise InvalidInput("password_unchanged", field="new_password")
         check_password_policy(new)
         await self._set_password(user.id, new, must_change=False)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(login_sessions).where(
+                    login_sessions.c.user_id == user.id,
+                    login_sessions.c.id != _session_key(keep_session),
+                )
+            )
         await self._audit.append("password_changed", actor=user.username)
 
     async def reset_password(self, user_id: int, *, actor: str) -> str:

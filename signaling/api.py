@@ -100,7 +100,7 @@ async def change_password(request: web.Request) -> web.Response:
     old, new = data.get("old_password"), data.get("new_password")
     if not isinstance(old, str) or not isinstance(new, str):
         raise InvalidInput("field_required", field="new_password")
-    await request.app[ACCOUNTS].change_password(request[USER], old, new)
+    await request.app[ACCOUNTS].change_password(request[USER], old, new, request[SESSION_TOKEN])
     return json_response({"status": "ok"})
 
 

@@ -19,7 +19,7 @@ from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME
 from signaling.clock import Clock
-from signaling.errors import NotAuthenticated, SignalingError
+from signaling.errors import Conflict, SignalingError
 from signaling.messages import message
 from signaling.reviews import Reviews, session_topic
 from signaling.settings import Settings
@@ -97,11 +97,14 @@ class LiveSession:
         self.participants: dict[str, Participant] = {}
         self.room: MediaRoom | None = None
         self.closed = False
+        self.watching = asyncio.Event()
+        """Set once state changes are subscribed to: only then is a state read current."""
         self._vacancy: asyncio.TimerHandle | None = None
         self._watch = asyncio.create_task(self._watch_state())
 
     async def _watch_state(self) -> None:
         async with self.hub.bus.subscribe(session_topic(self.id)) as queue:
+            self.watching.set()
             while True:
                 event = await queue.get()
                 if event.get("event") != "state":
@@ -143,7 +146,9 @@ class LiveSession:
     # -- joining and leaving --------------------------------------------------------------
 
     def expect_rejoin(self) -> None:
-        """After a restart: end the session if nobody is back within the grace period."""
+        """End the session if nobody is in it after the grace period."""
+        if self._vacancy is not None:
+            self._vacancy.cancel()
         loop = asyncio.get_running_loop()
         self._vacancy = loop.call_later(
             self.hub.settings.reconnect_grace_seconds, self.hub.spawn_end_if_empty, self
@@ -152,9 +157,8 @@ class LiveSession:
     async def attach(
         self, grant: Grant, display_name: str, socket: web.WebSocketResponse
     ) -> Participant:
-        if self._vacancy is not None:
-            self._vacancy.cancel()
-            self._vacancy = None
+        if self.closed:
+            raise Conflict("session_ended")
         participant = self.participants.get(grant.username)
         rejoin = participant is not None
         if participant is None:
@@ -173,7 +177,6 @@ class LiveSession:
         await self.hub.audit.append(
             kind, actor=grant.username, case_no=self.case_no, session=self.id, role=grant.role
         )
-        await self.send_participants()
         return participant
 
     async def detach(self, participant: Participant, socket: web.WebSocketResponse) -> None:
@@ -213,14 +216,24 @@ class LiveSession:
             "participant_left", actor=name, case_no=self.case_no, session=self.id, reason=reason
         )
         await self.send_participants()
-        if not any(not p.grant.hidden for p in self.participants.values()):
-            with contextlib.suppress(SignalingError):
+        await self.end_if_empty()
+
+    async def end_if_empty(self) -> None:
+        """Nobody visible is left: a live session ends, a waiting one is cancelled."""
+        if any(not p.grant.hidden for p in self.participants.values()):
+            return
+        with contextlib.suppress(SignalingError):
+            session = await self.hub.reviews.get(self.id)
+            if session.state == "live":
                 await self.hub.reviews.end(self.id, "all_left", None)
+            elif session.state == "waiting":
+                await self.hub.reviews.cancel_by(session.created_by, "", self.id)
 
     async def close(self, code: int = CLOSE_ENDED) -> None:
         if self.closed:
             return
         self.closed = True
+        self.hub.sessions.pop(self.id, None)  # first: a new join makes a new LiveSession
         if self._vacancy is not None:
             self._vacancy.cancel()
         for participant in tuple(self.participants.values()):
@@ -262,10 +275,12 @@ class LiveSession:
             participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
             await self.send_participants()
         elif isinstance(msg, protocol.Hangup):
-            session = await self.hub.reviews.get(self.id)
-            if session.state == "waiting" and grant.role == "clerk":
-                await self.hub.reviews.cancel_by(grant.user_id, grant.username, self.id)
-            await self.leave(participant, "hangup")
+            try:
+                session = await self.hub.reviews.get(self.id)
+                if session.state == "waiting" and grant.role == "clerk":
+                    await self.hub.reviews.cancel_by(grant.user_id, grant.username, self.id)
+            finally:
+                await self.leave(participant, "hangup")
             return False
         elif isinstance(msg, protocol.End):
             if not await self.hub.reviews.may_end(grant.user_id, self.id):
@@ -321,7 +336,12 @@ class LiveHub:
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("live task failed", exc_info=task.exception())
 
     def ice_servers(self) -> list[dict[str, Any]]:
         return [{"urls": url} for url in self.settings.ice_servers]
@@ -354,9 +374,7 @@ class LiveHub:
             await socket.close(code=CLOSE_POLICY)
             return socket
         try:
-            grant = self.tokens.verify(join.token, session_id)
-            if grant.user_id != user_id:
-                raise NotAuthenticated("token_invalid")
+            grant = self.tokens.verify(join.token, session_id, user_id)
             session = await self.reviews.get(session_id)
         except SignalingError as exc:
             await send(socket, error(exc.code))
@@ -376,25 +394,37 @@ class LiveHub:
         live = self.sessions.get(session_id)
         if live is None:
             live = self.sessions[session_id] = LiveSession(self, session_id, session.case_no)
-        user = await self.accounts.get(grant.user_id)
-        participant = await live.attach(grant, user.display_name, socket)
-        await send(
-            socket,
-            protocol.Joined(
-                grant.username,
-                grant.role,
-                grant.hidden,
-                list(grant.publish),
-                {"id": session_id, "case_no": session.case_no, "state": session.state},
-                self.ice_servers(),
-            ),
-        )
-        await live.send_participants()
-        await send(socket, protocol.State(session.state, "", message(f"state_{session.state}")))
-        hung_up = await self._read(live, participant, socket)
-        if not hung_up:
-            # a task of its own: the handler may be cancelled as the connection goes
-            self.spawn(live.detach(participant, socket))
+        await live.watching.wait()
+        # read again: a change before the subscription (an accept) was not broadcast to us
+        try:
+            session = await self.reviews.get(session_id)
+            user = await self.accounts.get(grant.user_id)
+            participant = await live.attach(grant, user.display_name, socket)
+        except SignalingError as exc:
+            await send(socket, error(exc.code))
+            await socket.close(code=CLOSE_POLICY)
+            return socket
+        hung_up = False
+        try:
+            await send(
+                socket,
+                protocol.Joined(
+                    grant.username,
+                    grant.role,
+                    grant.hidden,
+                    list(grant.publish),
+                    {"id": session_id, "case_no": session.case_no, "state": session.state},
+                    self.ice_servers(),
+                ),
+            )
+            await live.send_participants()
+            state = protocol.State(session.state, "", message(f"state_{session.state}"))
+            await send(socket, state)
+            hung_up = await self._read(live, participant, socket)
+        finally:
+            if not hung_up:
+                # a task of its own: the handler may be cancelled as the connection goes
+                self.spawn(live.detach(participant, socket))
         return socket
 
     async def _read(
@@ -423,21 +453,26 @@ class LiveHub:
                     return True
             except SignalingError as exc:
                 await send(socket, error(exc.code))
+            except Exception:
+                logger.exception("session %s: %s failed", live.id, msg.type)
+                await send(socket, error("internal_error"))
         return False
 
     def spawn_end_if_empty(self, live: LiveSession) -> None:
-        if not any(not p.grant.hidden for p in live.participants.values()):
-            self.spawn(self._end_quietly(live.id))
+        self.spawn(live.end_if_empty())
 
-    async def _end_quietly(self, session_id: str) -> None:
-        with contextlib.suppress(SignalingError):
-            await self.reviews.end(session_id, "all_left", None)
+    def expect(self, session_id: str, case_no: str) -> None:
+        """A session went live (or survived a restart): it ends if nobody is in it
+        within the grace period."""
+        live = self.sessions.get(session_id)
+        if live is None:
+            live = self.sessions[session_id] = LiveSession(self, session_id, case_no)
+        live.expect_rejoin()
 
     async def resume(self) -> None:
         """After a restart, live sessions wait for their participants to rejoin."""
         for session_id, case_no in await self.reviews.live_sessions():
-            live = self.sessions[session_id] = LiveSession(self, session_id, case_no)
-            live.expect_rejoin()
+            self.expect(session_id, case_no)
 
     async def close(self) -> None:
         for socket in tuple(self.queue_sockets):

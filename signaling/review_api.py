@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from signaling.access import USER, allow
+from signaling.access import USER, allow, foreign_origin
 from signaling.api import json_response, read_json
 from signaling.appkeys import CASES, LIVE, REVIEWS, TOKENS
 from signaling.errors import Forbidden
@@ -90,6 +89,7 @@ async def join_token(request: web.Request) -> web.Response:
 @allow("approver", scope="a waiting session of the approver's department")
 async def accept_session(request: web.Request) -> web.Response:
     session = await request.app[REVIEWS].accept(request[USER], request.match_info["session_id"])
+    request.app[LIVE].expect(session.id, session.case_no)
     return await token_response(request, session)
 
 
@@ -143,8 +143,7 @@ async def get_queue(request: web.Request) -> web.Response:
 
 def same_origin(request: web.Request) -> None:
     """Browsers send Origin on WebSocket handshakes: refuse other sites' pages."""
-    origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:
+    if foreign_origin(request):
         raise Forbidden("csrf_failed")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
@@ -210,27 +211,30 @@ class Reviews:
     async def start(
         self, clerk: User, case_id: int, case_no: str, department_id: int
     ) -> ReviewSession:
-        """Put a case in its department's queue. One open session per case."""
+        """Put a case in its department's queue. One open session per case (a unique
+        index on open sessions decides between concurrent starts)."""
         session_id = str(uuid.uuid4())
-        now = self._clock.now()
-        async with self._engine.begin() as conn:
-            existing = await conn.scalar(
-                select(review_sessions.c.id).where(
-                    review_sessions.c.case_id == case_id, review_sessions.c.state.in_(OPEN_STATES)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    review_sessions.insert().values(
+                        id=session_id,
+                        case_id=case_id,
+                        department_id=department_id,
+                        state="waiting",
+                        created_by=clerk.id,
+                        created_at=self._clock.now(),
+                    )
                 )
-            )
-            if existing is not None:
-                raise Conflict("session_exists", session_id=existing)
-            await conn.execute(
-                review_sessions.insert().values(
-                    id=session_id,
-                    case_id=case_id,
-                    department_id=department_id,
-                    state="waiting",
-                    created_by=clerk.id,
-                    created_at=now,
+        except IntegrityError as exc:
+            async with self._engine.connect() as conn:
+                existing = await conn.scalar(
+                    select(review_sessions.c.id).where(
+                        review_sessions.c.case_id == case_id,
+                        review_sessions.c.state.in_(OPEN_STATES),
+                    )
                 )
-            )
+            raise Conflict("session_exists", session_id=existing) from exc
         await self._audit.append(
             "session_started", actor=clerk.username, case_no=case_no, session=session_id
         )
@@ -439,6 +443,8 @@ class Reviews:
             await self.time_out(session_id)
         except Conflict:
             pass  # accepted or cancelled meanwhile: nothing to time out
+        except Exception:
+            logger.exception("timing out session %s failed", session_id)
 
     async def resume(self) -> None:
         """After a restart: time out sessions that waited too long, re-arm the others."""

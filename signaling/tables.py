@@ -12,12 +12,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -147,6 +149,13 @@ review_sessions = Table(
     Column("accepted_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("end_reason", String(32), nullable=True),
+    Index(
+        "one_open_session_per_case",
+        "case_id",
+        unique=True,
+        sqlite_where=text("state IN ('waiting', 'live')"),
+        postgresql_where=text("state IN ('waiting', 'live')"),
+    ),
 )
 
 audit_events = Table(

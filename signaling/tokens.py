@@ -60,7 +60,7 @@ class JoinTokens:
             raise NotAuthenticated("token_used")
         self._used[token_id] = expires
 
-    def verify(self, token: str, session_id: str) -> Grant:
+    def verify(self, token: str, session_id: str, user_id: int) -> Grant:
         """The grant of a valid, unexpired token for this session; else NotAuthenticated."""
         try:
             claims = jwt.decode(
@@ -75,8 +75,8 @@ class JoinTokens:
             raise NotAuthenticated("token_expired") from exc
         except jwt.InvalidTokenError as exc:
             raise NotAuthenticated("token_invalid") from exc
-        if claims["sid"] != session_id:
-            raise NotAuthenticated("token_invalid")
+        if claims["sid"] != session_id or claims["sub"] != str(user_id):
+            raise NotAuthenticated("token_invalid")  # checked first: a stranger cannot spend it
         self._spend(str(claims.get("jti", "")), float(claims["exp"]))
         return Grant(
             session_id=claims["sid"],

@@ -4,6 +4,7 @@ mid-offer, a publisher losing its UDP path for a while."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from media.participant import SyntheticParticipant, make_sources
@@ -328,3 +329,51 @@ async def test_live_session_survives_a_restart_only_if_someone_rejoins(aiohttp_s
         await wait_until(ended, limit=10, what="the abandoned session to end")
     finally:
         await auditor.close()
+
+
+async def test_concurrent_starts_open_one_session(users):
+    """Many starts of the same case at once: exactly one session opens, the others are
+    told one exists (the database decides, not a check-then-insert)."""
+    clerk = await users("chuangkou")
+    body = {
+        "matter": "LZ-SCJG-0101",
+        "applicant_name": "吴九",
+        "id_number": valid_id(),
+        "phone": "13800000000",
+    }
+    case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
+    results = await asyncio.gather(
+        *(clerk.post(f"/api/v1/cases/{case_no}/sessions") for _ in range(12)),
+        return_exceptions=True,
+    )
+    opened = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, ApiError)]
+    assert len(opened) == 1 and len(refused) == 11
+    assert {(e.status, e.code) for e in refused} == {(409, "session_exists")}
+
+
+async def test_offers_that_break_the_sdp_parser_get_bad_sdp(users):
+    """Offers that make aiortc's parser raise odd exceptions are refused with bad_sdp;
+    the participant stays connected and can still send a good offer."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started = await start(clerk)
+    session_id = started["session"]["id"]
+    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    channel = await SignalChannel.open(approver, session_id, accepted["token"])
+    try:
+        peer = SyntheticParticipant(make_sources(("face", "audio")))
+        good, publish = await peer.offer()
+        broken = [
+            good.replace("a=ssrc:", "a=ssrc:x"),
+            good.replace("a=ice-ufrag:", "a=ice-ufrag"),
+            good.replace("a=rtpmap:", "a=rtpmap"),
+            "m=audio\r\n",
+        ]
+        for sdp in broken:
+            await channel.send(protocol.Offer(sdp, publish))
+            assert (await channel.wait("error"))["code"] == "bad_sdp", sdp[:40]
+        await channel.send(protocol.Offer(good, publish))
+        await peer.accept((await channel.wait("answer"))["sdp"])
+        await peer.close()
+    finally:
+        await channel.close()

@@ -147,7 +147,10 @@ async def password_submit(request: web.Request) -> web.Response:
         if data.get("new_password") != data.get("confirm_password"):
             raise InvalidInput("password_mismatch", field="new_password")
         await request.app[ACCOUNTS].change_password(
-            user, data.get("old_password", ""), data.get("new_password", "")
+            user,
+            data.get("old_password", ""),
+            data.get("new_password", ""),
+            request[SESSION_TOKEN],
         )
         return "密码已修改。"
 
