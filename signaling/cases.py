@@ -15,7 +15,16 @@ from signaling import identity, validation
 from signaling.clock import Clock, as_utc
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.models import Case, User
-from signaling.tables import cases, counters, departments, jurisdictions, matters, outlets
+from signaling.tables import (
+    cases,
+    counters,
+    departments,
+    jurisdictions,
+    matters,
+    outlets,
+    review_sessions,
+    session_invitations,
+)
 
 CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
@@ -164,8 +173,15 @@ class Cases:
         """Restrict a query on cases to what the user may see."""
         if user.role == "clerk":
             return statement.where(cases.c.outlet_id == user.outlet_id)
-        if user.role == "approver":
-            return statement.where(cases.c.department_id == user.department_id)
+        if user.role == "approver":  # its department's cases, and those it co-reviews (联审)
+            co_reviewed = (
+                select(review_sessions.c.case_id)
+                .join(session_invitations, session_invitations.c.session_id == review_sessions.c.id)
+                .where(session_invitations.c.accepted_by == user.id)
+            )
+            return statement.where(
+                or_(cases.c.department_id == user.department_id, cases.c.id.in_(co_reviewed))
+            )
         if user.role == "auditor":
             if user.jurisdiction_code is None:
                 return statement

@@ -762,3 +762,33 @@ async def test_many_failures_from_one_address_throttle_it(strict, clock, data_di
 
     clock.advance(minutes=15, seconds=1)  # Settings.login_window_minutes
     await login(strict, "shenpi", password)
+
+
+async def test_login_redirect_does_not_carry_an_id_number(anonymous):
+    """A search by ID number that meets an expired session is sent to the login page
+    without the number; other parameters are kept."""
+    id_number = valid_id()
+    response = await anonymous.get(
+        f"/cases?{urlencode({'q': id_number, 'status': 'accepted'})}", allow_redirects=False
+    )
+    assert response.status == 302
+    location = response.headers["Location"]
+    assert id_number not in location
+    assert "status%3Daccepted" in location
+
+
+async def test_changing_the_password_ends_other_login_sessions(client, aiohttp_client, data_dir):
+    """After a password change, the user's other login sessions are refused; the one
+    that changed it goes on."""
+    password = demo_password(data_dir, "chuangkou")
+    first = await login(await aiohttp_client(client.server), "chuangkou", password)
+    second = await login(await aiohttp_client(client.server), "chuangkou", password)
+    new = "Brand-new-pass-2026"
+    changed = await first.post(
+        "/api/v1/me/password", json={"old_password": password, "new_password": new}
+    )
+    assert changed.status == 200
+    assert (await first.get("/api/v1/me")).status == 200
+    stale = await second.get("/api/v1/me")
+    assert stale.status == 401
+    assert (await stale.json())["error"]["code"] == "session_expired"

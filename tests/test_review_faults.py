@@ -96,6 +96,10 @@ async def test_second_department_joins_as_full_participant(users, server):
         back = peers[0].received[slot_for(clerk_channel, "shenpi_rs", "face")]
         await wait_until(lambda: len(document.counters) >= 10 and len(back.counters) >= 10)
         assert (await second.get("/api/v1/queue"))["items"] == []
+        case_no = started["session"]["case_no"]
+        assert (await second.get(f"/api/v1/cases/{case_no}"))["case"]["case_no"] == case_no
+        await second.post(f"/api/v1/sessions/{session_id}/end")  # a co-reviewer may end it
+        await clerk_channel.wait("state", lambda m: m["state"] == "ended")
     finally:
         for peer in peers:
             await peer.close()

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from signaling.access import USER, allow
 from signaling.appkeys import CASES, REVIEWS
-from signaling.errors import Forbidden
 from signaling.messages import SESSION_STATE_NAMES, message
 from signaling.presenters import Lookup, review
 from signaling.review_api import grant_for, session_json
@@ -51,19 +50,16 @@ async def session_page(request: web.Request) -> web.Response:
     session = await request.app[REVIEWS].get(request.match_info["session_id"])
     if user.role != "auditor":
         await grant_for(request, user, session)
-    try:
-        # For an auditor this is the scope check, and the view is logged.
-        case = await request.app[CASES].get(user, session.case_no)
-    except Forbidden:
-        if user.role == "auditor":
-            raise
-        case = None  # a co-reviewing approver of another department: the session only
+    # For an auditor this is the scope check, and the view is logged; a co-reviewing
+    # approver of another department sees the case too.
+    case = await request.app[CASES].get(user, session.case_no)
     lookup = await Lookup.load(request.app)
     values = {
         "session": session_json(session),
-        "case": lookup.case(case) if case else None,
+        "case": lookup.case(case),
         "state_name": SESSION_STATE_NAMES.get(session.state, session.state),
         "state_message": message(f"state_{session.state}"),
-        "can_end": user.role == "approver" and session.accepted_by == user.id,
+        "can_end": user.role == "approver"
+        and await request.app[REVIEWS].may_end(user.id, session.id),
     }
     return render(request, "session.html", values)
