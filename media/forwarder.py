@@ -129,7 +129,10 @@ class PublishedTrack:
             if new_gaps:
                 await hooks.send_nack(self.receiver, packet.ssrc, new_gaps)
                 self._ensure_retry_task()
-        gated = any(not leg.started for leg in self.legs)
+        # a leg starts only on the newest packet: a late retransmission of an old
+        # keyframe would leave a hole after it that the subscriber cannot fill
+        fresh = self.kind != "video" or packet.sequence_number == self._gaps.highest
+        gated = fresh and any(not leg.started for leg in self.legs)
         keyframe = self.kind != "video" or (gated and self._starts_keyframe(packet.payload))
         waiting = False
         for leg in tuple(self.legs):

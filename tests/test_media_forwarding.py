@@ -19,6 +19,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media.keyframes import vp8_keyframe_start
 from media.participant import SyntheticParticipant, make_sources
 from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
 from tests.helpers import wait_until
@@ -333,6 +334,45 @@ async def test_a_lossy_subscriber_clamps_what_the_publisher_is_asked_for():
             ),
             limit=15,
             what="a clamped REMB",
+        )
+    finally:
+        await pair.close()
+
+
+async def test_publisher_that_never_sends_a_keyframe():
+    """A publisher whose keyframes never arrive: its subscriber gets no frame (nothing
+    undecodable is forwarded), the server keeps asking for a keyframe about once a
+    second, and the other direction is unaffected. Once keyframes get through, the
+    picture starts."""
+    pair = Pair()
+    block = {"on": True}
+    document_ssrc: set[int] = set()
+
+    def drop_keyframes(data: bytes) -> bool:
+        if is_rtcp(data) or not block["on"]:
+            return True
+        packet = RtpPacket.parse(data)
+        payload = packet.payload[2:] if packet.ssrc == sender._rtx_ssrc else packet.payload
+        return not (packet.ssrc in document_ssrc and vp8_keyframe_start(payload))
+
+    on_outgoing(pair.clerk, drop_keyframes)
+    sender = next(
+        t.sender
+        for t in pair.clerk.pc.getTransceivers()
+        if t.sender.track is pair.clerk.sources["document"]
+    )
+    document_ssrc.update((sender._ssrc, sender._rtx_ssrc))  # retransmissions too
+    await pair.start()
+    try:
+        back = pair.clerk.received[slot_of(pair.room, "clerk", "approver", "face")]
+        await wait_until(lambda: len(back.counters) >= 30, what="the approver's face at the clerk")
+        document = pair.seen_by_approver("document")
+        track = pair.room.track("clerk", "document")
+        await wait_until(lambda: track.keyframe_requests >= 3, what="repeated keyframe requests")
+        assert document.counters == []
+        block["on"] = False
+        await wait_until(
+            lambda: len(document.counters) >= 5, what="the picture once keyframes pass"
         )
     finally:
         await pair.close()

@@ -8,6 +8,7 @@ followed by a fenced json block), so the documentation and the code cannot drift
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,10 @@ from typing import Any
 import pytest
 
 from signaling import protocol
+from signaling.clock import SystemClock
+from signaling.errors import NotAuthenticated
 from signaling.messages import MESSAGES
+from signaling.tokens import Grant, JoinTokens
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 EXAMPLE = re.compile(
@@ -446,3 +450,30 @@ def test_publish_map_with_non_string_mid_is_not_json():
     assert refused('{"v": 1, "type": "offer", "sdp": "v=0", "publish": {0: "face"}}').code == (
         "bad_json"
     )
+
+
+def test_join_tokens_expire_and_name_their_session_and_user():
+    """A join token is refused once expired, for another session, for another user,
+    or when presented a second time."""
+
+    class Past:
+        def now(self) -> dt.datetime:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+
+    grant = Grant("s1", 7, "chuangkou", "clerk", ("face",), False)
+    expired = JoinTokens(b"k" * 32, Past()).issue(grant)
+    tokens = JoinTokens(b"k" * 32, SystemClock())
+    for token, session, user, code in [
+        (expired, "s1", 7, "token_expired"),
+        (tokens.issue(grant), "s2", 7, "token_invalid"),
+        (tokens.issue(grant), "s1", 8, "token_invalid"),
+        (tokens.issue(grant) + "x", "s1", 7, "token_invalid"),
+    ]:
+        with pytest.raises(NotAuthenticated) as refused:
+            tokens.verify(token, session, user)
+        assert refused.value.code == code
+    token = tokens.issue(grant)
+    assert tokens.verify(token, "s1", 7) == grant
+    with pytest.raises(NotAuthenticated) as reused:
+        tokens.verify(token, "s1", 7)
+    assert reused.value.code == "token_used"
