@@ -93,10 +93,6 @@ class MediaRoom:
         self._peers: dict[str, Peer] = {}
         self._remb_task = asyncio.create_task(self._send_remb())
 
-    @property
-    def participants(self) -> list[str]:
-        return list(self._peers)
-
     async def connect(
         self,
         participant: str,
@@ -312,9 +308,6 @@ class MediaServer:
         if room is None:
             room = self._rooms[room_id] = MediaRoom(room_id, self.config, on_state, on_slots)
         return room
-
-    def get(self, room_id: str) -> MediaRoom | None:
-        return self._rooms.get(room_id)
 
     async def close_room(self, room_id: str) -> None:
         room = self._rooms.pop(room_id, None)

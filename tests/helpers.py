@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from signaling import identity, tables
 from signaling.appkeys import ENGINE
+from signaling.simulate import ApiClient, SignalChannel
 
 
 @dataclass
@@ -85,3 +86,29 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.02)  # ok-sleep: polling interval of a deadline-bound wait
+
+
+async def start_session(clerk: Any, matter: str = "LZ-SCJG-0101") -> dict[str, Any]:
+    """As the clerk (an ApiClient): create a case and start its review session."""
+    body = {
+        "matter": matter,
+        "applicant_name": "钱七",
+        "id_number": valid_id(),
+        "phone": "13800000000",
+    }
+    case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
+    started: dict[str, Any] = await clerk.post(f"/api/v1/cases/{case_no}/sessions")
+    return started
+
+
+async def live_call(
+    clerk: ApiClient, approver: ApiClient
+) -> tuple[dict[str, Any], SignalChannel, SignalChannel]:
+    """A started session the approver accepted, both on their signalling sockets:
+    (the start answer, the clerk's channel, the approver's channel)."""
+    started = await start_session(clerk)
+    session_id = started["session"]["id"]
+    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
+    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
+    return started, clerk_channel, approver_channel

@@ -13,19 +13,8 @@ from signaling.app import create_app
 from signaling.appkeys import AUDIT
 from signaling.settings import Settings
 from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
-from tests.helpers import demo_password, valid_id, wait_until
+from tests.helpers import demo_password, live_call, start_session, valid_id, wait_until
 from tests.test_media_forwarding import on_outgoing
-
-
-async def start(clerk: ApiClient, matter: str = "LZ-SCJG-0101") -> dict:
-    body = {
-        "matter": matter,
-        "applicant_name": "钱七",
-        "id_number": valid_id(),
-        "phone": "13800000000",
-    }
-    case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
-    return await clerk.post(f"/api/v1/cases/{case_no}/sessions")
 
 
 async def test_unaccepted_session_times_out_with_a_clear_message(aiohttp_server, data_dir: Path):
@@ -39,7 +28,7 @@ async def test_unaccepted_session_times_out_with_a_clear_message(aiohttp_server,
     try:
         await clerk.login("chuangkou", demo_password(data_dir, "chuangkou"))
         await approver.login("shenpi", demo_password(data_dir, "shenpi"))
-        started = await start(clerk)
+        started = await start_session(clerk)
         channel = await SignalChannel.open(clerk, started["session"]["id"], started["token"])
         timed_out = await channel.wait("state", lambda m: m["state"] == "timed_out", limit=10)
         assert "超时" in timed_out["message"]
@@ -64,11 +53,8 @@ async def test_second_department_joins_as_full_participant(users, server):
         await users("shenpi"),
         await users("shenpi_rs"),
     )
-    started = await start(clerk)
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
     session_id = started["session"]["id"]
-    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
-    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
-    approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
     peers = [
         await connect_media(clerk_channel, ("face", "document", "audio")),
         await connect_media(approver_channel, ("face", "audio")),
@@ -116,11 +102,8 @@ async def test_auditor_watches_hidden_and_is_logged(users, server):
         await users("shenpi"),
         await users("jiancha"),
     )
-    started = await start(clerk)
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
     session_id = started["session"]["id"]
-    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
-    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
-    approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
     clerk_peer = await connect_media(clerk_channel, ("face", "document", "audio"))
     peers = [clerk_peer]
     channels = [clerk_channel, approver_channel]
@@ -154,7 +137,7 @@ async def test_malformed_sdp_and_forbidden_source_leave_the_session_usable(users
     """A malformed offer and an offer publishing a source the token does not grant are
     refused with stable codes; a correct offer afterwards works."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started = await start_session(clerk)
     session_id = started["session"]["id"]
     accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
     channel = await SignalChannel.open(approver, session_id, accepted["token"])
@@ -173,11 +156,8 @@ async def test_peer_vanishing_mid_offer_does_not_disturb_others(users):
     """A participant whose socket closes right after sending an offer is dropped to
     reconnecting; the other participant's media keeps flowing."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
     session_id = started["session"]["id"]
-    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
-    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
-    approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
     clerk_peer = await connect_media(clerk_channel, ("face", "document", "audio"))
     ghost = SyntheticParticipant(make_sources(("face", "audio")))
     try:
@@ -213,11 +193,8 @@ async def test_media_resumes_after_the_server_loses_the_clerks_udp_for_10_s(user
     up on the outage, waits for a keyframe, asks for one, and numbers on without a
     hole: the approver's document track resumes within a second or two."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
     session_id = started["session"]["id"]
-    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
-    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
-    approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
     clerk_peer = SyntheticParticipant(make_sources(("face", "document", "audio")))
     blackout = {"on": False}
     on_outgoing(clerk_peer, lambda _data: not blackout["on"])
@@ -254,7 +231,7 @@ async def test_clerk_hanging_up_while_waiting_cancels(users):
     """A clerk who hangs up before anyone accepted cancels the session: it leaves the
     queue at once instead of waiting for the timeout."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started = await start_session(clerk)
     channel = await SignalChannel.open(clerk, started["session"]["id"], started["token"])
     assert len((await approver.get("/api/v1/queue"))["items"]) == 1
     await channel.send(protocol.Hangup())
@@ -271,7 +248,7 @@ async def test_clerk_hanging_up_while_waiting_cancels(users):
 async def test_a_join_token_opens_one_socket_only(users):
     """A copied join token is refused once it has been used."""
     clerk = await users("chuangkou")
-    started = await start(clerk)
+    started = await start_session(clerk)
     session_id = started["session"]["id"]
     channel = await SignalChannel.open(clerk, session_id, started["token"])
     try:
@@ -287,7 +264,7 @@ async def test_a_join_token_opens_one_socket_only(users):
 async def test_publishing_a_source_on_the_wrong_kind_is_refused(users):
     """Mapping a video transceiver to the audio source is refused (bad_publish_map)."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started = await start_session(clerk)
     session_id = started["session"]["id"]
     channel = await SignalChannel.open(clerk, session_id, started["token"])
     await approver.post(f"/api/v1/sessions/{session_id}/accept")
@@ -311,7 +288,7 @@ async def test_live_session_survives_a_restart_only_if_someone_rejoins(aiohttp_s
     clerk, approver = ApiClient(str(first.make_url(""))), ApiClient(str(first.make_url("")))
     await clerk.login("chuangkou", demo_password(data_dir, "chuangkou"))
     await approver.login("shenpi", demo_password(data_dir, "shenpi"))
-    started = await start(clerk)
+    started = await start_session(clerk)
     session_id = started["session"]["id"]
     await approver.post(f"/api/v1/sessions/{session_id}/accept")
     channel = await SignalChannel.open(clerk, session_id, started["token"])
@@ -360,7 +337,7 @@ async def test_offers_that_break_the_sdp_parser_get_bad_sdp(users):
     """Offers that make aiortc's parser raise odd exceptions are refused with bad_sdp;
     the participant stays connected and can still send a good offer."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await start(clerk)
+    started = await start_session(clerk)
     session_id = started["session"]["id"]
     accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
     channel = await SignalChannel.open(approver, session_id, accepted["token"])
