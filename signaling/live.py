@@ -164,7 +164,8 @@ class LiveSession:
         if participant is None:
             participant = self.participants[grant.username] = Participant(grant, display_name)
         elif participant.socket is not None and participant.socket is not socket:
-            await participant.socket.close(code=CLOSE_REPLACED, message=b"replaced")
+            # closed in the background: a dead client's close may take seconds
+            self.hub.spawn(participant.socket.close(code=CLOSE_REPLACED, message=b"replaced"))
         if participant.grace is not None:
             participant.grace.cancel()
             participant.grace = None
@@ -187,21 +188,22 @@ class LiveSession:
         if self.participants.get(participant.grant.username) is not participant:
             return
         participant.state = "reconnecting"
+        # armed before any await, so a rejoin meanwhile finds and cancels it
+        participant.grace = asyncio.get_running_loop().call_later(
+            self.hub.settings.reconnect_grace_seconds, self._grace_expired, participant
+        )
         await self.hub.audit.append(
             "participant_reconnecting",
             actor=participant.grant.username,
             case_no=self.case_no,
             session=self.id,
         )
-        loop = asyncio.get_running_loop()
-        participant.grace = loop.call_later(
-            self.hub.settings.reconnect_grace_seconds, self._grace_expired, participant
-        )
         await self.send_participants()
 
     def _grace_expired(self, participant: Participant) -> None:
         participant.grace = None
-        self.hub.spawn(self.leave(participant, "grace_expired"))
+        if participant.socket is None:  # not back in time
+            self.hub.spawn(self.leave(participant, "grace_expired"))
 
     async def leave(self, participant: Participant, reason: str) -> None:
         name = participant.grant.username
