@@ -21,7 +21,7 @@ from signaling.cases import CHINA_TIME
 from signaling.clock import Clock
 from signaling.errors import Conflict, SignalingError
 from signaling.messages import message
-from signaling.reviews import Reviews, session_topic
+from signaling.reviews import Reviews, ReviewSession, session_topic
 from signaling.settings import Settings
 from signaling.tokens import Grant, JoinTokens
 
@@ -382,17 +382,8 @@ class LiveHub:
             await send(socket, error(exc.code))
             await socket.close(code=CLOSE_POLICY)
             return socket
-        if session.state not in ("waiting", "live") or (
-            session.state == "waiting" and grant.role != "clerk"
-        ):
-            await send(
-                socket,
-                protocol.State(
-                    session.state, session.end_reason or "", message(f"state_{session.state}")
-                ),
-            )
-            await socket.close(code=CLOSE_ENDED)
-            return socket
+        if not self._may_join(session, grant):
+            return await self._closed(socket, session)
         live = self.sessions.get(session_id)
         if live is None:
             live = self.sessions[session_id] = LiveSession(self, session_id, session.case_no)
@@ -400,8 +391,12 @@ class LiveHub:
         # read again: a change before the subscription (an accept) was not broadcast to us
         try:
             session = await self.reviews.get(session_id)
+            if not self._may_join(session, grant):  # cancelled or ended meanwhile
+                return await self._closed(socket, session)
             user = await self.accounts.get(grant.user_id)
             participant = await live.attach(grant, user.display_name, socket)
+        except Conflict:  # the session closed while this join was on its way
+            return await self._closed(socket, await self.reviews.get(session_id))
         except SignalingError as exc:
             await send(socket, error(exc.code))
             await socket.close(code=CLOSE_POLICY)
@@ -427,6 +422,20 @@ class LiveHub:
             if not hung_up:
                 # a task of its own: the handler may be cancelled as the connection goes
                 self.spawn(live.detach(participant, socket))
+        return socket
+
+    @staticmethod
+    def _may_join(session: ReviewSession, grant: Grant) -> bool:
+        """Open sessions only; before it is accepted, only the clerk is in it."""
+        return session.state == "live" or (session.state == "waiting" and grant.role == "clerk")
+
+    async def _closed(
+        self, socket: web.WebSocketResponse, session: ReviewSession
+    ) -> web.WebSocketResponse:
+        """Tell a joiner the session is over (its final state), and close."""
+        reason = session.end_reason or ""
+        await send(socket, protocol.State(session.state, reason, message(f"state_{session.state}")))
+        await socket.close(code=CLOSE_ENDED)
         return socket
 
     async def _read(

@@ -358,3 +358,27 @@ async def test_offers_that_break_the_sdp_parser_get_bad_sdp(users):
         await peer.close()
     finally:
         await channel.close()
+
+
+async def test_joining_while_the_session_is_cancelled_is_told_it_was_cancelled(users):
+    """A clerk's page joining at the moment the session is cancelled gets the final
+    state (cancelled) and close code 4001, never a refusal, whichever comes first."""
+    clerk = await users("chuangkou")
+    for _ in range(8):
+        started = await start_session(clerk)
+        session_id = started["session"]["id"]
+
+        async def join(session_id: str, token: str) -> list[dict]:
+            socket = await clerk.http.ws_connect(
+                f"{clerk.base_url}/api/v1/sessions/{session_id}/ws"
+            )
+            await socket.send_str(protocol.Join(token).to_json())
+            received = [m.json() async for m in socket if m.type.name == "TEXT"]
+            assert socket.close_code == 4001
+            return received
+
+        joining = asyncio.create_task(join(session_id, started["token"]))
+        await clerk.post(f"/api/v1/sessions/{session_id}/cancel")
+        received = await asyncio.wait_for(joining, 10)
+        assert not [m for m in received if m["type"] == "error"]
+        assert received[-1]["type"] == "state" and received[-1]["state"] == "cancelled"
