@@ -250,6 +250,7 @@ class LiveSession:
         self.hub.sessions.pop(self.id, None)
         if asyncio.current_task() is not self._watch:
             self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
 
     # -- messages -------------------------------------------------------------------------
 
