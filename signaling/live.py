@@ -229,7 +229,7 @@ class LiveSession:
             if session.state == "live":
                 await self.hub.reviews.end(self.id, "all_left", None)
             elif session.state == "waiting":
-                await self.hub.reviews.cancel_by(session.created_by, "", self.id)
+                await self.hub.reviews.cancel(self.id, None)
 
     async def close(self, code: int = CLOSE_ENDED) -> None:
         if self.closed:
@@ -278,12 +278,7 @@ class LiveSession:
             participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
             await self.send_participants()
         elif isinstance(msg, protocol.Hangup):
-            try:
-                session = await self.hub.reviews.get(self.id)
-                if session.state == "waiting" and grant.role == "clerk":
-                    await self.hub.reviews.cancel_by(grant.user_id, grant.username, self.id)
-            finally:
-                await self.leave(participant, "hangup")
+            await self.leave(participant, "hangup")  # the last to leave ends or cancels it
             return False
         elif isinstance(msg, protocol.End):
             if not await self.hub.reviews.may_end(grant.user_id, self.id):

@@ -96,7 +96,7 @@ async def accept_session(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{session_id}/cancel")
 @allow("clerk", scope="a waiting session the clerk started")
 async def cancel_session(request: web.Request) -> web.Response:
-    session = await request.app[REVIEWS].cancel(request[USER], request.match_info["session_id"])
+    session = await request.app[REVIEWS].cancel(request.match_info["session_id"], request[USER])
     return json_response({"session": session_json(session)})
 
 

@@ -243,9 +243,17 @@ class Reviews:
         return await self.get(session_id)
 
     async def _transition(
-        self, session_id: str, to_state: str, values: dict[str, Any], from_state: str = "waiting"
+        self,
+        session_id: str,
+        to_state: str,
+        values: dict[str, Any],
+        event: str,
+        actor: str | None,
+        from_state: str = "waiting",
+        **detail: Any,
     ) -> ReviewSession:
-        """Move from ``from_state`` to ``to_state`` atomically, or explain why not."""
+        """Move from ``from_state`` to ``to_state`` atomically, or explain why not; log
+        ``event`` and tell the queue and the session."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(review_sessions)
@@ -255,8 +263,10 @@ class Reviews:
         session = await self.get(session_id)
         if result.rowcount != 1:
             raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
-        if to_state != "live":
-            self._cancel_timer(session_id)
+        self._cancel_timer(session_id)  # it no longer waits
+        await self._audit.append(
+            event, actor=actor, case_no=session.case_no, session=session_id, **detail
+        )
         await self._bus.publish(department_topic(session.department_id), {"event": "queue_changed"})
         await self._bus.publish(
             session_topic(session_id),
@@ -268,31 +278,23 @@ class Reviews:
         session = await self.get(session_id)
         if approver.role != "approver" or approver.department_id != session.department_id:
             raise Forbidden("out_of_scope")
-        session = await self._transition(
-            session_id, "live", {"accepted_by": approver.id, "accepted_at": self._clock.now()}
-        )
-        self._cancel_timer(session_id)
-        await self._audit.append(
-            "session_accepted", actor=approver.username, case_no=session.case_no, session=session_id
-        )
-        return session
-
-    async def cancel(self, clerk: User, session_id: str) -> ReviewSession:
-        return await self.cancel_by(clerk.id, clerk.username, session_id)
-
-    async def cancel_by(self, user_id: int, username: str, session_id: str) -> ReviewSession:
-        session = await self.get(session_id)
-        if user_id != session.created_by:
-            raise Forbidden("out_of_scope")
-        session = await self._transition(
+        return await self._transition(
             session_id,
-            "cancelled",
-            {"ended_at": self._clock.now(), "end_reason": "cancelled_by_clerk"},
+            "live",
+            {"accepted_by": approver.id, "accepted_at": self._clock.now()},
+            "session_accepted",
+            approver.username,
         )
-        await self._audit.append(
-            "session_cancelled", actor=username, case_no=session.case_no, session=session_id
-        )
-        return session
+
+    async def cancel(self, session_id: str, clerk: User | None) -> ReviewSession:
+        """The clerk who started it cancels a waiting session (None: the service does,
+        for a clerk who left)."""
+        session = await self.get(session_id)
+        if clerk is not None and clerk.id != session.created_by:
+            raise Forbidden("out_of_scope")
+        values = {"ended_at": self._clock.now(), "end_reason": "cancelled_by_clerk"}
+        actor = clerk.username if clerk else None
+        return await self._transition(session_id, "cancelled", values, "session_cancelled", actor)
 
     async def may_end(self, user_id: int, session_id: str) -> bool:
         """The accepting approver, or a co-reviewing one, may end a live session."""
@@ -300,25 +302,18 @@ class Reviews:
         return user_id == session.accepted_by or user_id in await self.co_approvers(session_id)
 
     async def time_out(self, session_id: str) -> ReviewSession:
-        session = await self._transition(
-            session_id,
-            "timed_out",
-            {"ended_at": self._clock.now(), "end_reason": "nobody_accepted"},
-        )
-        await self._audit.append(
-            "session_timed_out", actor=None, case_no=session.case_no, session=session_id
-        )
-        return session
+        values = {"ended_at": self._clock.now(), "end_reason": "nobody_accepted"}
+        return await self._transition(session_id, "timed_out", values, "session_timed_out", None)
 
     async def end(self, session_id: str, reason: str, actor: str | None) -> ReviewSession:
         session = await self._transition(
             session_id,
             "ended",
             {"ended_at": self._clock.now(), "end_reason": reason},
+            "session_ended",
+            actor,
             from_state="live",
-        )
-        await self._audit.append(
-            "session_ended", actor=actor, case_no=session.case_no, session=session_id, reason=reason
+            reason=reason,
         )
         pending = (
             session_invitations.c.session_id == session_id,
