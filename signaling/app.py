@@ -21,6 +21,7 @@ from signaling.appkeys import (
     CATALOG,
     CLOCK,
     ENGINE,
+    EVIDENCE,
     KEYS,
     LIVE,
     MEDIA,
@@ -52,6 +53,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[ACCOUNTS] = services.accounts
         app[CATALOG] = services.catalog
         app[CASES] = services.cases
+        app[EVIDENCE] = services.evidence
         yield
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from media.room import MediaServer
 from recorder.auditlog import AuditLog
+from recorder.store import EvidenceStore
 from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import Cases
@@ -31,3 +32,4 @@ REVIEWS = web.AppKey("reviews", Reviews)
 MEDIA = web.AppKey("media", MediaServer)
 TOKENS = web.AppKey("tokens", JoinTokens)
 LIVE = web.AppKey("live", LiveHub)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)

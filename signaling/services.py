@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
+from recorder.store import EvidenceStore
 from signaling import keys
 from signaling.accounts import Accounts
 from signaling.cases import Cases
@@ -26,6 +27,7 @@ class Services:
     accounts: Accounts
     catalog: Catalog
     cases: Cases
+    evidence: EvidenceStore
 
 
 @contextlib.asynccontextmanager
@@ -44,6 +46,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             accounts=Accounts(engine, clock, settings, audit),
             catalog=Catalog(engine, audit),
             cases=Cases(engine, clock, audit, secrets.id_key, settings.case_prefix),
+            evidence=EvidenceStore(settings.data_dir / "evidence"),
         )
     finally:
         await engine.dispose()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -184,4 +185,24 @@ session_invitations = Table(
     Column("state", String(16), nullable=False),  # pending | accepted | withdrawn
     Column("accepted_by", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+evidence_files = Table(
+    "evidence_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=True),
+    Column("role", String(16), nullable=False),  # capture | playable | still | snapshot
+    Column("track", String(96), nullable=True),  # one published track instance (recordings)
+    Column("participant", String(32), nullable=True),  # username of who published/took it
+    Column("source", String(16), nullable=True),  # face | document | audio
+    Column("bytes", Integer, nullable=False),
+    Column("seconds", Float, nullable=True),
+    Column("derived_from", String(64), nullable=True),  # a playable file's capture chunk
+    Column("meta", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("case_id", "sha256"),
+    Index("evidence_files_by_session", "session_id"),
 )
