@@ -6,6 +6,7 @@ leg and sent as it arrives — no jitter buffer, no decoding, no re-encoding.
     Slot             one outgoing sender of a subscriber's connection; owns the leg's
                      sequence space and the packet cache that answers its NACKs
     Leg              a track forwarded into a slot: offsets fixed at the first keyframe
+    PacketSink       sees every packet of a track beside forwarding (recording, snapshots)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpSrPacket, RtpPacket
@@ -90,6 +91,18 @@ class UpstreamGaps:
         return retry, gave_up
 
 
+class PacketSink(Protocol):
+    """Sees each packet a published track receives (RTX unwrapped, before forwarding),
+    with its arrival time (seconds since the epoch). Called on the event loop for every
+    packet: keep it cheap, never block."""
+
+    def packet(self, packet: RtpPacket, arrival: float) -> None: ...
+
+    def ended(self) -> None:
+        """The track is gone (its publisher left or reconnected)."""
+        ...
+
+
 class PublishedTrack:
     def __init__(
         self,
@@ -106,6 +119,7 @@ class PublishedTrack:
         self.receiver = receiver
         self.ssrc: int | None = None
         self.legs: set[Leg] = set()
+        self.sinks: list[PacketSink] = []
         self.packets = 0
         self.recovered = 0
         """Upstream gaps filled by a retransmission."""
@@ -121,6 +135,10 @@ class PublishedTrack:
     async def on_packet(self, packet: RtpPacket, _arrival_ms: int) -> None:
         self.ssrc = packet.ssrc
         self.packets += 1
+        if self.sinks:
+            arrival = time.time()
+            for sink in self.sinks:
+                sink.packet(packet, arrival)
         if self.kind == "video":
             new_gaps, recovered = self._gaps.add(packet.sequence_number)
             self.recovered += recovered
@@ -184,6 +202,9 @@ class PublishedTrack:
             await asyncio.gather(self._retry_task, return_exceptions=True)
         for leg in tuple(self.legs):
             leg.detach()
+        for sink in self.sinks:
+            sink.ended()
+        self.sinks.clear()
 
 
 @dataclass

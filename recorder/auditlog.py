@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signaling.clock import Clock, as_utc
-from signaling.tables import audit_events
+from recorder.clock import Clock, as_utc
+from recorder.schema import audit_events
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"

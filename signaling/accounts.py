@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock, as_utc
 from signaling import validation
-from signaling.clock import Clock, as_utc
 from signaling.errors import (
     Conflict,
     Forbidden,

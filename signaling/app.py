@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
+from recorder.clock import Clock, SystemClock
 from signaling import api, review_api
 from signaling.access import access_middleware
 from signaling.appkeys import (
@@ -30,7 +31,6 @@ from signaling.appkeys import (
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
-from signaling.clock import Clock, SystemClock
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.reviews import Reviews

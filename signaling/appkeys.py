@@ -7,12 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from media.room import MediaServer
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock
 from recorder.store import EvidenceStore
 from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
-from signaling.clock import Clock
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews

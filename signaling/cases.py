@@ -11,8 +11,8 @@ from sqlalchemy import Row, Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock, as_utc
 from signaling import identity, validation
-from signaling.clock import Clock, as_utc
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.models import Case, User
 from signaling.tables import (

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from recorder.clock import SystemClock
 from signaling.app import create_app
-from signaling.clock import SystemClock
 from signaling.demo import seed
 from signaling.errors import SignalingError
 from signaling.messages import ROLE_NAMES, message

@@ -14,11 +14,11 @@ from aiohttp import WSMsgType, web
 
 from media.room import MediaError, MediaRoom, MediaServer
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock
 from signaling import protocol
 from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME
-from signaling.clock import Clock
 from signaling.errors import Conflict, SignalingError
 from signaling.messages import message
 from signaling.reviews import Reviews, ReviewSession, session_topic

@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock, as_utc
 from signaling.bus import Bus
-from signaling.clock import Clock, as_utc
 from signaling.errors import Conflict, Forbidden, InvalidInput, NotFound
 from signaling.models import User
 from signaling.tables import (

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
+from recorder.clock import Clock
 from recorder.store import EvidenceStore
 from signaling import keys
 from signaling.accounts import Accounts
 from signaling.cases import Cases
 from signaling.catalog import Catalog
-from signaling.clock import Clock
 from signaling.db import create_engine, migrate
 from signaling.settings import Settings
 

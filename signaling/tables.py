@@ -7,15 +7,12 @@ The schema itself is created and changed only by the migrations in
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -23,7 +20,10 @@ from sqlalchemy import (
     text,
 )
 
-metadata = MetaData()
+# the evidence plane owns the log and evidence tables; the control plane adds its own
+from recorder.schema import audit_events as audit_events
+from recorder.schema import evidence_files as evidence_files
+from recorder.schema import metadata
 
 roles = Table(
     "roles",
@@ -159,20 +159,6 @@ review_sessions = Table(
     ),
 )
 
-audit_events = Table(
-    "audit_events",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("chain", String(32), nullable=False),  # "case:<case_no>" or "system"
-    Column("seq", Integer, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("actor", String(32), nullable=True),
-    Column("detail", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-    UniqueConstraint("chain", "seq"),
-)
 
 session_invitations = Table(
     "session_invitations",
@@ -185,24 +171,4 @@ session_invitations = Table(
     Column("state", String(16), nullable=False),  # pending | accepted | withdrawn
     Column("accepted_by", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-evidence_files = Table(
-    "evidence_files",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("sha256", String(64), nullable=False),
-    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
-    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=True),
-    Column("role", String(16), nullable=False),  # capture | playable | still | snapshot
-    Column("track", String(96), nullable=True),  # one published track instance (recordings)
-    Column("participant", String(32), nullable=True),  # username of who published/took it
-    Column("source", String(16), nullable=True),  # face | document | audio
-    Column("bytes", Integer, nullable=False),
-    Column("seconds", Float, nullable=True),
-    Column("derived_from", String(64), nullable=True),  # a playable file's capture chunk
-    Column("meta", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("case_id", "sha256"),
-    Index("evidence_files_by_session", "session_id"),
 )

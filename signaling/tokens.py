@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from signaling.clock import Clock
+from recorder.clock import Clock
 from signaling.errors import NotAuthenticated
 
 TOKEN_SECONDS = 120

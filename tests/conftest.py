@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from recorder.clock import SystemClock
 from signaling.app import create_app
-from signaling.clock import SystemClock
 from signaling.demo import seed
 from signaling.services import open_services
 from signaling.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from recorder.auditlog import GENESIS, AuditLog, verify_chain
-from signaling.clock import SystemClock
+from recorder.clock import SystemClock
 from signaling.db import create_engine, migrate
 
 

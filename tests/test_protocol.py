@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from recorder.clock import SystemClock
 from signaling import protocol
-from signaling.clock import SystemClock
 from signaling.errors import NotAuthenticated
 from signaling.messages import MESSAGES
 from signaling.tokens import Grant, JoinTokens
