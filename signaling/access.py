@@ -129,9 +129,10 @@ def set_prelogin_cookie(request: web.Request, response: web.StreamResponse, toke
 
 
 def foreign_origin(request: web.Request) -> bool:
-    """A browser request sent by a page of another site."""
+    """A browser request sent by a page of another site, or by an opaque origin
+    (``Origin: null``: sandboxed frames, data: URLs, some redirects)."""
     origin = request.headers.get("Origin")
-    return bool(origin) and origin != "null" and urlsplit(origin).netloc != request.host
+    return bool(origin) and (origin == "null" or urlsplit(origin).netloc != request.host)
 
 
 async def _csrf_ok(request: web.Request) -> bool:

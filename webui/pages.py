@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -58,10 +59,18 @@ async def form_data(request: web.Request) -> dict[str, str]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths: ``/x`` but not ``//host`` or ``/\\host``."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return "/"
+    """Only a path of this site. Browsers drop tabs and newlines from a URL and read a
+    backslash as a slash, so a path with either could name another host: any control
+    character, space or backslash is refused, as is anything naming a scheme or host."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(ch <= " " or ch in "\\\x7f" for ch in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else "/"
 
 
 async def form_page(
