@@ -1,5 +1,6 @@
 """The content-addressed, write-once evidence store: every file is named by its SHA-256,
-written through a temporary file, fsync'ed, renamed into place and made read-only.
+written through a temporary file, fsync'ed, renamed into place and made read-only
+(owner only, like everything in the data directory).
 
 Layout: ``<root>/sha256/<first two hex digits>/<64 hex digits>``. Methods block on disk
 I/O: call them from a worker thread (``asyncio.to_thread``), never on the event loop.
@@ -104,7 +105,7 @@ class EvidenceStore:
                 temp.unlink()
                 return stored
             target.parent.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(temp, 0o444)
+            os.chmod(temp, 0o400)
             os.replace(temp, target)
             _fsync_dir(target.parent)
         except OSError as exc:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -186,6 +187,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # whatever this process writes (data, exports) is the owner's only
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

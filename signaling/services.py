@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +21,27 @@ from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.db import create_engine, migrate
 from signaling.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def make_private(data_dir: Path, database: Path | None) -> None:
+    """The data directory holds personal data, secrets and evidence: owner only, whatever
+    the umask. A too-open one is tightened (and said so); the SQLite file is created
+    0600 before SQLite opens it, and SQLite gives its WAL and SHM files the same mode."""
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    if stat.S_IMODE(data_dir.stat().st_mode) != PRIVATE_DIR:
+        logger.warning("data directory %s was open to others: now 0700", data_dir)
+        data_dir.chmod(PRIVATE_DIR)
+    if database is None:
+        return
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        if path.exists() and stat.S_IMODE(path.stat().st_mode) != PRIVATE_FILE:
+            path.chmod(PRIVATE_FILE)
 
 
 @dataclass(frozen=True)
@@ -33,7 +58,7 @@ class Services:
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Services]:
     """Create the data directory and secrets, migrate the schema, build the stores."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings.data_dir, settings.sqlite_path)
     secrets = keys.load_or_create(settings.data_dir)
     engine = create_engine(settings.sqlalchemy_url)
     try:

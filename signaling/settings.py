@@ -58,10 +58,13 @@ class Settings:
     """Python logging level name."""
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The embedded database's file, unless ``database_url`` names another."""
+        return None if self.database_url else self.data_dir / "coreview.sqlite3"
+
+    @property
     def sqlalchemy_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'coreview.sqlite3'}"
+        return self.database_url or f"sqlite+aiosqlite:///{self.sqlite_path}"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from urllib.parse import quote
 
 import pytest
 
+from recorder.clock import SystemClock
+from signaling.services import open_services
+from signaling.settings import Settings
 from tests.helpers import demo_password
 
 HOSTILE_NEXT = [
@@ -76,3 +81,28 @@ async def test_opaque_origin_is_foreign(as_user):
     own = str(approver.client.make_url("")).rstrip("/")
     async with approver.client.ws_connect("/api/v1/queue/ws", headers={"Origin": own}) as ws:
         assert (await ws.receive_json())["type"] == "queue"
+
+
+async def test_data_dir_is_private_whatever_the_umask(tmp_path):
+    """With a permissive umask (022) the data directory is 0700 and the database, its WAL
+    and SHM files, the secrets and stored evidence are readable by the owner only; a data
+    directory left 0755 is tightened at start."""
+    data_dir = tmp_path / "var"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    previous = os.umask(0o022)
+    try:
+        async with open_services(Settings(data_dir=data_dir), SystemClock()) as services:
+            await services.audit.append("probe", actor=None)
+            stored = services.evidence.put(b"evidence")
+            modes = {
+                path.relative_to(data_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
+                for path in data_dir.rglob("*")
+            }
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert {"coreview.sqlite3", "coreview.sqlite3-wal", "coreview.sqlite3-shm"} <= set(modes)
+    assert f"evidence/sha256/{stored.sha256[:2]}/{stored.sha256}" in modes
+    for name, mode in modes.items():
+        assert mode & 0o077 == 0, f"{name} is {oct(mode)}"

@@ -20,7 +20,7 @@ def test_put_names_the_file_by_its_hash_and_makes_it_read_only(tmp_path):
     assert stored.bytes == len(data)
     path = store.path(stored.sha256)
     assert path.read_bytes() == data
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert store.verify(stored.sha256)
     assert store.put(data) == stored  # the same bytes again: nothing changes
     assert list((tmp_path / "evidence" / "incoming").iterdir()) == []
