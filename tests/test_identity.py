@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,16 @@ def test_digest_is_keyed_and_stable():
     assert identity.digest(number, b"k1") == identity.digest(number, b"k1")
     assert identity.digest(number, b"k1") != identity.digest(number, b"k2")
     assert number not in identity.digest(number, b"k1")
+
+
+def test_id_numbers_in_the_docs_pass_their_check_digit():
+    """Every 18-character ID number shown in docs/ is valid (a reader copies them)."""
+    docs = Path(__file__).parent.parent / "docs"
+    found = [
+        number
+        for page in docs.glob("*.md")
+        for number in re.findall(r"(?<![0-9])[1-9][0-9]{16}[0-9X](?![0-9])", page.read_text())
+    ]
+    assert found
+    for number in found:
+        assert identity.check_digit(number[:17]) == number[17], number
