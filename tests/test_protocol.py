@@ -477,3 +477,26 @@ def test_join_tokens_expire_and_name_their_session_and_user():
     with pytest.raises(NotAuthenticated) as reused:
         tokens.verify(token, "s1", 7)
     assert reused.value.code == "token_used"
+
+
+def test_join_tokens_follow_the_injected_clock():
+    """Issued and checked against the same (injected) clock: a token stays valid while
+    that clock says so, and expires when it moves past the lifetime, whatever the wall
+    time."""
+
+    class Moved:
+        def __init__(self) -> None:
+            self.at = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+
+        def now(self) -> dt.datetime:
+            return self.at
+
+    clock = Moved()
+    tokens = JoinTokens(b"k" * 32, clock, seconds=120)
+    grant = Grant("s1", 7, "chuangkou", "clerk", ("face",), False)
+    assert tokens.verify(tokens.issue(grant), "s1", 7) == grant
+    stale = tokens.issue(grant)
+    clock.at += dt.timedelta(seconds=121)
+    with pytest.raises(NotAuthenticated) as expired:
+        tokens.verify(stale, "s1", 7)
+    assert expired.value.code == "token_expired"
