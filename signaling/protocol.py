@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from signaling.validation import normalize_text
+
 VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 """An SDP offer with seven transceivers is ~10 KB; anything far larger is refused."""
@@ -229,7 +231,10 @@ def parse(raw: str | bytes) -> Message:
     if kind == Offer.type:
         return Offer(_text(data, "sdp", MAX_MESSAGE_BYTES), _publish(data))
     if kind == Chat.type:
-        return Chat(_text(data, "text", MAX_CHAT_CHARS).strip())
+        text = normalize_text(_text(data, "text", MAX_CHAT_CHARS).strip(), multiline=True)
+        if text is None:
+            raise ProtocolError("bad_field", "text")
+        return Chat(text)
     if kind == MediaState.type:
         return MediaState(_flag(data, "audio"), _flag(data, "face"), _flag(data, "document"))
     if isinstance(kind, str) and kind in CLIENT_MESSAGES:

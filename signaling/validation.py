@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from signaling.errors import InvalidInput
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+"""Marks and overrides that reorder how text is shown (a name could read backwards)."""
+LINE_BREAKS = frozenset("\n\r\t")
+
+
+def normalize_text(value: str, *, multiline: bool = False) -> str | None:
+    """User text in NFC, or None when it cannot be kept and shown honestly: a lone
+    surrogate, a control character (line breaks and tabs only where multiline), a
+    bidirectional override, or nothing visible at all (only spaces, zero-width and
+    format characters)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    value = unicodedata.normalize("NFC", value)
+    allowed = LINE_BREAKS if multiline else frozenset()
+    visible = False
+    for char in value:
+        category = unicodedata.category(char)
+        if char in BIDI_CONTROLS or (category == "Cc" and char not in allowed):
+            return None
+        visible = visible or category[0] not in "ZC"
+    return value if visible else None
 
 
 def text(
@@ -30,10 +55,12 @@ def text(
         raise InvalidInput("field_required", field=name)
     if len(value) > max_len:
         raise InvalidInput("field_too_long", field=name, max=max_len)
-    checked = value.replace("\n", "").replace("\r", "").replace("\t", "") if multiline else value
-    if _CONTROL.search(checked) or (not multiline and ("\n" in value or "\r" in value)):
+    if not value:
+        return value
+    normalized = normalize_text(value, multiline=multiline)
+    if normalized is None:
         raise InvalidInput("field_invalid", field=name)
-    return value
+    return normalized
 
 
 def integer(data: Mapping[str, Any], name: str, low: int, high: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from urllib.parse import quote
@@ -9,9 +10,10 @@ from urllib.parse import quote
 import pytest
 
 from recorder.clock import SystemClock
+from signaling import protocol
 from signaling.services import open_services
 from signaling.settings import Settings
-from tests.helpers import demo_password
+from tests.helpers import demo_password, valid_id
 
 HOSTILE_NEXT = [
     "/\t/evil.example",
@@ -106,3 +108,67 @@ async def test_data_dir_is_private_whatever_the_umask(tmp_path):
     assert f"evidence/sha256/{stored.sha256[:2]}/{stored.sha256}" in modes
     for name, mode in modes.items():
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+
+
+HOSTILE_TEXT = {
+    "lone surrogate": '"王\\ud800二"',
+    "right-to-left override": '"\\u202e二小王"',
+    "zero-width only": '"\\u200b\\u200d\\ufeff"',
+    "NUL": '"王\\u0000二"',
+    "spaces only (ideographic)": '"\\u3000\\u3000"',
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEXT)
+async def test_case_fields_refuse_text_that_cannot_be_shown_honestly(as_user, name):
+    """A case whose applicant name is a lone surrogate, reordered by a bidi override,
+    invisible or holds NUL gets 400 field_invalid (not a 500), and nothing is stored."""
+    clerk = await as_user("chuangkou")
+    before = (await (await clerk.get("/api/v1/cases")).json())["cases"]
+    fields = {
+        "matter": "LZ-SCJG-0101",
+        "applicant_name": "@",
+        "id_number": valid_id(),
+        "phone": "13800000000",
+        "notes": "",
+    }
+    body = json.dumps(fields).replace('"@"', HOSTILE_TEXT[name])  # raw JSON escapes
+    response = await clerk.post(
+        "/api/v1/cases", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] in ("field_invalid", "field_required")
+    assert (await (await clerk.get("/api/v1/cases")).json())["cases"] == before
+
+
+async def test_case_text_is_stored_in_nfc(as_user):
+    """A name typed in decomposed form (e + combining acute) is stored composed (NFC),
+    so the same name always compares and searches the same."""
+    clerk = await as_user("chuangkou")
+    body = {
+        "matter": "LZ-SCJG-0101",
+        "applicant_name": "Rene\u0301 王",
+        "id_number": valid_id(),
+        "phone": "13800000000",
+        "notes": "",
+    }
+    response = await clerk.post("/api/v1/cases", json=body)
+    assert response.status == 201
+    assert (await response.json())["case"]["applicant_name"] == "Ren\u00e9 王"
+
+
+@pytest.mark.parametrize("text", ["a\u0000b", "\u202eabc", "\u200b\u200b", "x\ud800", "\u0007bell"])
+def test_chat_refuses_text_that_cannot_be_shown_honestly(text):
+    """A chat message with NUL, a bidi override, only invisible characters, a lone
+    surrogate or another control character is a protocol error naming the field."""
+    raw = json.dumps({"v": 1, "type": "chat", "text": text})
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse(raw)
+    assert (refused.value.code, refused.value.detail) == ("bad_field", "text")
+
+
+def test_chat_keeps_line_breaks_and_normalises():
+    """Multi-line chat keeps its line breaks and is stored in NFC."""
+    parsed = protocol.parse(json.dumps({"v": 1, "type": "chat", "text": "第一行\n Rene\u0301"}))
+    assert isinstance(parsed, protocol.Chat)
+    assert parsed.text == "第一行\n Ren\u00e9"
