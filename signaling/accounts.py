@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as dt
 import hashlib
 import secrets
@@ -27,6 +26,7 @@ from signaling.errors import (
     NotFound,
     Throttled,
 )
+from signaling.login_throttle import LoginThrottle
 from signaling.models import ROLES, Role, User
 from signaling.settings import Settings
 from signaling.tables import departments, jurisdictions, login_sessions, outlets, users
@@ -73,27 +73,6 @@ def _session_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class AddressThrottle:
-    """Counts failed logins per client address within a sliding window (per node)."""
-
-    def __init__(self, limit: int, window: dt.timedelta) -> None:
-        self._limit = limit
-        self._window = window
-        self._failures: dict[str, collections.deque[dt.datetime]] = {}
-
-    def _recent(self, address: str, now: dt.datetime) -> collections.deque[dt.datetime]:
-        times = self._failures.setdefault(address, collections.deque())
-        while times and now - times[0] > self._window:
-            times.popleft()
-        return times
-
-    def blocked(self, address: str, now: dt.datetime) -> bool:
-        return len(self._recent(address, now)) >= self._limit
-
-    def record_failure(self, address: str, now: dt.datetime) -> None:
-        self._recent(address, now).append(now)
-
-
 class Accounts:
     def __init__(
         self, engine: AsyncEngine, clock: Clock, settings: Settings, audit: AuditLog
@@ -102,8 +81,7 @@ class Accounts:
         self._clock = clock
         self._settings = settings
         self._audit = audit
-        self._window = dt.timedelta(minutes=settings.login_window_minutes)
-        self._addresses = AddressThrottle(settings.address_max_failures, self._window)
+        self.throttle = LoginThrottle(engine, clock, settings)
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(_hasher.hash, password)
@@ -165,7 +143,6 @@ class Accounts:
                         role=role,
                         must_change_password=must_change,
                         disabled=False,
-                        failed_logins=0,
                         created_at=self._clock.now(),
                         **values,
                     )
@@ -196,60 +173,43 @@ class Accounts:
         return [_user(row) for row in rows]
 
     async def authenticate(self, username: str, password: str, address: str) -> User:
-        """Check a login; count failures per account and per address; lock when too many."""
-        now = self._clock.now()
-        if self._addresses.blocked(address, now):
-            await self._audit.append("login_throttled", actor=None, address=address)
+        """Check a login. Known and unknown names take the same path (a password hash is
+        verified either way) and get the same answers; see LoginThrottle for the limits."""
+        refusal = await self.throttle.refusal(username, address)
+        if refusal is not None:
+            await self._audit.append(
+                "login_throttled", actor=None, username=username[:32], address=address, by=refusal
+            )
             raise Throttled("too_many_attempts")
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(users).where(users.c.username == username))).first()
-        if row is None:
-            await self._verify(_DUMMY_HASH, password)
-            await self._fail(None, address, now)
-            raise NotAuthenticated("bad_credentials")
-        if row.locked_until and as_utc(row.locked_until) > now:
-            await self._audit.append("login_refused_locked", actor=username, address=address)
-            raise Throttled("account_locked")
-        if not await self._verify(row.password_hash, password):
-            await self._fail(row, address, now)
+        if not await self._verify(row.password_hash if row else _DUMMY_HASH, password) or not row:
+            await self._fail(username, address, known=row is not None)
             raise NotAuthenticated("bad_credentials")
         if row.disabled:
             await self._audit.append("login_refused_disabled", actor=username, address=address)
             raise Forbidden("account_disabled")
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(users)
-                .where(users.c.id == row.id)
-                .values(failed_logins=0, first_failure_at=None, locked_until=None)
-            )
+        await self.throttle.clear(username, address)
         await self._audit.append("login", actor=username, address=address)
         return _user(row)
 
-    async def _fail(self, row: Row[Any] | None, address: str, now: dt.datetime) -> None:
-        self._addresses.record_failure(address, now)
-        if row is None:
-            await self._audit.append("login_failed", actor=None, address=address)
-            return
-        recent = row.first_failure_at and now - as_utc(row.first_failure_at) <= self._window
-        failures = row.failed_logins + 1 if recent else 1
-        first = row.first_failure_at if recent else now
-        locked = failures >= self._settings.login_max_failures
-        lock_until = now + dt.timedelta(minutes=self._settings.login_lockout_minutes)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(users)
-                .where(users.c.id == row.id)
-                .values(
-                    failed_logins=0 if locked else failures,
-                    first_failure_at=None if locked else first,
-                    locked_until=lock_until if locked else row.locked_until,
-                )
-            )
-        await self._audit.append("login_failed", actor=row.username, address=address)
-        if locked:
-            await self._audit.append(
-                "account_locked", actor=row.username, address=address, until=lock_until.isoformat()
-            )
+    async def _fail(
+        self, username: str, address: str, *, known: bool, kind: str = "login_failed"
+    ) -> None:
+        failures = await self.throttle.record_failure(username, address)
+        actor = username if known else None
+        await self._audit.append(kind, actor=actor, address=address)
+        if failures == self._settings.login_max_failures:
+            await self._audit.append("login_locked", actor=actor, address=address)
+
+    async def unlock(self, user_id: int, *, actor: str) -> int:
+        """An admin lifts the login limits of an account (every address)."""
+        target = await self.get(user_id)
+        cleared = await self.throttle.clear(target.username)
+        await self._audit.append(
+            "account_unlocked", actor=actor, username=target.username, failures=cleared
+        )
+        return cleared
 
     async def open_session(self, user: User, address: str) -> tuple[str, str]:
         """A new login session: returns (cookie token, CSRF token)."""
@@ -296,11 +256,20 @@ class Accounts:
                 .values(password_hash=password_hash, must_change_password=must_change)
             )
 
-    async def change_password(self, user: User, old: str, new: str, keep_session: str) -> None:
-        """Set a new password; every other login session of the user ends."""
+    async def change_password(
+        self, user: User, old: str, new: str, keep_session: str, address: str
+    ) -> None:
+        """Set a new password; every other login session of the user ends. A wrong current
+        password counts as a failed login (a stolen session cannot guess it freely)."""
+        if await self.throttle.refusal(user.username, address) is not None:
+            await self._audit.append(
+                "password_change_throttled", actor=user.username, address=address
+            )
+            raise Throttled("too_many_attempts")
         async with self._engine.connect() as conn:
             current = await conn.scalar(select(users.c.password_hash).where(users.c.id == user.id))
         if current is None or not await self._verify(current, old):
+            await self._fail(user.username, address, known=True, kind="password_change_failed")
             raise InvalidInput("wrong_password", field="old_password")
         if new == old:
             raise InvalidInput("password_unchanged", field="new_password")
@@ -322,11 +291,7 @@ class Accounts:
         await self._set_password(user_id, password, must_change=True)
         async with self._engine.begin() as conn:
             await conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
-            await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_logins=0, locked_until=None)
-            )
+        await self.throttle.clear(target.username)
         await self._audit.append("password_reset", actor=actor, username=target.username)
         return password
 

@@ -20,7 +20,7 @@ from signaling.access import (
 )
 from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, ENGINE
 from signaling.db import schema_revision
-from signaling.errors import InvalidInput
+from signaling.errors import InvalidInput, NotFound
 from signaling.models import Role
 from signaling.presenters import Lookup
 
@@ -100,7 +100,9 @@ async def change_password(request: web.Request) -> web.Response:
     old, new = data.get("old_password"), data.get("new_password")
     if not isinstance(old, str) or not isinstance(new, str):
         raise InvalidInput("field_required", field="new_password")
-    await request.app[ACCOUNTS].change_password(request[USER], old, new, request[SESSION_TOKEN])
+    await request.app[ACCOUNTS].change_password(
+        request[USER], old, new, request[SESSION_TOKEN], client_address(request)
+    )
     return json_response({"status": "ok"})
 
 
@@ -163,3 +165,13 @@ async def import_catalog(request: web.Request) -> web.Response:
         await read_json(request), actor=request[USER].username
     )
     return json_response({"imported": counts})
+
+
+@routes.post("/api/v1/admin/users/{user_id}/unlock")
+@allow("admin", scope="all accounts")
+async def unlock_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    if not user_id.isdigit():
+        raise NotFound("user_not_found")
+    cleared = await request.app[ACCOUNTS].unlock(int(user_id), actor=request[USER].username)
+    return json_response({"status": "ok", "cleared": cleared})

@@ -54,7 +54,6 @@ MESSAGES = {
     "password_unchanged": "新密码不能与原密码相同。",
     "cannot_disable_self": "不能停用自己的账户。",
     "bad_credentials": "用户名或密码错误。",
-    "account_locked": "登录失败次数过多，账户已暂时锁定，请稍后再试或联系管理员。",
     "account_disabled": "账户已停用，请联系管理员。",
     "too_many_attempts": "登录尝试过于频繁，请稍后再试。",
     "not_authenticated": "请先登录。",

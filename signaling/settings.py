@@ -35,9 +35,11 @@ class Settings:
     secure_cookies: bool = False
     """Set the Secure flag on cookies; turn on behind HTTPS."""
     login_max_failures: int = 5
-    """Failed logins of one account before it is locked."""
-    login_lockout_minutes: int = 15
-    """How long a locked account stays locked."""
+    """Failed logins of one account from one address, within the window, before that
+    address must wait for them to age out (the account stays open elsewhere)."""
+    account_slow_after: int = 10
+    """Failed logins of one account from anywhere, within the window, after which each
+    further attempt on it must wait twice as long as the one before (from 1 s)."""
     login_window_minutes: int = 15
     """Window in which failures are counted."""
     address_max_failures: int = 20

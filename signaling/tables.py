@@ -71,10 +71,18 @@ users = Table(
     Column("jurisdiction_code", String(12), ForeignKey("jurisdictions.code"), nullable=True),
     Column("must_change_password", Boolean, nullable=False),
     Column("disabled", Boolean, nullable=False),
-    Column("failed_logins", Integer, nullable=False),
-    Column("first_failure_at", DateTime(timezone=True), nullable=True),
-    Column("locked_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False),  # as typed: known or not
+    Column("address", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("login_failures_by_name", "username", "at"),
+    Index("login_failures_by_address", "address", "at"),
 )
 
 login_sessions = Table(

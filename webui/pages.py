@@ -160,6 +160,7 @@ async def password_submit(request: web.Request) -> web.Response:
             data.get("old_password", ""),
             data.get("new_password", ""),
             request[SESSION_TOKEN],
+            client_address(request),
         )
         return "密码已修改。"
 
@@ -285,6 +286,17 @@ async def users_reset(request: web.Request) -> web.Response:
         return f"已重置 {target.username} 的密码，临时密码：{password}（仅显示一次）"
 
     return await form_page(request, "admin_users.html", _users_context, reset)
+
+
+@routes.post("/admin/users/{user_id}/unlock")
+@allow("admin", scope="all accounts", page=True)
+async def users_unlock(request: web.Request) -> web.Response:
+    async def unlock(_data: dict[str, str]) -> str:
+        target = await request.app[ACCOUNTS].get(_user_id(request))
+        await request.app[ACCOUNTS].unlock(target.id, actor=request[USER].username)
+        return f"已解除 {target.username} 的登录限制。"
+
+    return await form_page(request, "admin_users.html", _users_context, unlock)
 
 
 @routes.post("/admin/users/{user_id}/{action:disable|enable}")
