@@ -172,3 +172,10 @@ def test_chat_keeps_line_breaks_and_normalises():
     parsed = protocol.parse(json.dumps({"v": 1, "type": "chat", "text": "第一行\n Rene\u0301"}))
     assert isinstance(parsed, protocol.Chat)
     assert parsed.text == "第一行\n Ren\u00e9"
+
+
+async def test_responses_do_not_name_server_versions(anonymous):
+    """The Server header names no library or version (pages, API, static files, errors)."""
+    for path in ("/login", "/healthz", "/static/css/app.css", "/api/v1/me", "/no-such-page"):
+        response = await anonymous.get(path)
+        assert response.headers["Server"] == "coreview", path
