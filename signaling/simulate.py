@@ -237,7 +237,9 @@ async def run_session(
             },
         )
         report.case_no = case["case"]["case_no"]
-        started = await clerk_api.post(f"/api/v1/cases/{report.case_no}/sessions")
+        started = await clerk_api.post(
+            f"/api/v1/cases/{report.case_no}/sessions", {"consent": True}
+        )
         session_id = report.session_id = started["session"]["id"]
         clerk_channel = await SignalChannel.open(clerk_api, session_id, started["token"])
         channels.append(clerk_channel)
