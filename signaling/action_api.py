@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.actions import consent_json
 from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, REVIEWS
+from signaling.consent import consent_json
 from signaling.review_api import grant_for
 
 routes = web.RouteTableDef()

@@ -9,7 +9,6 @@ the session's bus topic so that live participants see them at once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME
+from signaling.consent import CONSENT_SHA256, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
 from signaling.messages import FOLLOWUP_STAGE_NAMES, MARK_NAMES, OUTCOME_NAMES, SCORE_NAMES
 from signaling.models import User
@@ -37,15 +37,6 @@ from signaling.tables import (
     session_ratings,
     users,
 )
-
-CONSENT_VERSION = "2026.1"
-CONSENT_TEXT = (
-    "本次业务采用远程视频方式审查办理。为依法留存办理过程，审办期间的音视频、"
-    "申请材料图像、文字交流和审批结果将全程录音录像并作为电子档案保存，"
-    "仅用于本业务办理、监督检查和依法调取，不作他用。"
-    "申请人已知悉上述内容，同意录音录像。"
-)
-CONSENT_SHA256 = hashlib.sha256(CONSENT_TEXT.encode("utf-8")).hexdigest()
 
 OUTCOME_STATUS = {"approve": "approved", "reject": "rejected", "supplement": "supplement"}
 REASON_REQUIRED = frozenset({"reject", "supplement"})
@@ -71,10 +62,6 @@ def add_working_days(start: dt.date, days: int) -> dt.date:
     return current
 
 
-def consent_json() -> dict[str, str]:
-    return {"version": CONSENT_VERSION, "text": CONSENT_TEXT, "sha256": CONSENT_SHA256}
-
-
 class ReviewActions:
     def __init__(
         self, engine: AsyncEngine, clock: Clock, audit: AuditLog, bus: Bus, reviews: Reviews
@@ -90,16 +77,6 @@ class ReviewActions:
         return int(result.inserted_primary_key[0])
 
     # -- consent --------------------------------------------------------------------------
-
-    @staticmethod
-    def check_consent(data: Mapping[str, Any]) -> None:
-        """A session starts only with ``{"consent": true}`` (and, if given, the version
-        of the text that was shown)."""
-        if data.get("consent") is not True:
-            raise InvalidInput("consent_required", field="consent")
-        version = data.get("consent_version")
-        if version is not None and version != CONSENT_VERSION:
-            raise InvalidInput("consent_outdated", field="consent")
 
     async def record_consent(self, clerk: User, session: ReviewSession) -> dict[str, Any]:
         now = self._clock.now()

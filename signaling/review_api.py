@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from signaling.access import USER, allow, foreign_origin
-from signaling.actions import ReviewActions
 from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, CASES, LIVE, REVIEWS, TOKENS
+from signaling.consent import check_consent
 from signaling.errors import Forbidden
 from signaling.live import send
 from signaling.models import User
@@ -70,7 +70,7 @@ async def start_session(request: web.Request) -> web.Response:
     user = request[USER]
     case = await request.app[CASES].get(user, request.match_info["case_no"])
     body = await read_json(request) if request.body_exists else {}
-    ReviewActions.check_consent(body)
+    check_consent(body)
     session = await request.app[REVIEWS].start(user, case.id, case.case_no, case.department_id)
     await request.app[ACTIONS].record_consent(user, session)
     return await token_response(request, session, status=201)

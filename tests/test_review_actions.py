@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from signaling import protocol
-from signaling.actions import CONSENT_TEXT, CONSENT_VERSION, add_working_days
+from signaling.actions import add_working_days
+from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
 from signaling.simulate import ApiClient, ApiError, SignalChannel
 from tests.helpers import live_call, valid_id
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.actions import consent_json
 from signaling.appkeys import CASES, REVIEWS
+from signaling.consent import consent_json
 from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
 from signaling.presenters import Lookup, review
 from signaling.review_api import grant_for, session_json
