@@ -12,12 +12,15 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import api, review_api
+from signaling import action_api, api, evidence_api, review_api
 from signaling.access import access_middleware
+from signaling.actions import ReviewActions
 from signaling.appkeys import (
     ACCOUNTS,
+    ACTIONS,
     AUDIT,
     BUS,
+    CASE_EVIDENCE,
     CASES,
     CATALOG,
     CLOCK,
@@ -31,6 +34,7 @@ from signaling.appkeys import (
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
+from signaling.evidence import CaseEvidence
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.reviews import Reviews
@@ -70,6 +74,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus)
     await live.resume()
     app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
+    actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
+    app[ACTIONS] = actions
+    app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
     yield
     await live.close()
     await media.close()
@@ -99,6 +106,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.on_shutdown.append(_close_sockets)
     app.router.add_routes(api.routes)
     app.router.add_routes(review_api.routes)
+    app.router.add_routes(action_api.routes)
+    app.router.add_routes(evidence_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_static("/static", STATIC_DIR)

@@ -10,9 +10,11 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock
 from recorder.store import EvidenceStore
 from signaling.accounts import Accounts
+from signaling.actions import ReviewActions
 from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
+from signaling.evidence import CaseEvidence
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews
@@ -33,3 +35,5 @@ MEDIA = web.AppKey("media", MediaServer)
 TOKENS = web.AppKey("tokens", JoinTokens)
 LIVE = web.AppKey("live", LiveHub)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
+ACTIONS = web.AppKey("actions", ReviewActions)
+CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)

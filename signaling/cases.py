@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Row, Select, or_, select, update
@@ -141,6 +141,14 @@ class Cases:
         if user.role == "auditor":
             await self._audit.append("case_viewed", actor=user.username, case_no=case_no)
         return case
+
+    async def visible(self, user: User, case_ids: Iterable[int]) -> dict[int, str]:
+        """Of the given cases, those in the user's scope: id → case number. Nothing is
+        logged (callers that answer "not found" for the others use it)."""
+        async with self._engine.connect() as conn:
+            statement = await self._scoped(conn, user, select(cases.c.id, cases.c.case_no))
+            rows = await conn.execute(statement.where(cases.c.id.in_(list(case_ids))))
+            return {int(row.id): str(row.case_no) for row in rows}
 
     async def search(self, user: User, query: str = "", status: str = "") -> list[Case]:
         """Cases in scope, newest first; ``query`` is a case number, an ID number or

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -107,7 +108,12 @@ class LiveSession:
             self.watching.set()
             while True:
                 event = await queue.get()
-                if event.get("event") != "state":
+                kind = event.get("event")
+                if kind == "material_marked":
+                    await self.broadcast(protocol.MaterialMarked(event["mark"]))
+                elif kind == "decision_recorded":
+                    await self.broadcast(protocol.DecisionRecorded(event["decision"]))
+                if kind != "state":
                     continue
                 state = str(event["state"])
                 reason = str(event.get("reason") or "")
@@ -413,12 +419,35 @@ class LiveHub:
             await live.send_participants()
             state = protocol.State(session.state, "", message(f"state_{session.state}"))
             await send(socket, state)
+            await send(socket, protocol.ChatHistory(await self.chat_history(session)))
             hung_up = await self._read(live, participant, socket)
         finally:
             if not hung_up:
                 # a task of its own: the handler may be cancelled as the connection goes
                 self.spawn(live.detach(participant, socket))
         return socket
+
+    async def chat_history(self, session: ReviewSession) -> list[dict[str, Any]]:
+        """The session's chat, from the log, as ``chat_posted`` carries it."""
+        events = await self.audit.events(f"case:{session.case_no}", kind="chat")
+        names: dict[str, str] = {}
+        history = []
+        for event in events:
+            if event.detail.get("session") != session.id or event.actor is None:
+                continue
+            if event.actor not in names:
+                account = await self.accounts.find(event.actor)
+                names[event.actor] = account.display_name if account else event.actor
+            at = dt.datetime.fromisoformat(event.at).astimezone(CHINA_TIME)
+            history.append(
+                {
+                    "sender": event.actor,
+                    "display_name": names[event.actor],
+                    "text": event.detail.get("text", ""),
+                    "at": at.isoformat(timespec="seconds"),
+                }
+            )
+        return history
 
     @staticmethod
     def _may_join(session: ReviewSession, grant: Grant) -> bool:

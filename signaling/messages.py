@@ -32,6 +32,14 @@ FIELDS = {
     "outlets": "通办网点",
     "departments": "审批部门",
     "matters": "事项",
+    # review actions
+    "consent": "知情同意",
+    "material": "申请材料",
+    "mark": "审查结果",
+    "comment": "说明",
+    "outcome": "审批结果",
+    "reason": "理由",
+    "score": "评价",
 }
 
 MESSAGES = {
@@ -107,6 +115,15 @@ MESSAGES = {
     "state_ended": "审办会话已结束。",
     "state_cancelled": "会话已取消。",
     "state_timed_out": "长时间无人接入，会话已超时结束，请稍后重新发起。",
+    # review actions and evidence
+    "consent_required": "开始审办前须向申请人告知录音录像并取得其同意（勾选“申请人已同意”）。",
+    "consent_outdated": "告知书已更新，请刷新页面后向申请人重新告知。",
+    "unknown_material": "该申请材料不属于本案件的事项。",
+    "decision_exists": "该案件已作出审批决定，不能重复决定。",
+    "rating_exists": "本次审办已评价，不能重复评价。",
+    "not_session_clerk": "只有发起该会话的窗口人员可以提交评价。",
+    "evidence_not_found": "证据文件不存在。",
+    "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
 }
 
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}
@@ -127,6 +144,43 @@ CASE_STATUS_NAMES = {
     "approved": "已批准",
     "rejected": "不予批准",
     "supplement": "待补正",
+}
+
+
+MARK_NAMES = {"complete": "齐全", "missing": "缺失", "unclear": "不清晰"}
+OUTCOME_NAMES = {"approve": "通过", "reject": "不予受理", "supplement": "补正"}
+SCORE_NAMES = {
+    "very_satisfied": "非常满意",
+    "satisfied": "满意",
+    "basically_satisfied": "基本满意",
+    "dissatisfied": "不满意",
+    "very_dissatisfied": "非常不满意",
+}
+FOLLOWUP_STAGE_NAMES = {"verify": "回访核实", "rectify": "整改"}
+EVENT_NAMES = {
+    "case_created": "创建案件",
+    "case_viewed": "监察查阅案件",
+    "evidence_viewed": "监察查阅证据文件",
+    "session_started": "发起审办会话",
+    "session_accepted": "审批人员接入",
+    "session_cancelled": "取消会话",
+    "session_timed_out": "会话等待超时",
+    "session_ended": "会话结束",
+    "session_interrupted": "会话中断",
+    "co_review_invited": "邀请联审",
+    "co_review_joined": "加入联审",
+    "participant_joined": "加入会话",
+    "participant_rejoined": "重新加入会话",
+    "participant_reconnecting": "网络中断，等待重连",
+    "participant_left": "离开会话",
+    "auditor_joined": "监察旁听",
+    "chat": "文字交流",
+    "consent_recorded": "记录申请人知情同意",
+    "material_marked": "标记申请材料",
+    "decision_recorded": "作出审批决定",
+    "rating_recorded": "申请人评价",
+    "followup_opened": "差评回访立项",
+    "recording_gap": "录制缺口",
 }
 
 

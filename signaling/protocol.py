@@ -149,6 +149,31 @@ class ChatPosted(Message):
 
 
 @dataclass(frozen=True)
+class ChatHistory(Message):
+    """The session's chat so far, oldest first, each as in ``chat_posted`` (sent after
+    every join and rejoin)."""
+
+    type: ClassVar[str] = "chat_history"
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MaterialMarked(Message):
+    """An approver marked a required material (a later mark of it supersedes this)."""
+
+    type: ClassVar[str] = "material_marked"
+    mark: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DecisionRecorded(Message):
+    """The case's decision was recorded (once per case)."""
+
+    type: ClassVar[str] = "decision_recorded"
+    decision: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class PeerMediaState(Message):
     type: ClassVar[str] = "peer_media_state"
     participant: str

@@ -11,7 +11,8 @@ from aiohttp import WSMsgType, web
 
 from signaling.access import USER, allow, foreign_origin
 from signaling.api import json_response, read_json
-from signaling.appkeys import CASES, LIVE, REVIEWS, TOKENS
+from signaling.appkeys import ACTIONS, CASES, LIVE, REVIEWS, TOKENS
+from signaling.consent import check_consent
 from signaling.errors import Forbidden
 from signaling.live import send
 from signaling.models import User
@@ -64,9 +65,14 @@ async def token_response(
 @routes.post("/api/v1/cases/{case_no}/sessions")
 @allow("clerk", scope="a case of the clerk's outlet")
 async def start_session(request: web.Request) -> web.Response:
+    """Requires ``{"consent": true}``: the applicant agreed to the recording after the
+    clerk showed the consent text (signaling/actions.py); recorded with the session."""
     user = request[USER]
     case = await request.app[CASES].get(user, request.match_info["case_no"])
+    body = await read_json(request) if request.body_exists else {}
+    check_consent(body)
     session = await request.app[REVIEWS].start(user, case.id, case.case_no, case.department_id)
+    await request.app[ACTIONS].record_consent(user, session)
     return await token_response(request, session, status=201)
 
 

@@ -1,6 +1,7 @@
 """``coreview simulate``: synthetic participants that use only the public API and
-protocol — log in, create a case, start and accept a review session, exchange stamped
-media over aiortc, check what arrives, and print one JSON summary line."""
+protocol — log in, create a case, start a review session with the applicant's consent,
+accept it, exchange stamped media over aiortc, check what arrives, mark every required
+material, decide (通过), end, rate (满意), and print one JSON summary line."""
 
 from __future__ import annotations
 
@@ -163,6 +164,10 @@ class TrackReport:
 class SessionReport:
     case_no: str = ""
     session_id: str = ""
+    marks: int = 0
+    """Materials marked (every required one of the matter)."""
+    decision: str = ""
+    rating: str = ""
     tracks: dict[str, TrackReport] = field(default_factory=dict)
     """By ``<publisher>.<source>``."""
     errors: list[str] = field(default_factory=list)
@@ -209,6 +214,18 @@ def demo_id_number(index: int) -> str:
     return first17 + identity.check_digit(first17)
 
 
+async def review_actions(approver: ApiClient, session_id: str, report: SessionReport) -> None:
+    """The approver marks every required material 齐全 and decides 通过."""
+    base = f"/api/v1/sessions/{session_id}"
+    materials = (await approver.get(f"{base}/actions"))["materials"]
+    for material in materials:
+        if material["required"]:
+            await approver.post(f"{base}/marks", {"material": material["id"], "mark": "complete"})
+            report.marks += 1
+    decided = await approver.post(f"{base}/decision", {"outcome": "approve"})
+    report.decision = decided["decision"]["outcome"]
+
+
 async def run_session(
     url: str,
     clerk: tuple[str, str],
@@ -237,7 +254,9 @@ async def run_session(
             },
         )
         report.case_no = case["case"]["case_no"]
-        started = await clerk_api.post(f"/api/v1/cases/{report.case_no}/sessions")
+        started = await clerk_api.post(
+            f"/api/v1/cases/{report.case_no}/sessions", {"consent": True}
+        )
         session_id = report.session_id = started["session"]["id"]
         clerk_channel = await SignalChannel.open(clerk_api, session_id, started["token"])
         channels.append(clerk_channel)
@@ -261,8 +280,15 @@ async def run_session(
             track, errors = check_track(channel, receiver, sender, who, source, began)
             report.tracks[f"{who}.{source}"] = track
             report.errors += errors
+        # Document stills (a full-resolution page per material, uploaded with its hash)
+        # go here, before the approver marks the materials.
+        await review_actions(approver_api, session_id, report)
         await approver_channel.send(protocol.End())
         await clerk_channel.wait("state", lambda m: m["state"] == "ended")
+        rated = await clerk_api.post(
+            f"/api/v1/sessions/{session_id}/rating", {"score": "satisfied"}
+        )
+        report.rating = rated["rating"]["score"]
     except (ApiError, OSError, aiohttp.ClientError, KeyError, ValueError) as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
     finally:

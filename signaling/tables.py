@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -179,4 +180,70 @@ session_invitations = Table(
     Column("state", String(16), nullable=False),  # pending | accepted | withdrawn
     Column("accepted_by", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# -- review actions: consent, material marks, decision, rating and its follow-up ----------
+
+review_consents = Table(
+    "review_consents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=False, unique=True),
+    Column("version", String(16), nullable=False),  # of the consent text shown
+    Column("text_sha256", String(64), nullable=False),
+    Column("recorded_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+material_marks = Table(
+    "material_marks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=False),
+    # no foreign key: a catalogue import replaces matter_materials, marks stay as made
+    Column("material_id", Integer, nullable=False),
+    Column("material_name", String(128), nullable=False),
+    Column("mark", String(16), nullable=False),  # complete | missing | unclear
+    Column("comment", Text, nullable=False),
+    Column("marked_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("marked_at", DateTime(timezone=True), nullable=False),
+)
+
+case_decisions = Table(
+    "case_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, unique=True),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=False),
+    Column("outcome", String(16), nullable=False),  # approve | reject | supplement
+    Column("reason", Text, nullable=False),
+    Column("decided_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+)
+
+session_ratings = Table(
+    "session_ratings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", String(36), ForeignKey("review_sessions.id"), nullable=False, unique=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("score", String(24), nullable=False),  # very_satisfied … very_dissatisfied
+    Column("comment", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("rated_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("rated_at", DateTime(timezone=True), nullable=False),
+)
+
+followups = Table(
+    "followups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("rating_id", Integer, ForeignKey("session_ratings.id"), nullable=False, unique=True),
+    Column("stage", String(16), nullable=False),  # verify (回访核实) → rectify (整改)
+    Column("state", String(16), nullable=False),  # open | closed
+    Column("due_date", Date, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
 )

@@ -97,7 +97,9 @@ async def start_session(clerk: Any, matter: str = "LZ-SCJG-0101") -> dict[str, A
         "phone": "13800000000",
     }
     case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
-    started: dict[str, Any] = await clerk.post(f"/api/v1/cases/{case_no}/sessions")
+    started: dict[str, Any] = await clerk.post(
+        f"/api/v1/cases/{case_no}/sessions", {"consent": True}
+    )
     return started
 
 

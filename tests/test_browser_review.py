@@ -161,6 +161,9 @@ async def test_clerk_and_approver_review_live_in_chromium(
         await assert_moving_picture(page, "#face-preview")
         await assert_moving_picture(page, "#document-preview")
         start = page.get_by_role("button", name="开始远程审办")
+        await expect(start).to_be_disabled()  # not before the applicant's consent
+        await expect(page.locator("#consent-text")).to_contain_text("录音录像")
+        await page.get_by_label("申请人已知悉并同意录音录像").check()
         await expect(start).to_be_enabled()
         await clerk.screenshot("review-01-clerk-devices")
 
@@ -281,6 +284,7 @@ async def start_from_case_page(clerk: Tab, case_no: str) -> str:
     section = clerk.page.locator("#remote-review")
     await clerk.follow(section.get_by_role("link", name="发起远程审办").click)
     start = clerk.page.get_by_role("button", name="开始远程审办")
+    await clerk.page.get_by_label("申请人已知悉并同意录音录像").check()
     await expect(start).to_be_enabled()
     await start.click()
     await clerk.page.wait_for_url(SESSION_URL)
@@ -312,6 +316,7 @@ async def test_cancel_auditor_and_hang_up_in_chromium(
         await clerk.goto(f"/cases/{case_no}/review")
         await clerk.page.get_by_label("高拍仪（文档摄像头）").select_option(label=DOCUMENT_CAMERA)
         await expect(clerk.page.locator("#document-info")).to_contain_text("1920×1080")
+        await clerk.page.get_by_label("申请人已知悉并同意录音录像").check()
         await clerk.page.get_by_role("button", name="开始远程审办").click()
         await clerk.page.wait_for_url(SESSION_URL)
         row = approver.page.locator(f'#queue tr[data-case-no="{case_no}"]')

@@ -105,7 +105,7 @@ async def test_queue_updates_cross_nodes_through_redis(aiohttp_server, data_dir,
             "phone": "13800000000",
         }
         case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
-        await clerk.post(f"/api/v1/cases/{case_no}/sessions")
+        await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True})
         update = await socket.receive_json(timeout=5)
         assert [item["case_no"] for item in update["items"]] == [case_no]
         await socket.close()

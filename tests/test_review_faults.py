@@ -324,7 +324,7 @@ async def test_concurrent_starts_open_one_session(users):
     }
     case_no = (await clerk.post("/api/v1/cases", body))["case"]["case_no"]
     results = await asyncio.gather(
-        *(clerk.post(f"/api/v1/cases/{case_no}/sessions") for _ in range(12)),
+        *(clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True}) for _ in range(12)),
         return_exceptions=True,
     )
     opened = [r for r in results if isinstance(r, dict)]

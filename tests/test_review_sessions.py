@@ -28,7 +28,7 @@ async def test_queue_accept_media_chat_and_end(users):
     the approver ends it and both are told."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
     case_no = await new_case(clerk)
-    started = await clerk.post(f"/api/v1/cases/{case_no}/sessions")
+    started = await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True})
     session_id = started["session"]["id"]
     assert started["session"]["state"] == "waiting"
     clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
@@ -101,7 +101,9 @@ async def test_exactly_one_of_many_approvers_wins(users, server):
         approvers.append(extra)
     try:
         case_no = await new_case(clerk)
-        session_id = (await clerk.post(f"/api/v1/cases/{case_no}/sessions"))["session"]["id"]
+        session_id = (await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True}))[
+            "session"
+        ]["id"]
         results = await asyncio.gather(
             *(a.post(f"/api/v1/sessions/{session_id}/accept") for a in approvers),
             return_exceptions=True,
@@ -121,7 +123,9 @@ async def test_cancel_racing_accept_has_one_outcome(users):
     clerk, approver = await users("chuangkou"), await users("shenpi")
     for _ in range(3):
         case_no = await new_case(clerk)
-        session_id = (await clerk.post(f"/api/v1/cases/{case_no}/sessions"))["session"]["id"]
+        session_id = (await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True}))[
+            "session"
+        ]["id"]
         cancel, accept = await asyncio.gather(
             clerk.post(f"/api/v1/sessions/{session_id}/cancel"),
             approver.post(f"/api/v1/sessions/{session_id}/accept"),
@@ -141,8 +145,8 @@ async def test_wrong_department_and_foreign_token_are_refused(users):
     """An approver of another department cannot accept; a token for one session does
     not open another; an expired or altered token is refused with a clear code."""
     clerk, other = await users("chuangkou"), await users("shenpi_rs")
-    first = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions")
-    second = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions")
+    first = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True})
+    second = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True})
     with pytest.raises(ApiError) as refused:
         await other.post(f"/api/v1/sessions/{first['session']['id']}/accept")
     assert (refused.value.status, refused.value.code) == (403, "out_of_scope")
@@ -160,7 +164,7 @@ async def test_malformed_messages_get_errors_and_the_socket_stays_up(users):
     """Malformed, oversized, unknown and out-of-order messages each get an error with a
     stable code; the connection stays usable."""
     clerk = await users("chuangkou")
-    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions")
+    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True})
     channel = await SignalChannel.open(clerk, started["session"]["id"], started["token"])
     cases = [
         ("{not json", "protocol_bad_json"),
@@ -188,7 +192,7 @@ async def test_flood_is_rate_limited(users):
     """A flood of messages is cut down with a rate_limited error; the socket survives a
     burst and answers afterwards."""
     clerk = await users("chuangkou")
-    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions")
+    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True})
     channel = await SignalChannel.open(clerk, started["session"]["id"], started["token"])
     try:
         for _ in range(120):
@@ -205,7 +209,7 @@ async def test_reconnect_within_grace_resumes_and_grace_expiry_ends(users):
     fresh token and a fresh peer connection resumes media; when everyone is gone past
     the grace period the session ends."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions")
+    started = await clerk.post(f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True})
     session_id = started["session"]["id"]
     clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
     accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")

@@ -110,6 +110,7 @@ async def path_values(app: web.Application) -> dict[str, str]:
         "action": "disable",
         "kind": "outlet",
         "code": "LZ-SCJG-0101",
+        "sha256": "ab" * 32,
     }
 
 
@@ -150,6 +151,10 @@ def request_body(route: Route) -> dict[str, Any]:
         "/api/v1/users": {**user, "temporary": False},
         "/api/v1/catalog": {"outlets": [outlet]},
         "/api/v1/me/password": password,
+        "/api/v1/cases/{case_no}/sessions": {"consent": True},
+        "/api/v1/sessions/{session_id}/marks": {"material": 1, "mark": "complete"},
+        "/api/v1/sessions/{session_id}/decision": {"outcome": "approve"},
+        "/api/v1/sessions/{session_id}/rating": {"score": "satisfied"},
     }
     if route.is_api:
         return {"json": api.get(route.path, {})}

@@ -64,7 +64,8 @@ async def session_states(server: LiveServer, session_ids: list[str]) -> list[str
 def test_three_concurrent_sessions_are_clean(live_server: LiveServer) -> None:
     """Three sessions at once: each creates its own case, every track (clerk's face,
     document and tone, approver's face and tone) arrives with increasing counters, the
-    summary is one JSON line, the exit code is 0, and every session ended."""
+    summary is one JSON line, the exit code is 0, every session ended, and each was
+    reviewed: required materials marked, decided 通过, rated 满意."""
     done = simulate(
         "--url",
         live_server.url,
@@ -90,6 +91,8 @@ def test_three_concurrent_sessions_are_clean(live_server: LiveServer) -> None:
             assert track["received"] > 0, label
             assert 0 < track["received"] <= track["sent"], label
         assert abs(report["tracks"]["chuangkou.audio"]["frequency"] - 440) < 20
+        assert (report["decision"], report["rating"]) == ("approve", "satisfied")
+        assert report["marks"] >= 1
     session_ids = [report["session_id"] for report in summary["reports"]]
     assert asyncio.run(session_states(live_server, session_ids)) == ["ended"] * 3
 

@@ -28,11 +28,12 @@ from signaling.access import (
 )
 from signaling.accounts import temporary_password
 from signaling.api import STAFF, client_address
-from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, REVIEWS
+from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, REVIEWS
 from signaling.cases import CASE_STATUS
 from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
 from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
 from signaling.presenters import Lookup, review
+from webui.case_view import event_rows, track_rows
 
 routes = web.RouteTableDef()
 FormAction = Callable[[dict[str, str]], Awaitable[str]]
@@ -228,7 +229,26 @@ async def case_page(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
     sessions = [review(s, user) for s in await request.app[REVIEWS].for_case(case.id)]
     current = next((s for s in sessions if s["open"]), None)
-    values = {"case": lookup.case(case), "sessions": sessions, "current": current}
+    evidence = await request.app[CASE_EVIDENCE].build(case)
+    times = {s["id"]: s for s in evidence["sessions"]}
+    for listed in sessions:
+        found = times[listed["id"]]
+        listed.update(
+            accepted_at=found["accepted_at"],
+            ended_at=found["ended_at"],
+            interrupted=found["interrupted"],
+            rating=found["rating"],
+            consent=found["consent"],
+        )
+    values = {
+        "case": lookup.case(case),
+        "sessions": sessions,
+        "current": current,
+        "evidence": evidence,
+        "tracks": track_rows(evidence["recordings"]),
+        "events": event_rows(evidence["log"]["events"]),
+        "current_marks": [m for m in evidence["marks"] if not m["superseded"]],
+    }
     return render(request, "case.html", values)
 
 

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from signaling.access import USER, allow
 from signaling.appkeys import CASES, REVIEWS
-from signaling.messages import SESSION_STATE_NAMES, message
+from signaling.consent import consent_json
+from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
 from signaling.presenters import Lookup, review
 from signaling.review_api import grant_for, session_json
 from webui.pages import render
@@ -25,7 +26,8 @@ async def review_start_page(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
     sessions = [review(s, user) for s in await request.app[REVIEWS].for_case(case.id)]
     current = next((s for s in sessions if s["open"]), None)
-    return render(request, "review_start.html", {"case": lookup.case(case), "current": current})
+    values = {"case": lookup.case(case), "current": current, "consent": consent_json()}
+    return render(request, "review_start.html", values)
 
 
 @routes.get("/queue")
@@ -61,5 +63,8 @@ async def session_page(request: web.Request) -> web.Response:
         "state_message": message(f"state_{session.state}"),
         "can_end": user.role == "approver"
         and await request.app[REVIEWS].may_end(user.id, session.id),
+        "can_decide": user.role == "approver" and user.id == session.accepted_by,
+        "outcome_names": OUTCOME_NAMES,
+        "score_names": SCORE_NAMES,
     }
     return render(request, "session.html", values)

@@ -4,6 +4,7 @@
 //
 // Events (CustomEvent detail): joined (message), state (message), participants (list),
 // slots (map), peer ({slots, publish} of a new connection), chat (message),
+// chat_history (messages), marked (mark), decided (decision),
 // problem ({code, message}), link ({state: connecting | online | reconnecting}),
 // finished ({reason: ended | hung_up | replaced | refused, message}).
 
@@ -65,6 +66,9 @@ export class Call extends EventTarget {
     signal.on("slots", current((m) => this.emit("slots", m.slots)));
     signal.on("answer", current((m) => this.onAnswer(m)));
     signal.on("chat_posted", current((m) => this.emit("chat", m)));
+    signal.on("chat_history", current((m) => this.emit("chat_history", m.messages)));
+    signal.on("material_marked", current((m) => this.emit("marked", m.mark)));
+    signal.on("decision_recorded", current((m) => this.emit("decided", m.decision)));
     signal.on("error", current((m) => this.onError(m)));
     signal.on("close", current((d) => this.onClose(d)));
     let joined;

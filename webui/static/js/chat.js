@@ -33,6 +33,12 @@ export class Chat {
     this.log.scrollTop = this.log.scrollHeight;
   }
 
+  /** The session's chat so far (sent on every join): replaces what is shown. */
+  replace(messages) {
+    this.log.replaceChildren();
+    for (const message of messages) this.add(message);
+  }
+
   enable(on) {
     if (!this.form) return;
     for (const control of this.form.elements) control.disabled = !on;

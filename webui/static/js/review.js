@@ -1,6 +1,7 @@
 // The clerk's start page (/cases/{case_no}/review): choose the face camera, the
 // document camera (高拍仪) and the microphone, preview them, then start the session and
-// go to its live screen, where the clerk waits in the queue.
+// go to its live screen, where the clerk waits in the queue. Starting needs the
+// applicant's consent to recording (the text shown, a checkbox).
 
 import { post } from "./api.js";
 import {
@@ -54,14 +55,17 @@ async function preview(source) {
 function check() {
   const same = choices.face && choices.face === choices.document;
   say(alertBox, same ? "人像摄像头与高拍仪选择了同一设备，请为高拍仪选择文档摄像头。" : "");
-  startButton.disabled = !open.has("document") || !open.has("audio");
+  startButton.disabled = !open.has("document") || !open.has("audio") || !$("#consent").checked;
 }
 
 async function start() {
   startButton.disabled = true;
   say(alertBox, "");
   try {
-    const { session } = await post(`/api/v1/cases/${encodeURIComponent(root.dataset.caseNo)}/sessions`);
+    const { session } = await post(`/api/v1/cases/${encodeURIComponent(root.dataset.caseNo)}/sessions`, {
+      consent: $("#consent").checked,
+      consent_version: root.dataset.consentVersion,
+    });
     for (const track of open.values()) track.stop();
     stopMeter();
     location.assign(`/sessions/${session.id}`);
@@ -92,6 +96,7 @@ async function main() {
     });
   }
   startButton.addEventListener("click", start);
+  $("#consent").addEventListener("change", check);
   for (const source of ["face", "document", "audio"]) await preview(source);
 }
 

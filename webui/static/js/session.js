@@ -1,7 +1,9 @@
 // The live screen (/sessions/{id}): waiting room for the clerk, then the call —
-// stage and tiles, document viewer, controls, participants, chat, quality, banners.
+// stage and tiles, document viewer, controls, participants, chat, quality, banners,
+// review actions (checklist, decision, the clerk's rating at the end: actions.js).
 // On a reload it simply joins again: fresh token, fresh peer connection.
 
+import { RatingForm, ReviewPanel } from "./actions.js";
 import { Call, TERMINAL } from "./call.js";
 import { Chat } from "./chat.js";
 import { deviceError, listDevices, loadChoices, openSources, resolveChoices } from "./devices.js";
@@ -166,10 +168,13 @@ async function localTracks() {
   return tracks;
 }
 
+const rating = new RatingForm(sessionId);
+
 async function main() {
   const state = root.dataset.state;
   if (TERMINAL.has(state)) {
     showEnded(state, $("#state-message").textContent, root.dataset.endReason);
+    if (state === "ended") await rating.show();
     return;
   }
   showState(state);
@@ -193,10 +198,15 @@ async function main() {
     }
   }, 1000);
 
+  const panel = new ReviewPanel(sessionId, alertBox);
   call.on("joined", () => {
     say(alertBox, "");
     chat.enable(!call.hidden);
+    panel.load().catch((error) => say(alertBox, error.message));
   });
+  call.on("chat_history", (messages) => chat.replace(messages));
+  call.on("marked", (mark) => panel.addMark(mark));
+  call.on("decided", (decision) => panel.setDecision(decision));
   let endReason = "";
   call.on("state", (m) => {
     endReason = m.reason;
@@ -215,6 +225,8 @@ async function main() {
     clearInterval(sampler);
     stopTicking();
     showEnded(reason === "ended" && TERMINAL.has(call.state) ? call.state : reason, message, endReason);
+    // the applicant rates the service once the call with the approver is over
+    if (call.state === "ended" || (reason === "hung_up" && call.state === "live")) rating.show();
   });
   await call.start();
 }

@@ -1,0 +1,192 @@
+"""A case's evidence as one record (`GET /api/v1/cases/{case_no}/evidence`, the case
+page): its sessions, recordings per track, stills, consent, marks, decision, rating,
+whether it was interrupted, and its event chain. Also finds one stored file for a user
+who may see it (`GET /api/v1/evidence/{sha256}`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder.auditlog import AuditEvent, AuditLog
+from signaling.actions import ReviewActions, china_iso
+from signaling.cases import Cases
+from signaling.messages import SESSION_STATE_NAMES
+from signaling.models import Case, User
+from signaling.tables import evidence_files, review_sessions, users
+
+RECORDING_ROLES = ("capture", "playable")
+IMAGE_ROLES = ("still", "snapshot")
+INTERRUPTED_EVENT = "session_interrupted"
+GAP_EVENT = "recording_gap"
+
+
+def case_chain(case_no: str) -> str:
+    return f"case:{case_no}"
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    return dataclasses.asdict(event)
+
+
+def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """Capture chunks and playable files grouped per published track, in the order the
+    tracks started; gaps from the files' meta and from ``recording_gap`` events."""
+    tracks: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.role not in RECORDING_ROLES:
+            continue
+        meta = row.meta or {}
+        key = row.track or row.sha256
+        track = tracks.setdefault(
+            key,
+            {
+                "track": key,
+                "session": row.session_id,
+                "participant": row.participant,
+                "source": row.source,
+                "kind": meta.get("kind") or ("audio" if row.source == "audio" else "video"),
+                "codec": meta.get("codec"),
+                "files": [],
+                "gaps": [],
+            },
+        )
+        track["codec"] = track["codec"] or meta.get("codec")
+        track["files"].append(
+            {
+                "sha256": row.sha256,
+                "bytes": row.bytes,
+                "seconds": row.seconds,
+                "role": row.role,
+                "derived_from": row.derived_from,
+                "created_at": china_iso(row.created_at),
+            }
+        )
+        track["gaps"].extend(meta.get("gaps") or [])
+    for event in events:
+        if event.kind == GAP_EVENT and event.detail.get("track") in tracks:
+            tracks[event.detail["track"]]["gaps"].append({"at": event.at, **event.detail})
+    return list(tracks.values())
+
+
+def images(rows: list[Row[Any]], role: str, names: dict[int, str]) -> list[dict[str, Any]]:
+    found = []
+    for row in rows:
+        if row.role != role:
+            continue
+        meta = row.meta or {}
+        material = meta.get("material")
+        found.append(
+            {
+                "sha256": row.sha256,
+                "bytes": row.bytes,
+                "width": meta.get("width"),
+                "height": meta.get("height"),
+                "material": material,
+                "material_name": names.get(material) if isinstance(material, int) else None,
+                "participant": row.participant,
+                "session": row.session_id,
+                "created_at": china_iso(row.created_at),
+            }
+        )
+    return found
+
+
+def interrupted_sessions(events: list[AuditEvent]) -> set[str]:
+    """Sessions with a ``session_interrupted`` event. (Until ``review_sessions`` has its
+    ``interrupted`` column, the log is what says so.)"""
+    return {str(e.detail.get("session")) for e in events if e.kind == INTERRUPTED_EVENT}
+
+
+class CaseEvidence:
+    def __init__(
+        self, engine: AsyncEngine, audit: AuditLog, cases: Cases, actions: ReviewActions
+    ) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._cases = cases
+        self._actions = actions
+
+    async def _sessions(self, case_id: int) -> list[Row[Any]]:
+        accepter = users.alias("accepter")
+        query = (
+            select(review_sessions, accepter.c.username.label("accepted_by_name"))
+            .outerjoin(accepter, accepter.c.id == review_sessions.c.accepted_by)
+            .where(review_sessions.c.case_id == case_id)
+            .order_by(review_sessions.c.created_at)
+        )
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def build(self, case: Case) -> dict[str, Any]:
+        events = await self._audit.events(case_chain(case.case_no))
+        async with self._engine.connect() as conn:
+            rows = list(
+                (
+                    await conn.execute(
+                        select(evidence_files)
+                        .where(evidence_files.c.case_id == case.id)
+                        .order_by(evidence_files.c.id)
+                    )
+                ).all()
+            )
+        actions = await self._actions.of_case(case.id)
+        materials = await self._actions.materials(case.id)
+        names = {m["id"]: m["name"] for m in materials}
+        interrupted = interrupted_sessions(events)
+        sessions = [
+            {
+                "id": s.id,
+                "state": s.state,
+                "state_name": SESSION_STATE_NAMES.get(s.state, s.state),
+                "created_at": china_iso(s.created_at),
+                "accepted_at": china_iso(s.accepted_at) if s.accepted_at else None,
+                "ended_at": china_iso(s.ended_at) if s.ended_at else None,
+                "end_reason": s.end_reason,
+                "accepted_by": s.accepted_by_name,
+                "interrupted": s.id in interrupted,
+                "consent": actions["consents"].get(s.id),
+                "rating": actions["ratings"].get(s.id),
+            }
+            for s in await self._sessions(case.id)
+        ]
+        return {
+            "case_no": case.case_no,
+            "status": case.status,
+            "materials": materials,
+            "sessions": sessions,
+            "recordings": recordings(rows, events),
+            "stills": images(rows, "still", names),
+            "snapshots": images(rows, "snapshot", names),
+            "consent": next((s["consent"] for s in reversed(sessions) if s["consent"]), None),
+            "marks": actions["marks"],
+            "decision": actions["decision"],
+            "rating": next((s["rating"] for s in reversed(sessions) if s["rating"]), None),
+            "interrupted": bool(interrupted),
+            "log": {
+                "events": [event_json(e) for e in events],
+                "head": events[-1].hash if events else None,
+            },
+        }
+
+    async def find_file(self, user: User, sha256: str) -> tuple[Row[Any], str] | None:
+        """An evidence file row of a case the user may see, with that case's number, or
+        None (also when the file belongs only to cases out of the user's scope)."""
+        async with self._engine.connect() as conn:
+            rows = list(
+                (
+                    await conn.execute(
+                        select(evidence_files)
+                        .where(evidence_files.c.sha256 == sha256)
+                        .order_by(evidence_files.c.id)
+                    )
+                ).all()
+            )
+        if not rows:
+            return None
+        visible = await self._cases.visible(user, {r.case_id for r in rows})
+        return next(((r, visible[r.case_id]) for r in rows if r.case_id in visible), None)

@@ -1,0 +1,86 @@
+"""A case's evidence over the JSON API, and the stored evidence files themselves
+(see docs/api.md). Both are scoped like the case."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from recorder.store import HASH_PATTERN
+from signaling.access import USER, allow
+from signaling.api import STAFF, json_response
+from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE
+from signaling.errors import NotFound
+
+routes = web.RouteTableDef()
+SNIFF_BYTES = 16
+
+
+def content_type(head: bytes, role: str, meta: dict[str, Any], source: str | None) -> str:
+    """By the file's meta if it says, else by its first bytes."""
+    declared = meta.get("content_type")
+    if isinstance(declared, str) and declared:
+        return declared
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if role == "playable":
+        kind = "audio" if source == "audio" else "video"
+        if head.startswith(b"\x1a\x45\xdf\xa3"):
+            return f"{kind}/webm"
+        if head[4:8] == b"ftyp":
+            return f"{kind}/mp4"
+    return "application/octet-stream"
+
+
+def _head(path: Path) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except FileNotFoundError:
+        return None
+
+
+def _from_start(request: web.Request) -> bool:
+    """A whole read or the first range of one (a player reads a file in ranges)."""
+    ranges = request.headers.get("Range", "")
+    return not ranges or ranges.replace(" ", "").startswith("bytes=0-")
+
+
+@routes.get("/api/v1/cases/{case_no}/evidence")
+@allow(
+    "clerk", "approver", "auditor", scope="a case of the user's outlet, department or jurisdiction"
+)
+async def case_evidence(request: web.Request) -> web.Response:
+    case = await request.app[CASES].get(request[USER], request.match_info["case_no"])
+    return json_response(await request.app[CASE_EVIDENCE].build(case))
+
+
+@routes.get("/api/v1/evidence/{sha256}")
+@allow(*STAFF, scope="a file of a case in the user's scope (404 otherwise)")
+async def evidence_file(request: web.Request) -> web.StreamResponse:
+    user, sha256 = request[USER], request.match_info["sha256"]
+    found = None
+    if HASH_PATTERN.fullmatch(sha256):
+        found = await request.app[CASE_EVIDENCE].find_file(user, sha256)
+    if found is None:
+        raise NotFound("evidence_not_found")
+    row, case_no = found
+    path = request.app[EVIDENCE].path(sha256)
+    head = await asyncio.to_thread(_head, path)
+    if head is None:
+        raise NotFound("evidence_missing")
+    if user.role == "auditor" and _from_start(request):
+        await request.app[AUDIT].append(
+            "evidence_viewed", actor=user.username, case_no=case_no, sha256=sha256, role=row.role
+        )
+    response = web.FileResponse(path)
+    response.content_type = content_type(head, row.role, row.meta or {}, row.source)
+    response.headers["Content-Disposition"] = "inline"
+    return response

@@ -1,0 +1,300 @@
+"""Review actions through the public API and protocol on a real server: the consent a
+session starts with, material marks (pushed live, later ones superseding), one decision
+per case (the case's status follows), the 好差评 rating and its follow-up, the chat
+history a rejoining participant gets, and the bad input of each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import pytest
+
+from signaling import protocol
+from signaling.actions import add_working_days
+from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
+from signaling.simulate import ApiClient, ApiError, SignalChannel
+from tests.helpers import live_call, valid_id
+
+
+async def refused(call: Any, status: int, code: str) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        await call
+    assert (caught.value.status, caught.value.code) == (status, code), caught.value
+    assert caught.value.message
+    return caught.value
+
+
+async def raw_post(api: ApiClient, path: str, data: str, content_type: str) -> tuple[int, Any]:
+    headers = {"X-CSRF-Token": api.csrf, "Content-Type": content_type}
+    async with api.http.post(api.base_url + path, data=data, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def new_case(clerk: ApiClient) -> str:
+    body = {
+        "matter": "LZ-SCJG-0101",
+        "applicant_name": "郑十",
+        "id_number": valid_id(),
+        "phone": "13800000000",
+    }
+    return str((await clerk.post("/api/v1/cases", body))["case"]["case_no"])
+
+
+async def events_of(api: ApiClient, case_no: str, kind: str) -> list[dict[str, Any]]:
+    log = (await api.get(f"/api/v1/cases/{case_no}/evidence"))["log"]["events"]
+    return [e for e in log if e["kind"] == kind]
+
+
+async def test_a_session_starts_only_with_the_applicants_consent(users):
+    """Without {"consent": true}, with false, with an outdated text version or with a
+    malformed body the start is refused (400) and no session exists; with consent it
+    starts, and the consent (version, hash of the text shown) is stored and logged."""
+    clerk = await users("chuangkou")
+    shown = (await clerk.get("/api/v1/consent"))["consent"]
+    assert shown == {
+        "version": CONSENT_VERSION,
+        "text": CONSENT_TEXT,
+        "sha256": hashlib.sha256(CONSENT_TEXT.encode()).hexdigest(),
+    }
+    assert "录音录像" in shown["text"]
+    case_no = await new_case(clerk)
+    path = f"/api/v1/cases/{case_no}/sessions"
+    await refused(clerk.post(path), 400, "consent_required")
+    await refused(clerk.post(path, {"consent": False}), 400, "consent_required")
+    await refused(clerk.post(path, {"consent": "yes"}), 400, "consent_required")
+    await refused(
+        clerk.post(path, {"consent": True, "consent_version": "1999.1"}), 400, "consent_outdated"
+    )
+    status, body = await raw_post(clerk, path, "{consent", "application/json")
+    assert (status, body["error"]["code"]) == (400, "bad_json")
+    assert (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["sessions"] == []
+
+    started = await clerk.post(path, {"consent": True, "consent_version": CONSENT_VERSION})
+    session_id = started["session"]["id"]
+    actions = await clerk.get(f"/api/v1/sessions/{session_id}/actions")
+    assert actions["consent"]["version"] == CONSENT_VERSION
+    assert actions["consent"]["text_sha256"] == shown["sha256"]
+    assert actions["consent"]["recorded_by"] == "chuangkou"
+    logged = await events_of(clerk, case_no, "consent_recorded")
+    assert [e["detail"] for e in logged] == [
+        {"session": session_id, "version": CONSENT_VERSION, "text_sha256": shown["sha256"]}
+    ]
+    kinds = [
+        e["kind"] for e in (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["log"]["events"]
+    ]
+    assert kinds.index("consent_recorded") == kinds.index("session_started") + 1
+
+
+async def test_marks_are_pushed_live_and_later_ones_supersede(users):
+    """The accepting approver marks each required material; every participant gets
+    material_marked at once; a second mark of a material supersedes the first, and
+    both are kept and logged. Bad input is refused and changes nothing."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id = started["session"]["id"]
+    marks_path = f"/api/v1/sessions/{session_id}/marks"
+    try:
+        materials = (await approver.get(f"/api/v1/sessions/{session_id}/actions"))["materials"]
+        required = [m for m in materials if m["required"]]
+        assert len(required) >= 2
+        for material in required:
+            body = {"material": material["id"], "mark": "complete"}
+            mark = (await approver.post(marks_path, body))["mark"]
+            assert (mark["material_name"], mark["mark_name"]) == (material["name"], "齐全")
+            pushed = await clerk_channel.wait(
+                "material_marked", lambda m, i=material["id"]: m["mark"]["material"] == i
+            )
+            assert pushed["mark"] == mark
+        first = required[0]["id"]
+        again = {"material": first, "mark": "unclear", "comment": "第二页反光，看不清"}
+        await approver.post(marks_path, again)
+        pushed = await approver_channel.wait(
+            "material_marked", lambda m: m["mark"]["mark"] == "unclear"
+        )
+        assert pushed["mark"]["comment"] == "第二页反光，看不清"
+
+        marks = (await clerk.get(f"/api/v1/sessions/{session_id}/actions"))["marks"]
+        assert len(marks) == len(required) + 1
+        current = {m["material"]: m["mark"] for m in marks if not m["superseded"]}
+        assert current[first] == "unclear"
+        assert [m["superseded"] for m in marks if m["material"] == first] == [True, False]
+
+        bad = [
+            ({"material": 999999, "mark": "complete"}, 400, "unknown_material"),
+            ({"material": str(first), "mark": "complete"}, 400, "field_invalid"),
+            ({"material": first, "mark": "great"}, 400, "field_invalid"),
+            ({"material": first}, 400, "field_invalid"),
+            ({"material": first, "mark": "missing", "comment": "长" * 501}, 400, "field_too_long"),
+        ]
+        for body, status, code in bad:
+            await refused(approver.post(marks_path, body), status, code)
+        status, answer = await raw_post(approver, marks_path, "[1, 2", "application/json")
+        assert (status, answer["error"]["code"]) == (400, "bad_json")
+        status, answer = await raw_post(approver, marks_path, "material=1", "text/plain")
+        assert (status, answer["error"]["code"]) == (400, "bad_json")
+        # not in this session: a clerk (wrong role), an approver of another department
+        await refused(
+            clerk.post(marks_path, {"material": first, "mark": "complete"}), 403, "wrong_role"
+        )
+        outsider = await users("shenpi_rs")
+        await refused(
+            outsider.post(marks_path, {"material": first, "mark": "missing"}),
+            403,
+            "not_session_approver",
+        )
+        assert len((await clerk.get(f"/api/v1/sessions/{session_id}/actions"))["marks"]) == len(
+            marks
+        )
+        await approver.post(f"/api/v1/sessions/{session_id}/end")
+        await refused(
+            approver.post(marks_path, {"material": first, "mark": "complete"}), 409, "session_ended"
+        )
+        logged = await events_of(clerk, started["session"]["case_no"], "material_marked")
+        assert len(logged) == len(marks)
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+async def test_one_decision_per_case_and_the_case_status_follows(users):
+    """不予受理 and 补正 need a reason; 通过 does not; the decision is pushed to the
+    clerk and the case's status follows; a second decision is 409 and changes nothing."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id, case_no = started["session"]["id"], started["session"]["case_no"]
+    path = f"/api/v1/sessions/{session_id}/decision"
+    try:
+        for outcome in ("reject", "supplement"):
+            await refused(approver.post(path, {"outcome": outcome}), 400, "field_required")
+            await refused(
+                approver.post(path, {"outcome": outcome, "reason": "   "}), 400, "field_required"
+            )
+        await refused(approver.post(path, {"outcome": "maybe"}), 400, "field_invalid")
+        await refused(
+            approver.post(path, {"outcome": "approve", "reason": 5}), 400, "field_invalid"
+        )
+        await refused(clerk.post(path, {"outcome": "approve"}), 403, "wrong_role")
+        assert (await clerk.get(f"/api/v1/cases/{case_no}"))["case"]["status"] == "accepted"
+
+        decided = (
+            await approver.post(path, {"outcome": "supplement", "reason": "缺少股东会决议"})
+        )["decision"]
+        assert (decided["outcome"], decided["outcome_name"]) == ("supplement", "补正")
+        pushed = await clerk_channel.wait("decision_recorded")
+        assert pushed["decision"] == decided
+        case = (await clerk.get(f"/api/v1/cases/{case_no}"))["case"]
+        assert (case["status"], case["status_name"]) == ("supplement", "待补正")
+
+        await refused(approver.post(path, {"outcome": "approve"}), 409, "decision_exists")
+        evidence = await clerk.get(f"/api/v1/cases/{case_no}/evidence")
+        assert evidence["decision"]["outcome"] == "supplement"
+        assert evidence["status"] == "supplement"
+        assert [
+            e["detail"]["outcome"] for e in await events_of(clerk, case_no, "decision_recorded")
+        ] == ["supplement"]
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+async def test_rating_only_by_the_sessions_clerk_once_and_bad_ones_open_a_follow_up(users):
+    """The approver's rating is 403; a rating of a waiting session is 409; 不满意
+    without a reason is 400; with one it is stored, logged, and opens a 回访核实
+    follow-up due in 3 working days; a second rating of the session is 409."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id, case_no = started["session"]["id"], started["session"]["case_no"]
+    path = f"/api/v1/sessions/{session_id}/rating"
+    try:
+        await refused(approver.post(path, {"score": "satisfied"}), 403, "wrong_role")
+        other_clerk = await users("chuangkou_lz")
+        await refused(other_clerk.post(path, {"score": "satisfied"}), 403, "not_session_clerk")
+        waiting = await clerk.post(
+            f"/api/v1/cases/{await new_case(clerk)}/sessions", {"consent": True}
+        )
+        await refused(
+            clerk.post(
+                f"/api/v1/sessions/{waiting['session']['id']}/rating", {"score": "satisfied"}
+            ),
+            409,
+            "session_state",
+        )
+        await approver.post(f"/api/v1/sessions/{session_id}/end")
+        await clerk_channel.wait("state", lambda m: m["state"] == "ended")
+
+        await refused(clerk.post(path, {"score": "dissatisfied"}), 400, "field_required")
+        await refused(clerk.post(path, {"score": "很好"}), 400, "field_invalid")
+        await refused(clerk.post(path, {}), 400, "field_invalid")
+        body = {"score": "dissatisfied", "comment": "等待太久", "reason": "排队超过半小时"}
+        rating = (await clerk.post(path, body))["rating"]
+        assert (rating["score_name"], rating["reason"]) == ("不满意", "排队超过半小时")
+        followup = rating["followup"]
+        assert (followup["stage_name"], followup["next_stage_name"]) == ("回访核实", "整改")
+        rated_on = dt.date.fromisoformat(rating["rated_at"][:10])
+        assert followup["due_date"] == add_working_days(rated_on, 3).isoformat()
+        await refused(clerk.post(path, {"score": "satisfied"}), 409, "rating_exists")
+
+        evidence = await clerk.get(f"/api/v1/cases/{case_no}/evidence")
+        assert evidence["rating"] == rating
+        assert [
+            e["detail"]["score"] for e in await events_of(clerk, case_no, "rating_recorded")
+        ] == ["dissatisfied"]
+        opened = await events_of(clerk, case_no, "followup_opened")
+        assert [e["detail"]["due_date"] for e in opened] == [followup["due_date"]]
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+async def test_a_good_rating_opens_no_follow_up(users):
+    """满意 needs no reason and opens nothing."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id = started["session"]["id"]
+    try:
+        rating = (
+            await clerk.post(f"/api/v1/sessions/{session_id}/rating", {"score": "satisfied"})
+        )["rating"]
+        assert (rating["score_name"], rating["followup"]) == ("满意", None)
+        assert await events_of(clerk, started["session"]["case_no"], "followup_opened") == []
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+def test_follow_up_due_dates_skip_weekends():
+    """Three working days after a Thursday is the next Tuesday; after a Saturday,
+    Wednesday."""
+    assert add_working_days(dt.date(2026, 3, 5), 3) == dt.date(2026, 3, 10)
+    assert add_working_days(dt.date(2026, 3, 7), 3) == dt.date(2026, 3, 11)
+    assert add_working_days(dt.date(2026, 3, 2), 3) == dt.date(2026, 3, 5)
+
+
+async def test_a_rejoining_participant_gets_the_chat_history(users):
+    """Chat is kept: whoever joins or rejoins gets the session's chat so far, in
+    order, with names and times, as chat_history."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id = started["session"]["id"]
+    first = await clerk_channel.wait("chat_history")
+    assert first["messages"] == []
+    try:
+        await clerk_channel.send(protocol.Chat("请看营业执照"))
+        await approver_channel.wait("chat_posted", lambda m: m["text"] == "请看营业执照")
+        await approver_channel.send(protocol.Chat("收到"))
+        await clerk_channel.wait("chat_posted", lambda m: m["text"] == "收到")
+        await clerk_channel.close()
+        token = (await clerk.post(f"/api/v1/sessions/{session_id}/token"))["token"]
+        clerk_channel = await SignalChannel.open(clerk, session_id, token)
+        history = (await clerk_channel.wait("chat_history"))["messages"]
+        assert [(m["sender"], m["text"]) for m in history] == [
+            ("chuangkou", "请看营业执照"),
+            ("shenpi", "收到"),
+        ]
+        assert history[0]["display_name"] == "海城区窗口人员"
+        assert history[0]["at"].endswith("+08:00")
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
