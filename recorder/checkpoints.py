@@ -76,6 +76,7 @@ def _checkpoint(row: Any) -> Checkpoint:
 
 
 def append_witness(path: Path, line: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as handle:
         handle.write(line + b"\n")
         handle.flush()

@@ -41,8 +41,6 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         await migrate(engine)
         keyring = Keyring(engine, clock, keys.node_key_path(settings.data_dir), secrets.node_key)
         await keyring.register()
-        if settings.witness_file is not None:
-            settings.witness_file.parent.mkdir(parents=True, exist_ok=True)
         audit = AuditLog(engine, clock, keyring, settings.witness_file)
         yield Services(
             keys=secrets,
