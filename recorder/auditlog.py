@@ -176,16 +176,24 @@ class AuditLog:
         actor: str | None,
         detail: dict[str, Any],
     ) -> AuditEvent:
-        last_index = await conn.scalar(select(func.max(audit_events.c.log_index)))
         last = (
+            select(audit_events.c.case_seq, audit_events.c.hash)
+            .where(audit_events.c.chain == chain)
+            .order_by(audit_events.c.case_seq.desc())
+            .limit(1)
+            .subquery()
+        )
+        row = (  # one round trip: the log's last index and the chain's last event
             await conn.execute(
-                select(audit_events.c.case_seq, audit_events.c.hash)
-                .where(audit_events.c.chain == chain)
-                .order_by(audit_events.c.case_seq.desc())
-                .limit(1)
+                select(
+                    select(func.max(audit_events.c.log_index)).scalar_subquery(),
+                    select(last.c.case_seq).scalar_subquery(),
+                    select(last.c.hash).scalar_subquery(),
+                )
             )
-        ).first()
-        case_seq, prev_hash = (last.case_seq + 1, last.hash) if last else (1, GENESIS)
+        ).one()
+        last_index, last_seq, last_hash = row
+        case_seq, prev_hash = (last_seq + 1, last_hash) if last_seq else (1, GENESIS)
         index = 0 if last_index is None else last_index + 1
         return seal(index, chain, case_seq, prev_hash, self._clock.now(), kind, actor, detail)
 

@@ -30,6 +30,9 @@ from recorder.schema import audit_events, log_checkpoints
 
 logger = logging.getLogger(__name__)
 
+CATCH_UP_SLICE = 20_000
+"""Leaves read per query when the frontier catches up with the stored log."""
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -120,17 +123,23 @@ class Checkpoints:
         if frontier is None:
             frontier, check = merkle.CompactRange(), latest
         async with self._engine.connect() as conn:
-            rows = await conn.stream(
-                select(audit_events.c.log_index, audit_events.c.hash)
-                .where(audit_events.c.log_index >= frontier.size)
-                .order_by(audit_events.c.log_index)
-            )
-            async for index, digest in rows:
-                if index != frontier.size:
-                    raise LogError("log_gap", f"event {frontier.size} is missing")
-                if check is not None and frontier.size == check.tree_size:
-                    self._match(frontier, check)
-                frontier.append(bytes.fromhex(digest))
+            while True:  # in slices, so a long log is never held in memory at once
+                rows = (
+                    await conn.execute(
+                        select(audit_events.c.log_index, audit_events.c.hash)
+                        .where(audit_events.c.log_index >= frontier.size)
+                        .order_by(audit_events.c.log_index)
+                        .limit(CATCH_UP_SLICE)
+                    )
+                ).all()
+                for index, digest in rows:
+                    if index != frontier.size:
+                        raise LogError("log_gap", f"event {frontier.size} is missing")
+                    if check is not None and frontier.size == check.tree_size:
+                        self._match(frontier, check)
+                    frontier.append(bytes.fromhex(digest))
+                if len(rows) < CATCH_UP_SLICE:
+                    break
         if check is not None:
             if frontier.size < check.tree_size:
                 raise LogError("log_truncated", f"{frontier.size} events, signed {check.tree_size}")
