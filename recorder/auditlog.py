@@ -113,7 +113,7 @@ def chain_of(case_no: str | None) -> str:
     return f"case:{case_no}" if case_no else SYSTEM_CHAIN
 
 
-def _event(row: Any) -> AuditEvent:
+def event_from_row(row: Any) -> AuditEvent:
     return AuditEvent(
         row.log_index,
         row.chain,
@@ -203,7 +203,7 @@ class AuditLog:
             query = query.where(audit_events.c.kind == kind)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query.order_by(audit_events.c.case_seq))).all()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def all_events(self) -> list[AuditEvent]:
         """The whole log in index order (for verification and export)."""
@@ -211,7 +211,7 @@ class AuditLog:
             rows = (
                 await conn.execute(select(audit_events).order_by(audit_events.c.log_index))
             ).all()
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def head(self, chain: str) -> str | None:
         """Hash of the chain's last event, or None for an empty chain."""
