@@ -2,7 +2,9 @@
 
 EvidenceError          base; ``code`` is stable (users' text comes from the web layer)
 ├── StoreError         a file could not be stored or read (disk full, altered, missing)
-└── IntegrityError     stored evidence does not match what the log says of it
+├── IntegrityError     stored evidence does not match what the log says of it
+└── LogError           the audit log refuses: bad detail, bad proof request, a stored log
+                       that no longer matches its signed checkpoints, a stale key
 """
 
 from __future__ import annotations
@@ -20,4 +22,8 @@ class StoreError(EvidenceError):
 
 
 class IntegrityError(EvidenceError):
+    pass
+
+
+class LogError(EvidenceError):
     pass

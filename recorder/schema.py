@@ -1,4 +1,5 @@
-"""Tables the evidence plane owns: the audit log and the evidence files.
+"""Tables the evidence plane owns: the audit log, its checkpoints and signing keys, and
+the evidence files.
 
 They share one ``MetaData`` with the control plane's tables (signaling/tables.py adds
 its own to it); the recorder refers to those only by name in foreign keys.
@@ -25,17 +26,40 @@ metadata = MetaData()
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("chain", String(32), nullable=False),  # "case:<case_no>" or "system"
-    Column("seq", Integer, nullable=False),
+    # Position in the global log: gapless from 0, the event's leaf index in the Merkle tree.
+    Column("log_index", Integer, primary_key=True, autoincrement=False),
+    Column("chain", String(64), nullable=False),  # "case:<case_no>" or "system"
+    Column("case_seq", Integer, nullable=False),  # position in its chain, from 1
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
     Column("actor", String(32), nullable=True),
     Column("detail", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-    UniqueConstraint("chain", "seq"),
+    Column("prev_hash", String(64), nullable=False),  # hash of the chain's previous event
+    Column("hash", String(64), nullable=False),  # RFC 6962 leaf hash of the entry
+    UniqueConstraint("chain", "case_seq"),
 )
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tree_size", Integer, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),  # Ed25519, hex
+)
+
+log_keys = Table(
+    "log_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),  # hex SHA-256 of the raw public key
+    Column("public_key", String(64), nullable=False),  # raw Ed25519 public key, hex
+    Column("valid_from", DateTime(timezone=True), nullable=False),  # until the next key's
+)
+
+APPEND_ONLY_TABLES = ("audit_events", "log_checkpoints", "log_keys")
+"""The database refuses UPDATE and DELETE on these (triggers of migration 0005)."""
 
 
 evidence_files = Table(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +14,8 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import action_api, api, evidence_api, review_api
+from recorder.errors import EvidenceError
+from signaling import action_api, api, evidence_api, log_api, review_api
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -61,6 +64,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
+    """The log's periodic checkpoints; a last one on close if events came since."""
+    audit = app[AUDIT]
+    task = asyncio.create_task(audit.run_checkpoints(app[SETTINGS].checkpoint_seconds))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await audit.checkpoint_if_grown()
+    except (EvidenceError, OSError):
+        logger.exception("could not sign the closing log checkpoint")
+
+
 async def _live(app: web.Application) -> AsyncIterator[None]:
     """The live parts: bus, review sessions, media rooms, signalling."""
     settings, clock = app[SETTINGS], app[CLOCK]
@@ -102,12 +119,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         autoescape=jinja2.select_autoescape(default=True),
     )
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_checkpoints)
     app.cleanup_ctx.append(_live)
     app.on_shutdown.append(_close_sockets)
     app.router.add_routes(api.routes)
     app.router.add_routes(review_api.routes)
     app.router.add_routes(action_api.routes)
     app.router.add_routes(evidence_api.routes)
+    app.router.add_routes(log_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_static("/static", STATIC_DIR)

@@ -1,4 +1,4 @@
-"""The ``coreview`` command: serve, user, catalog, demo-data, simulate."""
+"""The ``coreview`` command: serve, user, catalog, log, keys, demo-data, simulate."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from recorder.clock import SystemClock
+from recorder.errors import LogError
+from recorder.logverify import LogReport, verify_stored
 from signaling.app import create_app
 from signaling.demo import seed
 from signaling.errors import SignalingError
@@ -64,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     load = catalog.add_parser("import", parents=[common], help="导入目录 JSON 文件")
     load.add_argument("file", type=Path)
+
+    log = commands.add_parser("log", help="审计日志").add_subparsers(dest="action", required=True)
+    log.add_parser("checkpoint", parents=[common], help="立即签名一个日志检查点")
+    log.add_parser("verify", parents=[common], help="对照签名检查点验证整个审计日志")
+    keys = commands.add_parser("keys", help="节点签名密钥").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", parents=[common], help="轮换节点签名密钥（旧公钥保留以供验证）")
 
     demo = commands.add_parser("demo-data", parents=[common], help="写入演示数据并列出演示账户")
     demo.add_argument("--json", action="store_true", help="以 JSON 输出")
@@ -119,10 +129,31 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
             return 2
         counts = await services.catalog.import_catalog(content, actor="cli")
         print("已导入：" + json.dumps(counts, ensure_ascii=False))
+    elif args.command == "log" and args.action == "checkpoint":
+        checkpoint = await services.audit.checkpoint()
+        print(json.dumps({"checkpoint": checkpoint.to_dict()}, ensure_ascii=False))
+    elif args.command == "log":
+        return _print_report(await verify_stored(services.audit))
+    elif args.command == "keys":
+        old, new = await services.audit.rotate_key(actor="cli")
+        print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")
     elif args.command == "demo-data":
         accounts = await seed(services, settings.data_dir)
         _print_accounts(accounts, as_json=args.json)
     return 0
+
+
+def _print_report(report: LogReport) -> int:
+    """``coreview log verify``: 0 if the whole log holds, 1 with each problem if not."""
+    for problem in report.problems:
+        print(f"✗ {problem.where}：{message(problem.code)}（{problem.detail}）")
+    if report.ok:
+        print(
+            f"审计日志完整：{report.events} 条事件、{report.checkpoints} 个签名检查点均验证通过。"
+        )
+        return 0
+    print(f"审计日志验证失败：发现 {len(report.problems)} 处问题。", file=sys.stderr)
+    return 1
 
 
 def _print_accounts(accounts: list[dict[str, Any]], *, as_json: bool) -> None:
@@ -211,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return asyncio.run(_with_services(settings, args))
-    except SignalingError as exc:
-        print(f"错误：{message(exc.code, exc.params)}", file=sys.stderr)
+    except (SignalingError, LogError) as exc:
+        params = exc.params if isinstance(exc, SignalingError) else {}
+        print(f"错误：{message(exc.code, params)}", file=sys.stderr)
         return 1
 
 

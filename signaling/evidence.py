@@ -6,13 +6,12 @@ who may see it (`GET /api/v1/evidence/{sha256}`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from recorder.auditlog import AuditEvent, AuditLog
+from recorder.auditlog import AuditEvent, AuditLog, chain_of
 from signaling.actions import ReviewActions, china_iso
 from signaling.cases import Cases
 from signaling.messages import SESSION_STATE_NAMES
@@ -23,14 +22,6 @@ RECORDING_ROLES = ("capture", "playable")
 IMAGE_ROLES = ("still", "snapshot")
 INTERRUPTED_EVENT = "session_interrupted"
 GAP_EVENT = "recording_gap"
-
-
-def case_chain(case_no: str) -> str:
-    return f"case:{case_no}"
-
-
-def event_json(event: AuditEvent) -> dict[str, Any]:
-    return dataclasses.asdict(event)
 
 
 def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str, Any]]:
@@ -123,7 +114,7 @@ class CaseEvidence:
             return list((await conn.execute(query)).all())
 
     async def build(self, case: Case) -> dict[str, Any]:
-        events = await self._audit.events(case_chain(case.case_no))
+        events = await self._audit.events(chain_of(case.case_no))
         async with self._engine.connect() as conn:
             rows = list(
                 (
@@ -168,7 +159,7 @@ class CaseEvidence:
             "rating": next((s["rating"] for s in reversed(sessions) if s["rating"]), None),
             "interrupted": bool(interrupted),
             "log": {
-                "events": [event_json(e) for e in events],
+                "events": [e.to_dict() for e in events],
                 "head": events[-1].hash if events else None,
             },
         }

@@ -24,7 +24,7 @@ class NodeSecrets:
     id_key: bytes
     """Keys the digest of ID numbers used for exact-match search."""
     node_key: Ed25519PrivateKey
-    """Signs audit-log checkpoints."""
+    """Signs audit-log checkpoints (as loaded at start; the keyring follows rotations)."""
 
     def __repr__(self) -> str:
         return "NodeSecrets(<hidden>)"
@@ -40,8 +40,13 @@ def _read_or_create(path: Path, make: bytes) -> bytes:
     return make
 
 
+def node_key_path(data_dir: Path) -> Path:
+    """The node's Ed25519 private key (raw); ``coreview keys rotate`` replaces it."""
+    return data_dir / "secrets" / "node-ed25519.key"
+
+
 def load_or_create(data_dir: Path) -> NodeSecrets:
-    directory = data_dir / "secrets"
+    directory = node_key_path(data_dir).parent
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     new_key = Ed25519PrivateKey.generate().private_bytes(
@@ -52,6 +57,6 @@ def load_or_create(data_dir: Path) -> NodeSecrets:
         jwt_key=_read_or_create(directory / "jwt.key", secrets.token_bytes(32)),
         id_key=_read_or_create(directory / "id-digest.key", secrets.token_bytes(32)),
         node_key=Ed25519PrivateKey.from_private_bytes(
-            _read_or_create(directory / "node-ed25519.key", new_key)
+            _read_or_create(node_key_path(data_dir), new_key)
         ),
     )

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from media.room import MediaError, MediaRoom, MediaServer
-from recorder.auditlog import AuditLog
+from recorder.auditlog import AuditLog, chain_of
 from recorder.clock import Clock
 from signaling import protocol
 from signaling.accounts import Accounts
@@ -429,7 +429,7 @@ class LiveHub:
 
     async def chat_history(self, session: ReviewSession) -> list[dict[str, Any]]:
         """The session's chat, from the log, as ``chat_posted`` carries it."""
-        events = await self.audit.events(f"case:{session.case_no}", kind="chat")
+        events = await self.audit.events(chain_of(session.case_no), kind="chat")
         names: dict[str, str] = {}
         history = []
         for event in events:

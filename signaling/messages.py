@@ -124,6 +124,23 @@ MESSAGES = {
     "not_session_clerk": "只有发起该会话的窗口人员可以提交评价。",
     "evidence_not_found": "证据文件不存在。",
     "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
+    # the audit log (recorder.errors.LogError codes) and what verification finds
+    "log_tampered": "审计日志与最近一次签名检查点不一致，可能已被篡改，已停止签名。",
+    "log_truncated": "审计日志条目少于已签名检查点所含条目，可能已被删除。",
+    "log_gap": "审计日志序号不连续，可能有条目被删除。",
+    "stale_node_key": "节点签名密钥已被轮换替代，请使用当前密钥文件。",
+    "no_signing_key": "没有可用的节点签名密钥。",
+    "bad_tree_size": "请求的日志范围超出当前日志。",
+    "bad_detail": "审计事件内容无法规范化。",
+    "index_gap": "日志序号不连续（有条目被删除或插入）",
+    "entry_altered": "条目内容与其哈希不符（内容被改动）",
+    "chain_broken": "案件哈希链断裂（条目被删除、插入、调换或改动）",
+    "root_mismatch": "按日志重算的默克尔树根与签名检查点不符（日志被改写）",
+    "unknown_key": "检查点的签名密钥不在密钥登记表中",
+    "key_not_valid": "检查点签名时该密钥不在有效期内",
+    "bad_signature": "检查点签名验证失败",
+    "checkpoint_order": "检查点的规模或时间倒退",
+    "inconsistent_checkpoints": "相邻检查点之间的一致性证明不成立",
 }
 
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}

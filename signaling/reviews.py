@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
+from recorder.errors import EvidenceError
 from signaling.bus import Bus
 from signaling.errors import Conflict, Forbidden, InvalidInput, NotFound
 from signaling.models import User
@@ -272,7 +273,16 @@ class Reviews:
             session_topic(session_id),
             {"event": "state", "state": to_state, "reason": session.end_reason},
         )
+        if to_state != "live":
+            await self._checkpoint()
         return session
+
+    async def _checkpoint(self) -> None:
+        """A session closed: sign a log checkpoint over its events now."""
+        try:
+            await self._audit.checkpoint()
+        except (EvidenceError, OSError):
+            logger.exception("could not sign a log checkpoint at the end of a session")
 
     async def accept(self, approver: User, session_id: str) -> ReviewSession:
         session = await self.get(session_id)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock
+from recorder.keyring import Keyring
 from recorder.store import EvidenceStore
 from signaling import keys
 from signaling.accounts import Accounts
@@ -63,7 +64,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
     engine = create_engine(settings.sqlalchemy_url)
     try:
         await migrate(engine)
-        audit = AuditLog(engine, clock)
+        keyring = Keyring(engine, clock, keys.node_key_path(settings.data_dir), secrets.node_key)
+        await keyring.register()
+        audit = AuditLog(engine, clock, keyring, settings.witness_file)
         yield Services(
             keys=secrets,
             engine=engine,

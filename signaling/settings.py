@@ -58,6 +58,22 @@ class Settings:
     """A participant whose connection drops may rejoin within this time."""
     log_level: str = "INFO"
     """Python logging level name."""
+    witness_file: Path | None = None
+    """File outside the data directory to which every signed log checkpoint is appended
+    (one JSON line, fsynced), so a copy survives a wiped server; empty: none."""
+    checkpoint_seconds: float = 60.0
+    """While events arrive, a log checkpoint is signed at least this often."""
+
+    def __post_init__(self) -> None:
+        if self.witness_file is not None:
+            witness = self.witness_file.resolve()
+            if witness.is_relative_to(self.data_dir.resolve()):
+                raise SettingsError(
+                    f"见证文件 witness_file（{self.witness_file}）须位于数据目录"
+                    f"（{self.data_dir}）之外，否则清空服务器时会一并丢失"
+                )
+        if self.checkpoint_seconds <= 0:
+            raise SettingsError("setting 'checkpoint_seconds' must be positive")
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -77,6 +93,8 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if kind == "Path":
             return Path(value)
+        if kind == "Path | None":
+            return Path(value) if str(value).strip() else None
         if kind == "int":
             return int(value)
         if kind == "float":

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from recorder.auditlog import GENESIS, AuditLog, verify_chain
 from recorder.clock import SystemClock
+from recorder.keyring import Keyring, write_key_file
 from signaling.db import create_engine, migrate
 
 
 async def _log(tmp_path):
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}")
     await migrate(engine)
-    return engine, AuditLog(engine, SystemClock())
+    key, key_path = Ed25519PrivateKey.generate(), tmp_path / "node.key"
+    write_key_file(key_path, key)
+    keyring = Keyring(engine, SystemClock(), key_path, key)
+    await keyring.register()
+    return engine, AuditLog(engine, SystemClock(), keyring)
 
 
 async def test_entries_chain_per_case(tmp_path):
@@ -22,8 +29,8 @@ async def test_entries_chain_per_case(tmp_path):
         first = await log.append("case_created", actor="a", case_no="GX-2026-000001", x=1)
         await log.append("login", actor="a")
         second = await log.append("note", actor="b", case_no="GX-2026-000001", text="审核")
-        assert (first.seq, first.prev_hash) == (1, GENESIS)
-        assert (second.seq, second.prev_hash) == (2, first.hash)
+        assert (first.case_seq, first.prev_hash, first.log_index) == (1, GENESIS, 0)
+        assert (second.case_seq, second.prev_hash, second.log_index) == (2, first.hash, 2)
         events = await log.events("case:GX-2026-000001")
         assert [e.hash for e in events] == [first.hash, second.hash]
         assert verify_chain(events) is None

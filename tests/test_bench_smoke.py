@@ -42,3 +42,20 @@ def test_bench_relay_prints_a_json_summary_last() -> None:
     for key in KEYS:
         assert isinstance(summary[key], int | float), (key, summary[key])
     assert "room" in done.stdout and "relay" in done.stdout  # the human-readable table
+
+
+@pytest.mark.bench
+def test_bench_log_prints_a_json_summary_last() -> None:
+    """A small log run: the last line is JSON with every figure for the size asked."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.log", "--sizes", "300", "--sample", "100"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.splitlines()[-1])["log"]["300"]
+    assert set(figures) == {"append_per_s", "checkpoint_cold_ms", "checkpoint_warm_ms", "verify_ms"}
+    assert all(value > 0 for value in figures.values())

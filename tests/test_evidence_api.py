@@ -165,7 +165,7 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     assert (evidence["marks"], evidence["decision"], evidence["rating"]) == ([], None, None)
     assert evidence["interrupted"] is False
     log = evidence["log"]
-    assert [e["seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
+    assert [e["case_seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
     assert log["events"][0]["kind"] == "case_created"
     assert log["head"] == log["events"][-1]["hash"]
     for earlier, later in zip(log["events"], log["events"][1:], strict=False):

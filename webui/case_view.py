@@ -68,7 +68,7 @@ def event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The case's log, in order, in words."""
     return [
         {
-            "seq": e["seq"],
+            "seq": e["case_seq"],
             "at": local_time(str(e["at"])),
             "kind": e["kind"],
             "name": EVENT_NAMES.get(e["kind"], e["kind"]),

@@ -1,0 +1,159 @@
+"""Verify a whole log against its signed checkpoints and name exactly what fails.
+
+Pure over its inputs (events, checkpoints, registered keys), so the same check runs on
+the live database (``load_log``) and on an exported package. Checks:
+
+- every event's hash is the leaf hash of its entry (``entry_altered``), and the indices
+  run 0, 1, 2, … without a gap (``index_gap``);
+- each chain starts at 1 and links by ``prev_hash`` (``chain_broken``);
+- each checkpoint's size is within the log (``log_truncated``), its root is the root of
+  the tree recomputed from the entries (``root_mismatch``), its key is registered and
+  was the valid key at its time (``unknown_key``, ``key_not_valid``), and its signature
+  verifies (``bad_signature``);
+- successive checkpoints grow and are consistent by an RFC 6962 consistency proof
+  (``checkpoint_order``, ``inconsistent_checkpoints``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from recorder import merkle
+from recorder.auditlog import AuditEvent, AuditLog, verify_chain
+from recorder.checkpoints import Checkpoint
+from recorder.keyring import RegisteredKey, key_valid_at
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    where: str
+    """The event (``log_index 7``, ``case:GX-2026-000001 #3``) or ``checkpoint N``."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class LogReport:
+    events: int
+    checkpoints: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_entries(events: Sequence[AuditEvent], problems: list[Problem]) -> list[bytes]:
+    leaves: list[bytes] = []
+    for position, event in enumerate(events):
+        if event.log_index != position:
+            problems.append(
+                Problem("index_gap", f"log_index {event.log_index}", f"expected {position}")
+            )
+        recomputed = event.entry_hash()
+        if recomputed != event.hash:
+            problems.append(
+                Problem(
+                    "entry_altered",
+                    f"log_index {event.log_index}",
+                    f"content hashes to {recomputed}",
+                )
+            )
+        leaves.append(bytes.fromhex(recomputed))
+    return leaves
+
+
+def _check_chains(events: Sequence[AuditEvent], problems: list[Problem]) -> None:
+    chains: dict[str, list[AuditEvent]] = defaultdict(list)
+    for event in events:
+        chains[event.chain].append(event)
+    for chain, members in chains.items():
+        members.sort(key=lambda e: e.case_seq)
+        broken = verify_chain(members)
+        if broken is not None:
+            event = members[broken]
+            problems.append(
+                Problem(
+                    "chain_broken",
+                    f"{chain} #{event.case_seq}",
+                    f"log_index {event.log_index}: sequence, link or hash does not follow",
+                )
+            )
+
+
+def _check_checkpoint(
+    number: int,
+    checkpoint: Checkpoint,
+    tree: merkle.MerkleTree,
+    keys: Sequence[RegisteredKey],
+    problems: list[Problem],
+) -> None:
+    where = f"checkpoint {number} (size {checkpoint.tree_size}, {checkpoint.time})"
+    if checkpoint.tree_size > tree.size:
+        problems.append(Problem("log_truncated", where, f"the log holds {tree.size} events"))
+    elif tree.root(checkpoint.tree_size).hex() != checkpoint.root:
+        problems.append(Problem("root_mismatch", where, "the events do not give the signed root"))
+    named = next((k for k in keys if k.key_id == checkpoint.key_id), None)
+    if named is None:
+        problems.append(Problem("unknown_key", where, f"key {checkpoint.key_id} not registered"))
+        return
+    valid = key_valid_at(keys, checkpoint.time)
+    if valid is None or valid.key_id != named.key_id:
+        problems.append(Problem("key_not_valid", where, f"key {named.key_id} not valid then"))
+    if not checkpoint.verify(named.public()):
+        problems.append(Problem("bad_signature", where, "the signature does not verify"))
+
+
+def _check_succession(
+    number: int,
+    previous: Checkpoint,
+    checkpoint: Checkpoint,
+    tree: merkle.MerkleTree,
+    problems: list[Problem],
+) -> None:
+    where = f"checkpoint {number - 1} → {number}"
+    later = dt.datetime.fromisoformat(checkpoint.time)
+    if checkpoint.tree_size < previous.tree_size or later < dt.datetime.fromisoformat(
+        previous.time
+    ):
+        problems.append(Problem("checkpoint_order", where, "size or time goes backwards"))
+        return
+    if checkpoint.tree_size > tree.size:
+        return  # already reported as log_truncated
+    proof = tree.consistency_proof(previous.tree_size, checkpoint.tree_size)
+    if not merkle.verify_consistency(
+        previous.tree_size,
+        checkpoint.tree_size,
+        bytes.fromhex(previous.root),
+        bytes.fromhex(checkpoint.root),
+        proof,
+    ):
+        problems.append(
+            Problem("inconsistent_checkpoints", where, "the later tree does not extend the earlier")
+        )
+
+
+def check_log(
+    events: Sequence[AuditEvent],
+    checkpoints: Sequence[Checkpoint],
+    keys: Sequence[RegisteredKey],
+) -> LogReport:
+    """Every problem found, in the order of the checks above. ``events`` in index
+    order, ``checkpoints`` in signing order."""
+    problems: list[Problem] = []
+    leaves = _check_entries(events, problems)
+    _check_chains(events, problems)
+    tree = merkle.MerkleTree(leaves)
+    for number, checkpoint in enumerate(checkpoints, start=1):
+        _check_checkpoint(number, checkpoint, tree, keys, problems)
+        if number > 1:
+            _check_succession(number, checkpoints[number - 2], checkpoint, tree, problems)
+    return LogReport(len(events), len(checkpoints), problems)
+
+
+async def verify_stored(log: AuditLog) -> LogReport:
+    """Check the log stored in the database."""
+    return check_log(await log.all_events(), await log.checkpoints(), await log.keyring.keys())
