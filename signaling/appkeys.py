@@ -17,6 +17,7 @@ from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews
 from signaling.settings import Settings
+from signaling.stills import Stills
 from signaling.tokens import JoinTokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -33,3 +34,4 @@ MEDIA = web.AppKey("media", MediaServer)
 TOKENS = web.AppKey("tokens", JoinTokens)
 LIVE = web.AppKey("live", LiveHub)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
+STILLS = web.AppKey("stills", Stills)

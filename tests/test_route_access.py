@@ -110,6 +110,7 @@ async def path_values(app: web.Application) -> dict[str, str]:
         "action": "disable",
         "kind": "outlet",
         "code": "LZ-SCJG-0101",
+        "sha256": "0" * 64,
     }
 
 
