@@ -20,6 +20,7 @@ from typing import Protocol
 
 START_CODE = b"\x00\x00\x00\x01"
 _H264_IDR = 5
+_H264_SPS = 7
 _H264_STAP_A = 24
 _H264_FU_A = 28
 _VP8_START = b"\x9d\x01\x2a"
@@ -157,6 +158,35 @@ def h264_frame(payloads: list[bytes]) -> tuple[bytes, bool, None]:
     return bytes(out), keyframe, None
 
 
+def vp8_keyframe_start(payload: bytes) -> bool:
+    """True for the first packet of a VP8 keyframe."""
+    try:
+        offset, starts = vp8_descriptor(payload)
+    except MalformedPayload:
+        return False
+    return starts and len(payload) > offset and not payload[offset] & 0x01
+
+
+def h264_keyframe_start(payload: bytes) -> bool:
+    """True for a packet that starts an IDR picture or carries an SPS."""
+    if not payload:
+        return False
+    kind = payload[0] & 0x1F
+    if kind in (_H264_IDR, _H264_SPS):
+        return True
+    if kind == _H264_STAP_A:
+        offset = 1
+        while offset + 2 < len(payload):
+            size = int.from_bytes(payload[offset : offset + 2], "big")
+            if payload[offset + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+                return True
+            offset += 2 + size
+        return False
+    if kind == _H264_FU_A and len(payload) > 1:
+        return bool(payload[1] & 0x80) and payload[1] & 0x1F in (_H264_IDR, _H264_SPS)
+    return False
+
+
 # -- assembling ---------------------------------------------------------------------------
 
 
@@ -182,12 +212,14 @@ class FrameAssembler:
         if codec not in ("video/vp8", "video/h264"):
             raise ValueError(f"no depacketiser for {mime_type}")
         self._vp8 = codec == "video/vp8"
+        self._keyframe_start = vp8_keyframe_start if self._vp8 else h264_keyframe_start
         self._window = window
         self._pending: dict[int, _Pending] = {}  # by RTP timestamp
         self._highest: int | None = None  # unwrapped seq
         self._done_through = -1  # unwrapped seq of the last packet of the last frame out
         self.dropped = 0
-        """Frames given up: incomplete, or not following their payload format."""
+        """Frames given up: incomplete, not following their payload format, or before the
+        first keyframe (undecodable)."""
 
     def _unwrap(self, seq: int) -> int:
         if self._highest is None:
@@ -220,20 +252,49 @@ class FrameAssembler:
 
     def _drain(self, final: bool) -> list[EncodedFrame]:
         out: list[EncodedFrame] = []
+        if self._done_through < 0:  # nothing out yet: start on the first whole keyframe
+            keyframe = self._first_keyframe()
+            if keyframe is None:
+                while len(self._pending) > self._window or (final and self._pending):
+                    self._give_up(self._oldest())
+                return out
+            for timestamp in [t for t, p in self._pending.items() if p.first() < keyframe]:
+                self._give_up(timestamp)
         while self._pending:
-            timestamp, oldest = min(self._pending.items(), key=lambda item: item[1].first())
-            first = oldest.packets[oldest.first()]
-            if oldest.whole(self._starts(first.payload)):
-                frame = self._build(timestamp, oldest)
+            timestamp = self._oldest()
+            pending = self._pending[timestamp]
+            whole = pending.whole(self._starts(pending.packets[pending.first()].payload))
+            follows = pending.first() == self._done_through + 1 or self._done_through < 0
+            if whole and (follows or final or len(self._pending) > self._window):
+                frame = self._build(timestamp, pending)  # after a gap, if not ``follows``
                 if frame is not None:
                     out.append(frame)
+                self._close(timestamp)
             elif final or len(self._pending) > self._window:
-                self.dropped += 1
+                self._give_up(timestamp)
             else:
                 break
-            del self._pending[timestamp]
-            self._done_through = max(self._done_through, max(oldest.packets))
         return out
+
+    def _oldest(self) -> int:
+        return min(self._pending, key=lambda t: self._pending[t].first())
+
+    def _first_keyframe(self) -> int | None:
+        """First sequence number of the oldest whole keyframe pending, if any."""
+        found = []
+        for pending in self._pending.values():
+            first = pending.packets[pending.first()].payload
+            if pending.whole(self._starts(first)) and self._keyframe_start(first):
+                found.append(pending.first())
+        return min(found, default=None)
+
+    def _give_up(self, timestamp: int) -> None:
+        self.dropped += 1
+        self._close(timestamp)
+
+    def _close(self, timestamp: int) -> None:
+        pending = self._pending.pop(timestamp)
+        self._done_through = max(self._done_through, max(pending.packets))
 
     def _build(self, timestamp: int, pending: _Pending) -> EncodedFrame | None:
         seqs = sorted(pending.packets)
