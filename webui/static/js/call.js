@@ -4,6 +4,7 @@
 //
 // Events (CustomEvent detail): joined (message), state (message), participants (list),
 // slots (map), peer ({slots, publish} of a new connection), chat (message),
+// still_requested (message), still_added (the still),
 // problem ({code, message}), link ({state: connecting | online | reconnecting}),
 // finished ({reason: ended | hung_up | replaced | refused, message}).
 
@@ -65,6 +66,8 @@ export class Call extends EventTarget {
     signal.on("slots", current((m) => this.emit("slots", m.slots)));
     signal.on("answer", current((m) => this.onAnswer(m)));
     signal.on("chat_posted", current((m) => this.emit("chat", m)));
+    signal.on("still_requested", current((m) => this.emit("still_requested", m)));
+    signal.on("still_added", current((m) => this.emit("still_added", m.still)));
     signal.on("error", current((m) => this.onError(m)));
     signal.on("close", current((d) => this.onClose(d)));
     let joined;
@@ -195,6 +198,11 @@ export class Call extends EventTarget {
 
   chat(text) {
     return this.signal?.send("chat", { text }) ?? false;
+  }
+
+  /** Ask the clerk for a still, optionally for a material (matter_materials id). */
+  requestStill(material) {
+    return this.signal?.send("still_request", { material }) ?? false;
   }
 
   hangup() {
