@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -79,7 +80,7 @@ async def upload(
         "X-Still-SHA256": sha(data) if digest is None else digest,
     }
     url = f"{api.base_url}/api/v1/sessions/{session_id}/stills"
-    async with api.http.post(url, data=data, headers=headers, params=query) as response:
+    async with api.http.post(url, data=io.BytesIO(data), headers=headers, params=query) as response:
         return response.status, await response.json()
 
 
@@ -328,3 +329,30 @@ async def test_stills_are_served_only_within_their_session(users, app_server):
     finally:
         for channel in (*channels, *more):
             await channel.close()
+
+
+async def test_a_still_over_the_json_body_limit_is_taken(server, data_dir):
+    """With the default limit (30 MiB) a 12 MP still of several MiB — over the app's
+    2 MiB limit for other bodies — is read as a stream and stored whole."""
+    clients = []
+    try:
+        for name in ("chuangkou", "shenpi"):
+            client = ApiClient(str(server.make_url("")))
+            await client.login(name, demo_password(data_dir, name))
+            clients.append(client)
+        clerk, approver = clients
+        started, *channels = await live_call(clerk, approver)
+        noise = np.random.default_rng(1).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(noise).save(out, "JPEG", quality=90)
+        data = out.getvalue()
+        assert len(data) > 3 * 1024 * 1024
+        status, body = await upload(clerk, started["session"]["id"], data, "image/jpeg")
+        assert status == 201, body
+        assert (body["still"]["width"], body["still"]["height"]) == (4000, 3000)
+        assert server.app[EVIDENCE].path(sha(data)).read_bytes() == data
+        for channel in channels:
+            await channel.close()
+    finally:
+        for client in clients:
+            await client.close()
