@@ -127,7 +127,7 @@ class Stills:
                 return event.detail
         raise InvalidInput("unknown_still_request")
 
-    async def list(self, session_id: str, role: str = "still") -> list[dict[str, Any]]:
+    async def of_session(self, session_id: str, role: str = "still") -> list[dict[str, Any]]:
         query = (
             select(evidence_files)
             .where(and_(evidence_files.c.session_id == session_id, evidence_files.c.role == role))
@@ -175,15 +175,16 @@ class Stills:
         if size is not None and size > limit:
             raise TooLarge("still_too_large", max_mb=round(limit / (1 << 20), 1))
 
-    async def resolve(
+    async def filed_under(
         self, session: ReviewSession, material_id: int | None, request_id: str | None
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """The material a still is filed against (the upload's, else its request's)."""
+    ) -> dict[str, Any] | None:
+        """The material a still is filed against: the upload's, else its request's.
+        Checks both belong to the session (``unknown_material``, ``unknown_still_request``)."""
         material = None if material_id is None else await self.material(session, material_id)
         if request_id is not None:
             asked = await self._request(session, request_id)
             material = material or asked.get("material")
-        return material, request_id
+        return material
 
     async def add(
         self,

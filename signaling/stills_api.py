@@ -68,7 +68,7 @@ async def upload_still(request: web.Request) -> web.Response:
     if request_id is not None and not REQUEST_ID.fullmatch(request_id):
         raise InvalidInput("unknown_still_request")
     stills = request.app[STILLS]
-    material, request_id = await stills.resolve(
+    material = await stills.filed_under(
         session, _material_id(request.query.get("material")), request_id
     )
     data = await _body(request)
@@ -83,9 +83,9 @@ async def upload_still(request: web.Request) -> web.Response:
 async def list_stills(request: web.Request) -> web.Response:
     session, grant = await _session(request)
     stills = request.app[STILLS]
-    body: dict[str, Any] = {"stills": await stills.list(session.id)}
+    body: dict[str, Any] = {"stills": await stills.of_session(session.id)}
     if grant.role != "clerk":
-        body["snapshots"] = await stills.list(session.id, "snapshot")
+        body["snapshots"] = await stills.of_session(session.id, "snapshot")
     return json_response(body)
 
 
