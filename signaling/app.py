@@ -15,7 +15,7 @@ from aiohttp import web
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
 from recorder.errors import EvidenceError
-from signaling import action_api, api, evidence_api, log_api, review_api
+from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -34,6 +34,7 @@ from signaling.appkeys import (
     MEDIA,
     REVIEWS,
     SETTINGS,
+    STILLS,
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
@@ -43,6 +44,7 @@ from signaling.middleware import error_middleware, security_headers
 from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
+from signaling.stills import Stills
 from signaling.tokens import JoinTokens
 from webui import pages, review_pages
 
@@ -88,12 +90,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         MediaConfig(settings.announced_addresses, settings.udp_port_min, settings.udp_port_max)
     )
     tokens = JoinTokens(app[KEYS].jwt_key, clock)
-    live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus)
+    stills = Stills(app[ENGINE], clock, app[AUDIT], app[EVIDENCE], bus, settings)
+    live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus, stills)
     await live.resume()
     app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
     actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
     app[ACTIONS] = actions
     app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
+    app[STILLS] = stills
     yield
     await live.close()
     await media.close()
@@ -127,6 +131,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(action_api.routes)
     app.router.add_routes(evidence_api.routes)
     app.router.add_routes(log_api.routes)
+    app.router.add_routes(stills_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_static("/static", STATIC_DIR)

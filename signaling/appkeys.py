@@ -19,6 +19,7 @@ from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews
 from signaling.settings import Settings
+from signaling.stills import Stills
 from signaling.tokens import JoinTokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -37,3 +38,4 @@ LIVE = web.AppKey("live", LiveHub)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
+STILLS = web.AppKey("stills", Stills)

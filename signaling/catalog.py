@@ -117,7 +117,7 @@ class Catalog:
         by_matter: dict[int, list[Material]] = {}
         for item in items:
             by_matter.setdefault(item.matter_id, []).append(
-                Material(item.position, item.name, item.required)
+                Material(item.position, item.name, item.required, item.id)
             )
         return [
             Matter(

@@ -6,7 +6,11 @@
     ├── Forbidden             wrong role or object out of the caller's scope (403)
     ├── NotFound              no such object (404)
     ├── Conflict              the object exists already or changed meanwhile (409)
-    └── Throttled             too many attempts (429)
+    ├── TooLarge              the request body is over its limit (413)
+    ├── UnsupportedType       the body's type is not one the route takes (415)
+    ├── Throttled             too many attempts (429)
+    ├── Unavailable           a live part did not answer in time (503)
+    └── StorageFull           the evidence store is out of space (507)
 
 User-facing Chinese text for each code lives in ``signaling.messages``.
 """
@@ -45,5 +49,21 @@ class Conflict(SignalingError):
     status = 409
 
 
+class TooLarge(SignalingError):
+    status = 413
+
+
+class UnsupportedType(SignalingError):
+    status = 415
+
+
 class Throttled(SignalingError):
     status = 429
+
+
+class Unavailable(SignalingError):
+    status = 503
+
+
+class StorageFull(SignalingError):
+    status = 507

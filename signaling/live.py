@@ -24,6 +24,7 @@ from signaling.errors import Conflict, SignalingError
 from signaling.messages import message
 from signaling.reviews import Reviews, ReviewSession, session_topic
 from signaling.settings import Settings
+from signaling.stills import Stills
 from signaling.tokens import Grant, JoinTokens
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class LiveSession:
                     await self.broadcast(protocol.MaterialMarked(event["mark"]))
                 elif kind == "decision_recorded":
                     await self.broadcast(protocol.DecisionRecorded(event["decision"]))
+                elif kind == "still_added":
+                    await self.broadcast(protocol.StillAdded(event["still"]))
                 if kind != "state":
                     continue
                 state = str(event["state"])
@@ -291,7 +294,24 @@ class LiveSession:
                 await send(participant.socket, error("not_allowed"))
             else:
                 await self.hub.reviews.end(self.id, "ended_by_approver", grant.username)
+        elif isinstance(msg, protocol.StillRequest):
+            await self._request_still(participant, msg)
         return True
+
+    async def _request_still(self, participant: Participant, msg: protocol.StillRequest) -> None:
+        """An approver of the session (not a hidden auditor) asks for a still."""
+        grant = participant.grant
+        if grant.role != "approver" or grant.hidden:
+            await send(participant.socket, error("not_allowed"))
+            return
+        session = await self.hub.reviews.get(self.id)
+        if session.state != "live":
+            await send(participant.socket, error("not_live"))
+            return
+        requested = await self.hub.stills.request(
+            session, grant.username, participant.display_name, msg.material
+        )
+        await self.broadcast(requested)
 
     async def _offer(self, participant: Participant, msg: protocol.Offer) -> None:
         session = await self.hub.reviews.get(self.id)
@@ -324,6 +344,7 @@ class LiveHub:
         tokens: JoinTokens,
         audit: AuditLog,
         bus: Bus,
+        stills: Stills,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -333,6 +354,7 @@ class LiveHub:
         self.tokens = tokens
         self.audit = audit
         self.bus = bus
+        self.stills = stills
         self.sessions: dict[str, LiveSession] = {}
         self.queue_sockets: set[web.WebSocketResponse] = set()
         self._tasks: set[asyncio.Task[None]] = set()

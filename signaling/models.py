@@ -47,6 +47,8 @@ class Material:
     position: int
     name: str
     required: bool
+    id: int
+    """``matter_materials.id``: stills are filed against it."""
 
 
 @dataclass(frozen=True)

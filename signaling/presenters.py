@@ -58,7 +58,9 @@ class Lookup:
             "mode_name": MODE_NAMES[matter.mode],
             "retention_years": matter.retention_years,
             "active": matter.active,
-            "materials": [{"name": m.name, "required": m.required} for m in matter.materials],
+            "materials": [
+                {"id": m.id, "name": m.name, "required": m.required} for m in matter.materials
+            ],
         }
 
     def case(self, case: Case) -> dict[str, Any]:

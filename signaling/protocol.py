@@ -95,6 +95,15 @@ class Ping(Message):
     type: ClassVar[str] = "ping"
 
 
+@dataclass(frozen=True)
+class StillRequest(Message):
+    """An approver asks the clerk for a full-resolution still of the document camera,
+    optionally for one required material of the matter (``matter_materials`` id)."""
+
+    type: ClassVar[str] = "still_request"
+    material: int | None = None
+
+
 # -- server to client ---------------------------------------------------------------------
 
 
@@ -183,6 +192,26 @@ class PeerMediaState(Message):
 
 
 @dataclass(frozen=True)
+class StillRequested(Message):
+    """An approver asked for a still; the clerk's page takes it and uploads it with
+    ``request`` (docs/api.md)."""
+
+    type: ClassVar[str] = "still_requested"
+    request: str
+    material: dict[str, Any] | None
+    requested_by: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class StillAdded(Message):
+    """A still was stored for the session (the same JSON as the upload's answer)."""
+
+    type: ClassVar[str] = "still_added"
+    still: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Error(Message):
     type: ClassVar[str] = "error"
     code: str
@@ -203,7 +232,7 @@ class Queue(Message):
 
 
 CLIENT_MESSAGES: dict[str, type[Message]] = {
-    m.type: m for m in (Join, Offer, Chat, MediaState, Hangup, End, Ping)
+    m.type: m for m in (Join, Offer, Chat, MediaState, Hangup, End, Ping, StillRequest)
 }
 
 
@@ -235,6 +264,15 @@ def _publish(data: dict[str, Any]) -> dict[str, str]:
     return dict(value)
 
 
+def _material(data: dict[str, Any]) -> int | None:
+    value = data.get("material")
+    if value is None:
+        return None
+    if type(value) is not int or not 0 < value < 2**31:  # not True, not 1.0
+        raise ProtocolError("bad_field", "material")
+    return value
+
+
 def parse(raw: str | bytes) -> Message:
     """Parse one client message."""
     if len(raw) > MAX_MESSAGE_BYTES or (
@@ -262,6 +300,8 @@ def parse(raw: str | bytes) -> Message:
         return Chat(text)
     if kind == MediaState.type:
         return MediaState(_flag(data, "audio"), _flag(data, "face"), _flag(data, "document"))
+    if kind == StillRequest.type:
+        return StillRequest(_material(data))
     if isinstance(kind, str) and kind in CLIENT_MESSAGES:
         return CLIENT_MESSAGES[kind]()
     raise ProtocolError("unknown_type", str(kind)[:32])

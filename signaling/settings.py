@@ -56,6 +56,12 @@ class Settings:
     """A waiting review session nobody accepts times out after this long."""
     reconnect_grace_seconds: int = 60
     """A participant whose connection drops may rejoin within this time."""
+    max_still_bytes: int = 30 * 1024 * 1024
+    """Largest document still (高拍仪照片) an upload may carry, in bytes."""
+    max_still_pixels: int = 50_000_000
+    """Largest still in pixels (width × height): a guard against decompression bombs."""
+    snapshot_timeout_seconds: float = 5.0
+    """A server-side snapshot fails if no keyframe arrives within this long."""
     log_level: str = "INFO"
     """Python logging level name."""
     witness_file: Path | None = None

@@ -46,6 +46,8 @@ SERVER_MESSAGES: dict[str, type[protocol.Message]] = {
         protocol.Error,
         protocol.Pong,
         protocol.Queue,
+        protocol.StillRequested,
+        protocol.StillAdded,
     )
 }
 NEVER_SENT = {"peer_media_state"}
@@ -191,6 +193,8 @@ def test_to_json_is_compact_versioned_and_keeps_chinese():
         protocol.Hangup(),
         protocol.End(),
         protocol.Ping(),
+        protocol.StillRequest(None),
+        protocol.StillRequest(12),
     ],
     ids=lambda m: m.type,
 )
@@ -375,6 +379,11 @@ def test_unknown_type_detail_is_cut_short():
         ({"type": "media_state", "audio": True, "face": "true", "document": True}, "face"),
         ({"type": "media_state", "audio": True, "face": True, "document": None}, "document"),
         ({"type": "media_state", "audio": True, "face": True, "document": 0}, "document"),
+        ({"type": "still_request", "material": True}, "material"),
+        ({"type": "still_request", "material": 1.0}, "material"),
+        ({"type": "still_request", "material": "12"}, "material"),
+        ({"type": "still_request", "material": 0}, "material"),
+        ({"type": "still_request", "material": 2**31}, "material"),
     ],
     ids=lambda x: json.dumps(x, ensure_ascii=False) if isinstance(x, dict) else x,
 )

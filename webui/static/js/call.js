@@ -5,6 +5,7 @@
 // Events (CustomEvent detail): joined (message), state (message), participants (list),
 // slots (map), peer ({slots, publish} of a new connection), chat (message),
 // chat_history (messages), marked (mark), decided (decision),
+// still_requested (message), still_added (the still),
 // problem ({code, message}), link ({state: connecting | online | reconnecting}),
 // finished ({reason: ended | hung_up | replaced | refused, message}).
 
@@ -69,6 +70,8 @@ export class Call extends EventTarget {
     signal.on("chat_history", current((m) => this.emit("chat_history", m.messages)));
     signal.on("material_marked", current((m) => this.emit("marked", m.mark)));
     signal.on("decision_recorded", current((m) => this.emit("decided", m.decision)));
+    signal.on("still_requested", current((m) => this.emit("still_requested", m)));
+    signal.on("still_added", current((m) => this.emit("still_added", m.still)));
     signal.on("error", current((m) => this.onError(m)));
     signal.on("close", current((d) => this.onClose(d)));
     let joined;
@@ -199,6 +202,11 @@ export class Call extends EventTarget {
 
   chat(text) {
     return this.signal?.send("chat", { text }) ?? false;
+  }
+
+  /** Ask the clerk for a still, optionally for a material (matter_materials id). */
+  requestStill(material) {
+    return this.signal?.send("still_request", { material }) ?? false;
   }
 
   hangup() {

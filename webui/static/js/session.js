@@ -9,6 +9,7 @@ import { Chat } from "./chat.js";
 import { deviceError, listDevices, loadChoices, openSources, resolveChoices } from "./devices.js";
 import { Feeds } from "./feeds.js";
 import { QualityMeter } from "./stats.js";
+import { Stills } from "./stills.js";
 import { $, duration, el, ROLE_NAMES, say } from "./ui.js";
 import { Viewer } from "./viewer.js";
 
@@ -186,6 +187,7 @@ async function main() {
   call = new Call(sessionId, await localTracks());
   const chat = new Chat($("#chat-log"), $("#chat-form"), me, (text) => call.chat(text));
   bindControls(chat);
+  const stills = new Stills({ sessionId, role, call, onProblem: (text) => say(alertBox, text) });
   const meter = new QualityMeter();
   const sampler = setInterval(async () => {
     const pc = call.pc;
@@ -203,6 +205,7 @@ async function main() {
     say(alertBox, "");
     chat.enable(!call.hidden);
     panel.load().catch((error) => say(alertBox, error.message));
+    stills.load().catch((error) => say(alertBox, `无法载入照片：${error.message}`));
   });
   call.on("chat_history", (messages) => chat.replace(messages));
   call.on("marked", (mark) => panel.addMark(mark));
@@ -211,7 +214,10 @@ async function main() {
   call.on("state", (m) => {
     endReason = m.reason;
     showState(m.state, m.message);
+    stills.enable(m.state === "live");
   });
+  call.on("still_requested", (m) => stills.requested(m));
+  call.on("still_added", (still) => stills.add(still));
   call.on("participants", showPeople);
   call.on("slots", (slots) => feeds.update(slots));
   call.on("peer", (offer) => feeds.bind(offer.slots, offer.publish));
@@ -219,7 +225,10 @@ async function main() {
   call.on("problem", (m) => say(alertBox, m.message));
   call.on("link", ({ state: link }) => {
     $("#self-banner").hidden = link !== "reconnecting";
-    if (link === "reconnecting") chat.enable(false);
+    if (link === "reconnecting") {
+      chat.enable(false);
+      stills.enable(false);
+    }
   });
   call.on("finished", ({ reason, message }) => {
     clearInterval(sampler);

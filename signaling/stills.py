@@ -1,0 +1,306 @@
+"""Document stills (高拍仪照片) and server-side snapshots of a review session: requests
+for a still, checked uploads stored as evidence, listing, and snapshots of live tracks.
+
+A still request is an audit event (``still_requested``) naming its session, so an upload
+that cites a request is checked against the log on any node. Every stored still or
+snapshot is a row of ``evidence_files`` (role ``still`` / ``snapshot``) beside its
+write-once file, and an audit event (``still_captured`` / ``snapshot_taken``); a new still
+is announced on the session's bus topic, which the live session relays (``still_added``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from media.forwarder import PublishedTrack
+from media.room import MediaError
+from media.snapshot import ImageFormat, take_snapshot
+from recorder.auditlog import AuditLog
+from recorder.clock import Clock, as_utc
+from recorder.errors import StoreError
+from recorder.stills import StillError, StillInfo, inspect_still
+from recorder.store import EvidenceStore
+from signaling.bus import Bus
+from signaling.cases import CHINA_TIME
+from signaling.errors import (
+    InvalidInput,
+    NotFound,
+    SignalingError,
+    StorageFull,
+    TooLarge,
+    Unavailable,
+    UnsupportedType,
+)
+from signaling.protocol import StillRequested
+from signaling.reviews import ReviewSession, session_topic
+from signaling.settings import Settings
+from signaling.tables import cases, evidence_files, matter_materials
+
+STILL_ERRORS: dict[str, type[SignalingError]] = {
+    "still_not_image": UnsupportedType,
+    "still_type_mismatch": InvalidInput,
+    "hash_mismatch": InvalidInput,
+    "still_too_many_pixels": InvalidInput,
+    "still_undecodable": InvalidInput,
+}
+MEDIA_ERRORS: dict[str, type[SignalingError]] = {
+    "snapshot_not_video": InvalidInput,
+    "snapshot_timeout": Unavailable,
+    "track_ended": Unavailable,
+    "snapshot_undecodable": Unavailable,
+}
+
+
+def stored_error(exc: StoreError) -> SignalingError:
+    if exc.code == "disk_full":
+        return StorageFull("disk_full")
+    return Unavailable("store_failed")
+
+
+def image_json(row: Row[Any]) -> dict[str, Any]:
+    """A still or snapshot as the API and the protocol show it."""
+    meta = row.meta
+    shown = {
+        "sha256": row.sha256,
+        "bytes": row.bytes,
+        "width": meta.get("width"),
+        "height": meta.get("height"),
+        "content_type": meta.get("content_type"),
+        "role": row.role,
+        "participant": row.participant,
+        "source": row.source,
+        "taken_at": as_utc(row.created_at).astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        "url": f"/api/v1/sessions/{row.session_id}/{row.role}s/{row.sha256}",
+    }
+    if row.role == "still":
+        shown |= {"material": meta.get("material"), "request": meta.get("request")}
+    else:
+        shown |= {"taken_by": meta.get("taken_by")}
+    return shown
+
+
+class Stills:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        audit: AuditLog,
+        store: EvidenceStore,
+        bus: Bus,
+        settings: Settings,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._audit = audit
+        self._store = store
+        self._bus = bus
+        self._settings = settings
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def material(self, session: ReviewSession, material_id: int) -> dict[str, Any]:
+        """{id, name} of a material of the session's matter, or ``unknown_material``."""
+        query = (
+            select(matter_materials.c.id, matter_materials.c.name)
+            .join(cases, cases.c.matter_id == matter_materials.c.matter_id)
+            .where(and_(cases.c.id == session.case_id, matter_materials.c.id == material_id))
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise InvalidInput("unknown_material")
+        return {"id": row.id, "name": row.name}
+
+    async def _request(self, session: ReviewSession, request_id: str) -> dict[str, Any]:
+        """The logged request ``request_id`` of this session, or ``unknown_still_request``."""
+        for event in await self._audit.events(f"case:{session.case_no}", "still_requested"):
+            if event.detail.get("request") == request_id and (
+                event.detail.get("session") == session.id
+            ):
+                return event.detail
+        raise InvalidInput("unknown_still_request")
+
+    async def of_session(self, session_id: str, role: str = "still") -> list[dict[str, Any]]:
+        query = (
+            select(evidence_files)
+            .where(and_(evidence_files.c.session_id == session_id, evidence_files.c.role == role))
+            .order_by(evidence_files.c.id)
+        )
+        async with self._engine.connect() as conn:
+            return [image_json(row) for row in await conn.execute(query)]
+
+    async def file(self, session_id: str, role: str, sha256: str) -> tuple[Path, str]:
+        """Path and content type of a still (or snapshot) of this session."""
+        query = select(evidence_files).where(
+            and_(
+                evidence_files.c.session_id == session_id,
+                evidence_files.c.role == role,
+                evidence_files.c.sha256 == sha256,
+            )
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("still_not_found")
+        return self._store.path(sha256), str(row.meta.get("content_type"))
+
+    # -- requests and uploads -------------------------------------------------------------
+
+    async def request(
+        self, session: ReviewSession, approver: str, display_name: str, material_id: int | None
+    ) -> StillRequested:
+        """Log an approver's request for a still; the message to relay to the session."""
+        material = None if material_id is None else await self.material(session, material_id)
+        request_id = secrets.token_hex(8)
+        await self._audit.append(
+            "still_requested",
+            actor=approver,
+            case_no=session.case_no,
+            session=session.id,
+            request=request_id,
+            material=material,
+        )
+        return StillRequested(request_id, material, approver, display_name)
+
+    def check_size(self, size: int | None) -> None:
+        """``still_too_large`` for a body (declared or read so far) over the limit."""
+        limit = self._settings.max_still_bytes
+        if size is not None and size > limit:
+            raise TooLarge("still_too_large", max_mb=round(limit / (1 << 20), 1))
+
+    async def filed_under(
+        self, session: ReviewSession, material_id: int | None, request_id: str | None
+    ) -> dict[str, Any] | None:
+        """The material a still is filed against: the upload's, else its request's.
+        Checks both belong to the session (``unknown_material``, ``unknown_still_request``)."""
+        material = None if material_id is None else await self.material(session, material_id)
+        if request_id is not None:
+            asked = await self._request(session, request_id)
+            material = material or asked.get("material")
+        return material
+
+    async def add(
+        self,
+        session: ReviewSession,
+        clerk: str,
+        data: bytes,
+        content_type: str,
+        sha256: str,
+        material: dict[str, Any] | None,
+        request_id: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Check, store, record, log and announce a still; (still, created). The same
+        bytes uploaded again for the case answer the still already stored."""
+        try:
+            info: StillInfo = await asyncio.to_thread(
+                inspect_still, data, content_type, sha256, self._settings.max_still_pixels
+            )
+        except StillError as exc:
+            raise STILL_ERRORS[exc.code](exc.code) from exc
+        meta = {
+            "width": info.width,
+            "height": info.height,
+            "content_type": info.content_type,
+            "material": material,
+            "request": request_id,
+        }
+        row, created = await self._record(session, "still", data, clerk, "document", meta)
+        still = image_json(row)
+        if created:
+            await self._audit.append(
+                "still_captured",
+                actor=clerk,
+                case_no=session.case_no,
+                session=session.id,
+                sha256=info.sha256,
+                bytes=info.bytes,
+                size=f"{info.width}x{info.height}",
+                material=material,
+                request=request_id,
+            )
+            await self._bus.publish(
+                session_topic(session.id), {"event": "still_added", "still": still}
+            )
+        return still, created
+
+    async def _record(
+        self,
+        session: ReviewSession,
+        role: str,
+        data: bytes,
+        participant: str,
+        source: str,
+        meta: dict[str, Any],
+    ) -> tuple[Row[Any], bool]:
+        """Store the bytes (write-once) and insert their row; an existing row of the case
+        with the same bytes is returned instead."""
+        try:
+            sha256 = (await asyncio.to_thread(self._store.put, data)).sha256
+        except StoreError as exc:
+            raise stored_error(exc) from exc
+        created = True
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    evidence_files.insert().values(
+                        sha256=sha256,
+                        case_id=session.case_id,
+                        session_id=session.id,
+                        role=role,
+                        participant=participant,
+                        source=source,
+                        bytes=len(data),
+                        meta=meta,
+                        created_at=self._clock.now(),
+                    )
+                )
+        except IntegrityError:
+            created = False
+        query = select(evidence_files).where(
+            and_(evidence_files.c.case_id == session.case_id, evidence_files.c.sha256 == sha256)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return row, created
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def snapshot(
+        self, session: ReviewSession, actor: str, track: PublishedTrack, image_format: ImageFormat
+    ) -> dict[str, Any]:
+        """A picture of the track's next keyframe, stored and logged."""
+        try:
+            shot = await take_snapshot(track, self._settings.snapshot_timeout_seconds, image_format)
+        except MediaError as exc:
+            raise MEDIA_ERRORS.get(exc.code, Unavailable)(exc.code) from exc
+        meta = {
+            "width": shot.width,
+            "height": shot.height,
+            "content_type": shot.content_type,
+            "taken_by": actor,
+            "codec": shot.codec,
+            "rtp_timestamp": shot.rtp_timestamp,
+            "arrival": shot.arrival,
+        }
+        row, _created = await self._record(
+            session, "snapshot", shot.data, track.participant, track.source, meta
+        )
+        await self._audit.append(
+            "snapshot_taken",
+            actor=actor,
+            case_no=session.case_no,
+            session=session.id,
+            participant=track.participant,
+            source=track.source,
+            sha256=row.sha256,
+            bytes=row.bytes,
+            size=f"{shot.width}x{shot.height}",
+        )
+        return image_json(row)
