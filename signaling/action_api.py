@@ -7,7 +7,8 @@ from aiohttp import web
 
 from signaling.access import USER, allow
 from signaling.api import json_response, read_json
-from signaling.appkeys import ACTIONS, REVIEWS
+from signaling.appkeys import ACTIONS, ENGINE, REVIEWS
+from signaling.cases import case_materials
 from signaling.consent import consent_json
 from signaling.review_api import grant_for
 
@@ -30,7 +31,7 @@ async def get_actions(request: web.Request) -> web.Response:
     done = await actions.of_case(session.case_id)
     return json_response(
         {
-            "materials": await actions.materials(session.case_id),
+            "materials": await case_materials(request.app[ENGINE], session.case_id),
             "marks": done["marks"],
             "decision": done["decision"],
             "consent": done["consents"].get(session.id),

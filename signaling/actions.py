@@ -20,7 +20,7 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME
+from signaling.cases import CHINA_TIME, case_material
 from signaling.consent import CONSENT_SHA256, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
 from signaling.messages import FOLLOWUP_STAGE_NAMES, MARK_NAMES, OUTCOME_NAMES, SCORE_NAMES
@@ -31,7 +31,6 @@ from signaling.tables import (
     cases,
     followups,
     material_marks,
-    matter_materials,
     review_consents,
     review_sessions,
     session_ratings,
@@ -127,18 +126,6 @@ class ReviewActions:
 
     # -- materials and marks --------------------------------------------------------------
 
-    async def materials(self, case_id: int) -> list[dict[str, Any]]:
-        """The materials of the case's matter, in order, with their ids."""
-        query = (
-            select(matter_materials)
-            .join(cases, cases.c.matter_id == matter_materials.c.matter_id)
-            .where(cases.c.id == case_id)
-            .order_by(matter_materials.c.position)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [{"id": r.id, "name": r.name, "required": r.required} for r in rows]
-
     async def mark(
         self, approver: User, session_id: str, data: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -148,11 +135,7 @@ class ReviewActions:
         if not isinstance(material_id, int) or isinstance(material_id, bool):
             raise InvalidInput("field_invalid", field="material")
         session = await self._live_approver(approver, session_id)
-        material = next(
-            (m for m in await self.materials(session.case_id) if m["id"] == material_id), None
-        )
-        if material is None:
-            raise InvalidInput("unknown_material", field="material")
+        material = await case_material(self._engine, session.case_id, material_id)
         now = self._clock.now()
         async with self._engine.begin() as conn:
             result = await conn.execute(

@@ -20,6 +20,7 @@ from signaling.tables import (
     counters,
     departments,
     jurisdictions,
+    matter_materials,
     matters,
     outlets,
     review_sessions,
@@ -219,3 +220,24 @@ class Cases:
                     found.add(child)
                     pending.append(child)
         return found
+
+
+async def case_materials(engine: AsyncEngine, case_id: int) -> list[dict[str, Any]]:
+    """The materials of the case's matter, in order, with their ids."""
+    query = (
+        select(matter_materials.c.id, matter_materials.c.name, matter_materials.c.required)
+        .join(cases, cases.c.matter_id == matter_materials.c.matter_id)
+        .where(cases.c.id == case_id)
+        .order_by(matter_materials.c.position)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [{"id": r.id, "name": r.name, "required": r.required} for r in rows]
+
+
+async def case_material(engine: AsyncEngine, case_id: int, material_id: int) -> dict[str, Any]:
+    """{id, name, required} of a material of the case's matter, or ``unknown_material``."""
+    for material in await case_materials(engine, case_id):
+        if material["id"] == material_id:
+            return material
+    raise InvalidInput("unknown_material", field="material")

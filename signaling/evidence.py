@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditEvent, AuditLog, chain_of
 from signaling.actions import ReviewActions, china_iso
-from signaling.cases import Cases
+from signaling.cases import Cases, case_materials
 from signaling.messages import SESSION_STATE_NAMES
 from signaling.models import Case, User
 from signaling.tables import evidence_files, review_sessions, users
@@ -126,7 +126,7 @@ class CaseEvidence:
                 ).all()
             )
         actions = await self._actions.of_case(case.id)
-        materials = await self._actions.materials(case.id)
+        materials = await case_materials(self._engine, case.id)
         names = {m["id"]: m["name"] for m in materials}
         interrupted = interrupted_sessions(events)
         sessions = [

@@ -28,7 +28,7 @@ from recorder.errors import StoreError
 from recorder.stills import StillError, StillInfo, inspect_still
 from recorder.store import EvidenceStore
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME
+from signaling.cases import CHINA_TIME, case_material
 from signaling.errors import (
     InvalidInput,
     NotFound,
@@ -41,7 +41,7 @@ from signaling.errors import (
 from signaling.protocol import StillRequested
 from signaling.reviews import ReviewSession, session_topic
 from signaling.settings import Settings
-from signaling.tables import cases, evidence_files, matter_materials
+from signaling.tables import evidence_files
 
 STILL_ERRORS: dict[str, type[SignalingError]] = {
     "still_not_image": UnsupportedType,
@@ -105,18 +105,9 @@ class Stills:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def material(self, session: ReviewSession, material_id: int) -> dict[str, Any]:
-        """{id, name} of a material of the session's matter, or ``unknown_material``."""
-        query = (
-            select(matter_materials.c.id, matter_materials.c.name)
-            .join(cases, cases.c.matter_id == matter_materials.c.matter_id)
-            .where(and_(cases.c.id == session.case_id, matter_materials.c.id == material_id))
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            raise InvalidInput("unknown_material")
-        return {"id": row.id, "name": row.name}
+    async def _material(self, session: ReviewSession, material_id: int) -> dict[str, Any]:
+        material = await case_material(self._engine, session.case_id, material_id)
+        return {"id": material["id"], "name": material["name"]}
 
     async def _request(self, session: ReviewSession, request_id: str) -> dict[str, Any]:
         """The logged request ``request_id`` of this session, or ``unknown_still_request``."""
@@ -157,7 +148,7 @@ class Stills:
         self, session: ReviewSession, approver: str, display_name: str, material_id: int | None
     ) -> StillRequested:
         """Log an approver's request for a still; the message to relay to the session."""
-        material = None if material_id is None else await self.material(session, material_id)
+        material = None if material_id is None else await self._material(session, material_id)
         request_id = secrets.token_hex(8)
         await self._audit.append(
             "still_requested",
@@ -180,7 +171,7 @@ class Stills:
     ) -> dict[str, Any] | None:
         """The material a still is filed against: the upload's, else its request's.
         Checks both belong to the session (``unknown_material``, ``unknown_still_request``)."""
-        material = None if material_id is None else await self.material(session, material_id)
+        material = None if material_id is None else await self._material(session, material_id)
         if request_id is not None:
             asked = await self._request(session, request_id)
             material = material or asked.get("material")
