@@ -1,0 +1,162 @@
+"""RTP packets of a chunk → encoded frames, as they were sent: VP8 (RFC 7741), H264
+(RFC 6184: single NAL units, STAP-A, FU-A; out as an Annex B byte stream) and Opus (one
+packet, one frame). Pure, no I/O, no decoding.
+
+Packets are put in sequence order (a retransmission arrives late; a duplicate counts
+once). Video starts at the first keyframe; a frame with a packet missing is dropped, and
+so is every frame after it until the next keyframe (they would not decode cleanly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from recorder.chunkfile import Record
+from recorder.rtpcodecs import vp8_descriptor_size
+
+START_CODE = b"\x00\x00\x00\x01"
+_H264_IDR, _H264_STAP_A, _H264_FU_A = 5, 24, 28
+
+
+@dataclass(frozen=True)
+class Frame:
+    timestamp: int
+    """Extended RTP timestamp."""
+    data: bytes
+    keyframe: bool
+
+
+@dataclass
+class Depacketized:
+    frames: list[Frame] = field(default_factory=list)
+    dropped: int = 0
+    """Frames left out: incomplete, or after an incomplete one until a keyframe."""
+
+
+class _Unwrap:
+    """32-bit RTP timestamps → a count that does not wrap."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def __call__(self, timestamp: int) -> int:
+        if self.last is None:
+            self.last = timestamp
+        else:
+            delta = (timestamp - self.last) & 0xFFFFFFFF
+            self.last += delta if delta < 0x80000000 else delta - 0x100000000
+        return self.last
+
+
+def in_sequence(records: Iterable[Record]) -> list[Record]:
+    """Records by extended sequence number, each number once."""
+    by_seq: dict[int, Record] = {}
+    highest: int | None = None
+    for record in records:
+        seq = record.sequence_number
+        if highest is None:
+            extended = highest = seq + 0x10000
+        else:
+            delta = (seq - highest) & 0xFFFF
+            extended = highest + delta if delta < 0x8000 else highest - (0x10000 - delta)
+            highest = max(highest, extended)
+        by_seq.setdefault(extended, record)
+    return [by_seq[k] for k in sorted(by_seq)]
+
+
+def _groups(records: list[Record]) -> list[tuple[list[Record], bool]]:
+    """Packets of one timestamp, consecutive in sequence order, and whether nothing is
+    missing before or inside the group (the previous group ended with the marker)."""
+    groups: list[tuple[list[Record], bool]] = []
+    previous: Record | None = None
+    for record in records:
+        follows = previous is not None and (
+            (previous.sequence_number + 1) & 0xFFFF == record.sequence_number
+        )
+        if previous is not None and record.timestamp == previous.timestamp:
+            packets, whole = groups[-1]
+            groups[-1] = (packets, whole and follows)
+            packets.append(record)
+        else:
+            whole = previous is None or (follows and bool(previous.marker))
+            groups.append(([record], whole))
+        previous = record
+    return [(packets, whole and bool(packets[-1].marker)) for packets, whole in groups]
+
+
+def _vp8(packets: list[Record]) -> tuple[bytes, bool] | None:
+    first = packets[0].payload
+    if len(first) < 2 or not first[0] & 0x10 or first[0] & 0x0F:
+        return None  # the frame's first packet is missing
+    parts = []
+    for packet in packets:
+        offset = vp8_descriptor_size(packet.payload)
+        if offset is None:
+            return None
+        parts.append(packet.payload[offset:])
+    data = b"".join(parts)
+    return data, not data[0] & 0x01
+
+
+def _h264(packets: list[Record]) -> tuple[bytes, bool] | None:
+    out = bytearray()
+    key = False
+    in_fragment = False
+    for packet in packets:
+        payload = packet.payload
+        if not payload:
+            return None
+        kind = payload[0] & 0x1F
+        nals: list[bytes] = []
+        if kind == _H264_STAP_A:
+            offset = 1
+            while offset + 2 <= len(payload):
+                size = int.from_bytes(payload[offset : offset + 2], "big")
+                nals.append(payload[offset + 2 : offset + 2 + size])
+                offset += 2 + size
+        elif kind == _H264_FU_A and len(payload) > 2:
+            header = payload[1]
+            if header & 0x80:  # start
+                in_fragment = True
+                out += START_CODE + bytes([payload[0] & 0xE0 | header & 0x1F])
+                key = key or header & 0x1F == _H264_IDR
+            elif not in_fragment:
+                return None
+            out += payload[2:]
+            if header & 0x40:  # end
+                in_fragment = False
+            continue
+        elif 1 <= kind <= 23:
+            nals.append(payload)
+        else:
+            return None
+        for nal in nals:
+            if not nal:
+                continue
+            nal_type = nal[0] & 0x1F
+            key = key or nal_type == _H264_IDR
+            out += START_CODE + nal
+    return (bytes(out), key) if out and not in_fragment else None
+
+
+def depacketize(codec: str, records: Iterable[Record]) -> Depacketized:
+    codec = codec.lower()
+    result = Depacketized()
+    ordered = in_sequence(records)
+    unwrap = _Unwrap()
+    if codec == "audio/opus":
+        result.frames = [Frame(unwrap(r.timestamp), r.payload, True) for r in ordered]
+        return result
+    if codec not in ("video/vp8", "video/h264"):
+        raise ValueError(f"unsupported codec {codec}")
+    waiting = True  # for a keyframe
+    for packets, whole in _groups(ordered):
+        frame = _vp8(packets) if codec == "video/vp8" else _h264(packets)
+        if frame is None or not whole or (waiting and not frame[1]):
+            waiting = True
+            result.dropped += bool(result.frames)  # before the first keyframe: not a loss
+            continue
+        waiting = False
+        result.frames.append(Frame(unwrap(packets[0].timestamp), *frame))
+    return result
