@@ -130,6 +130,11 @@ class TrackCapture:
         self.failed = False
         self._ended = False
 
+    @property
+    def done(self) -> bool:
+        """Ended, or stopped by a failed write."""
+        return self._ended or self.failed
+
     # -- the sink ------------------------------------------------------------------------
 
     def packet(self, packet: RtpLike, arrival: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from signaling.appkeys import (
 from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
+from signaling.recordings import open_recorder
 from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
@@ -67,11 +69,27 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         MediaConfig(settings.announced_addresses, settings.udp_port_min, settings.udp_port_max)
     )
     tokens = JoinTokens(app[KEYS].jwt_key, clock)
-    live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus)
-    await live.resume()
-    app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
-    yield
-    await live.close()
+    async with contextlib.AsyncExitStack() as stack:
+        # before sessions resume: chunks a crash left open are kept, sessions marked
+        recorder = await stack.enter_async_context(
+            open_recorder(settings, app[ENGINE], app[EVIDENCE], app[AUDIT], clock, reviews)
+        )
+        live = LiveHub(
+            settings,
+            clock,
+            reviews,
+            app[ACCOUNTS],
+            media,
+            tokens,
+            app[AUDIT],
+            bus,
+            recorder if settings.recording else None,
+        )
+        await live.resume()
+        app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS] = bus, reviews, media, tokens
+        app[LIVE] = live
+        yield
+        await live.close()  # closes the sessions' recordings before the recorder
     await media.close()
     await reviews.close()
     await bus.close()

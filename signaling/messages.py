@@ -103,11 +103,18 @@ MESSAGES = {
     "source_not_allowed": "您无权发布该音视频源。",
     "bad_sdp": "音视频协商信息（SDP）无效。",
     "bad_publish_map": "发布的音视频源与协商信息不一致。",
+    "recording_failed": "录像保存失败（{reason}），审办可继续进行，请尽快通知管理员处理。",
     "state_waiting": "正在等待审批人员接入。",
     "state_live": "审批人员已接入，审办进行中。",
     "state_ended": "审办会话已结束。",
     "state_cancelled": "会话已取消。",
     "state_timed_out": "长时间无人接入，会话已超时结束，请稍后重新发起。",
+}
+
+RECORDING_FAILURES = {
+    "disk_full": "存储空间已满",
+    "write_failed": "写入录像文件出错",
+    "store_failed": "录像文件入库出错",
 }
 
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}

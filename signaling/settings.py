@@ -54,6 +54,11 @@ class Settings:
     """A waiting review session nobody accepts times out after this long."""
     reconnect_grace_seconds: int = 60
     """A participant whose connection drops may rejoin within this time."""
+    recording: bool = True
+    """Record every published track of every live session (capture chunks and playable
+    files in the evidence store)."""
+    chunk_seconds: float = 10.0
+    """Length of a capture chunk; a video chunk is cut at the next keyframe after it."""
     log_level: str = "INFO"
     """Python logging level name."""
 
