@@ -60,7 +60,7 @@ def video_packets(
         plane = luma.copy()
         stamp_counter(plane, start_counter + n)
         frame = VideoFrame.from_ndarray(np.vstack([plane, chroma]), format="yuv420p")
-        frame.pts = int(n * VIDEO_CLOCK / fps)
+        frame.pts = int((start_counter + n) * VIDEO_CLOCK / fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         payloads, timestamp = encoder.encode(frame, force_keyframe=n in keyframes)
         for index, payload in enumerate(payloads):
