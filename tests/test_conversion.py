@@ -7,8 +7,6 @@ import asyncio
 import io
 import os
 import signal
-import time
-from pathlib import Path
 
 import av
 import pytest
