@@ -134,7 +134,7 @@ class ChunkStats:
             "kind": self.kind,
             "clock_rate": clock_rate,
             "packets": self.packets,
-            "bytes": self.bytes,
+            "payload_bytes": self.bytes,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "starts_on_keyframe": self.starts_on_keyframe,

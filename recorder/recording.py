@@ -34,6 +34,8 @@ from recorder.workers import JobFailed, WorkerPool
 
 logger = logging.getLogger(__name__)
 
+RESERVED = {"kind": "media_kind", "actor": "media_actor", "case_no": "media_case_no"}
+"""Names AuditLog.append takes itself, renamed in an event's detail."""
 FailureCallback = Callable[[str], None]
 """Told a capture of the session stopped (code ``disk_full`` or ``write_failed``)."""
 
@@ -68,16 +70,18 @@ class Recorder:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def log(self, info: TrackInfo, kind: str, **detail: Any) -> None:
+    async def log(self, info: TrackInfo, event: str, **detail: Any) -> None:
+        # the log's own parameters are reserved: a chunk's media "kind" goes as media_kind
+        facts = {RESERVED.get(key, key): value for key, value in detail.items()}
         await self.audit.append(
-            kind,
+            event,
             actor=None,
             case_no=info.case_no,
             session=info.session,
             track=info.track,
             participant=info.participant,
             source=info.source,
-            **detail,
+            **facts,
         )
 
     async def _row(self, info: TrackInfo, role: str, sha256: str, size: int, **values: Any) -> bool:
