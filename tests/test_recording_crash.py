@@ -150,3 +150,41 @@ async def test_sigkill_mid_session_loses_at_most_the_last_second(
         await approver.close()
         if restarted is not None:
             stop_process(restarted.process)
+
+
+@pytest.mark.timeout(120)
+async def test_normal_shutdown_closes_and_converts_every_capture(live_server: LiveServer):
+    """A server stopped normally (SIGTERM) mid-session closes each track's last chunk,
+    stores and converts it before it exits: nothing is left open to recover."""
+    data_dir = live_server.data_dir
+    clerk, approver = ApiClient(live_server.url), ApiClient(live_server.url)
+    peers: list[Any] = []
+    channels: list[Any] = []
+    try:
+        await clerk.login("chuangkou", live_server.password("chuangkou"))
+        await approver.login("shenpi", live_server.password("shenpi"))
+        started, clerk_channel, approver_channel = await live_call(clerk, approver)
+        channels += [clerk_channel, approver_channel]
+        case_no = started["session"]["case_no"]
+        peers.append(await connect_media(clerk_channel, ("face", "document", "audio")))
+        peers.append(await connect_media(approver_channel, ("face", "audio")))
+        await wait_until(lambda: slot_for(approver_channel, "chuangkou", "document") is not None)
+        document = peers[1].received[slot_for(approver_channel, "chuangkou", "document")]
+        await wait_until(lambda: len(document.counters) >= 45, limit=30, what="3 s of video")
+        stop_process(live_server.process, deadline=60)
+        assert live_server.process.returncode == 0
+    finally:
+        for peer in peers:
+            await peer.close()
+        for channel in channels:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await channel.close()
+        await clerk.close()
+        await approver.close()
+    assert not list((data_dir / "evidence" / "incoming").glob(f"*{SUFFIX}"))
+    rows = query(data_dir, "SELECT role, sha256, derived_from FROM evidence_files")
+    captures = {r["sha256"] for r in rows if r["role"] == "capture"}
+    assert len(captures) == 5
+    assert captures == {r["derived_from"] for r in rows if r["role"] == "playable"}
+    logged = [kind for kind, _ in events(data_dir, case_no)]
+    assert logged.count("chunk_closed") == 5 and logged.count("track_ended") == 5
