@@ -21,7 +21,8 @@ joins each session: time from its offer to its first decoded frame on each video
 
 With ``--record`` a fourth path runs between ``room`` and ``relay``: ``record``, the room
 with a capture writer on every published track (chunks of ``--chunk-seconds`` stored
-in a temporary evidence store). Its CPU less the room's, in the same run, is the
+in a temporary evidence store), alternating with the room ``--pairs`` times. Its CPU
+less the room's, summed over those runs, is the
 capture's added CPU per session (``capture_added_cpu_per_session`` and, as a share of
 forwarding, ``capture_added_percent``). Every chunk it stored is then converted by the
 conversion worker; the worker's CPU time over the media seconds converted is
@@ -411,12 +412,23 @@ async def conversion_cost(store_root: Path) -> dict[str, Any]:
     }
 
 
+def cpu_per_session(runs: list[PathResult]) -> float | None:
+    """CPU per media second per session over several runs of one path."""
+    window = sum(r.window_s for r in runs)
+    if not window or any(r.cpu_s is None for r in runs):
+        return None
+    return sum(r.cpu_s or 0.0 for r in runs) / window / runs[0].sessions
+
+
 def capture_figures(
-    room: PathResult, record: PathResult, conversion: dict[str, Any]
+    rooms: list[PathResult], records: list[PathResult], conversion: dict[str, Any]
 ) -> dict[str, Any]:
-    forwarding, recording = room.cpu_per_session, record.cpu_per_session
+    """Room and room+capture runs alternate (``--pairs``): each figure sums all of them."""
+    forwarding, recording = cpu_per_session(rooms), cpu_per_session(records)
     added = recording - forwarding if recording is not None and forwarding else None
     return {
+        "pairs": len(records),
+        "forwarding_cpu_per_session": _round(forwarding, 4),
         "capture_cpu_per_session": _round(recording, 4),
         "capture_added_cpu_per_session": _round(added, 4),
         "capture_added_percent": _round(100 * added / forwarding, 1)
@@ -424,7 +436,7 @@ def capture_figures(
         else None,
         "conversion_cpu_per_media_second": conversion["cpu_per_media_second"],
         "conversion": conversion,
-        "record_frames_lost": record.frames_lost,
+        "record_frames_lost": sum(r.frames_lost for r in records),
     }
 
 
@@ -441,9 +453,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loads: dict[str, float] = {}
         store = log_dir / "record-store"
         extra = ("--record-dir", str(store), "--chunk-seconds", str(args.chunk_seconds))
-        paths = (
-            ("direct", "room", "record", "relay") if args.record else ("direct", "room", "relay")
-        )
+        pairs = ("room", "record") * args.pairs if args.record else ("room",)
+        paths = ("direct", *pairs, "relay")
         for name in paths:
             began = time.monotonic()
             results.append(
@@ -456,9 +467,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     extra if name == "record" else (),
                 )
             )
-            loads[name] = round(os.getloadavg()[0], 2)
+            loads[f"{name}{len(results)}"] = round(os.getloadavg()[0], 2)
             took = time.monotonic() - began
-            print(f"{name}: done in {took:.1f} s (load average {loads[name]})", flush=True)
+            load = os.getloadavg()[0]
+            print(f"{name}: done in {took:.1f} s (load average {load:.2f})", flush=True)
         conversion = await conversion_cost(store) if args.record else None
     direct, room, relay = results[0], results[1], results[-1]
     print()
@@ -470,7 +482,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print("load average (1 min) after each path:", loads, "— other work distorts the figures")
     figures = {**summary(room, relay, direct, media, args.seconds), "load_average": loads}
     if conversion is not None:
-        captured = capture_figures(room, results[2], conversion)
+        captured = capture_figures(
+            [r for r in results if r.name == "room"],
+            [r for r in results if r.name == "record"],
+            conversion,
+        )
         print(
             f"capture adds {captured['capture_added_cpu_per_session']} CPU-s/media-s per session "
             f"({captured['capture_added_percent']} % of forwarding); conversion "
@@ -494,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", help="keep the relay processes' logs here")
     parser.add_argument("--record", action="store_true", help="also measure capture and conversion")
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--pairs", type=int, default=2, help="with --record: room/record runs, alternating"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= 20 or not 0 < args.seconds <= 600:
         parser.error("--sessions 1..20, --seconds up to 600")
