@@ -189,7 +189,7 @@ class TrackCapture:
             len(payload),
         )
         self._buffer += payload
-        _key, gap = self._stats.add(seq, packet.timestamp, packet.marker, payload, arrival)
+        gap = self._stats.add(seq, packet.timestamp, packet.marker, payload, arrival)
         if gap > OUTAGE_SECONDS:
             self._on_event(
                 "recording_gap",

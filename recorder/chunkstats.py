@@ -61,9 +61,9 @@ class ChunkStats:
 
     def add(
         self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float
-    ) -> tuple[bool, float]:
-        """Count one packet; (does it start a keyframe, seconds since the previous
-        packet arrived, 0 for the first)."""
+    ) -> float:
+        """Count one packet; return the seconds since the previous one arrived (0 for
+        the first)."""
         key = self.kind == "video" and self.is_keyframe(payload)
         gap = 0.0
         if self.packets == 0:
@@ -102,7 +102,7 @@ class ChunkStats:
             self._last_key_timestamp = timestamp
             self.keyframes += 1
             self._note_size(keyframe_size(self.codec, payload), seq, timestamp, arrival)
-        return key, gap
+        return gap
 
     def _note_size(
         self, size: tuple[int, int] | None, seq: int, timestamp: int, arrival: float
