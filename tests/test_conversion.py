@@ -152,3 +152,20 @@ async def test_a_job_failing_twice_is_given_up():
             await pool.run(worker_jobs.always_fails)
     finally:
         await pool.close()
+
+
+def test_resolution_change_mid_chunk_still_plays():
+    """A publisher that changes resolution mid-stream (at a keyframe): the playable file
+    holds both sizes, every frame decodes with its counter."""
+    small = video_packets("video/vp8", 10, size=(640, 480))
+    large = video_packets(
+        "video/vp8", 10, size=(1280, 720), seq=small[-1][1].sequence_number + 1, start_counter=10
+    )
+    playable = convert(chunkfile.decode(chunk_bytes("video/vp8", [p for _, p in small + large])))
+    with av.open(io.BytesIO(playable.data)) as container:
+        frames = [
+            (read_counter(f.to_ndarray(format="yuv420p")[: f.height]), (f.width, f.height))
+            for f in container.decode(video=0)
+        ]
+    assert [c for c, _ in frames] == list(range(20))
+    assert {size for _, size in frames} == {(640, 480), (1280, 720)}
