@@ -59,9 +59,7 @@ class ChunkStats:
         """Newer than every packet so far (not a late retransmission)."""
         return self.highest is None or self._extend(seq) > self.highest
 
-    def add(
-        self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float
-    ) -> float:
+    def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
         """Count one packet; return the seconds since the previous one arrived (0 for
         the first)."""
         key = self.kind == "video" and self.is_keyframe(payload)

@@ -58,6 +58,10 @@ def _video_size(codec: str, chunk: chunkfile.Chunk) -> tuple[int, int]:
     return 0, 0
 
 
+def title(header: dict[str, Any]) -> str:
+    return f"coreview {header.get('case', '')} {header.get('track', '')} #{header.get('chunk', 0)}"
+
+
 def convert(chunk: chunkfile.Chunk) -> Playable:
     codec = str(chunk.header.get("codec", "")).lower()
     if codec not in CONTAINERS:
@@ -70,6 +74,9 @@ def convert(chunk: chunkfile.Chunk) -> Playable:
     time_base = Fraction(1, clock_rate)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format, options=MUXER_OPTIONS) as container:
+        # names its capture, so that two tracks with the same media (say, silence) never
+        # give the same file; still derived from the chunk alone
+        container.metadata["title"] = title(chunk.header)
         options: dict[str, Any] = {}
         if codec.startswith("video/"):
             options["width"], options["height"] = _video_size(codec, chunk)

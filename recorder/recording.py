@@ -19,15 +19,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from recorder import chunkfile
 from recorder.auditlog import AuditLog
 from recorder.capture import FLUSH_SECONDS, ClosedChunk, TrackCapture, TrackInfo
 from recorder.clock import Clock
 from recorder.convert import convert_stored
 from recorder.errors import StoreError
-from recorder.recovery import TrimmedChunk, open_chunks, trim
+from recorder.recovery import TrimmedChunk, info_from_header, open_chunks, trim
 from recorder.schema import evidence_files
 from recorder.store import EvidenceStore, hash_file
 from recorder.workers import JobFailed, WorkerPool
@@ -143,6 +145,8 @@ class Recorder:
                 derived_from=chunk_sha256,
                 **meta,
             )
+        else:
+            logger.warning("playable %s of %s was already recorded", result["sha256"], chunk_sha256)
 
     async def recover(self) -> list[TrimmedChunk]:
         """At start, before sessions resume: every chunk a crash left open is cut at its
@@ -160,6 +164,33 @@ class Recorder:
                 continue
             recovered.append(trimmed)
         return recovered
+
+    async def convert_pending(self) -> int:
+        """At start: convert stored chunks that have no playable file yet (the server
+        stopped before their conversion ended; or it failed before, and is tried once
+        more). Returns how many were started."""
+        playable = select(evidence_files.c.derived_from).where(
+            evidence_files.c.role == "playable", evidence_files.c.derived_from.is_not(None)
+        )
+        query = select(evidence_files.c.sha256).where(
+            evidence_files.c.role == "capture", evidence_files.c.sha256.not_in(playable)
+        )
+        async with self.engine.connect() as conn:
+            pending = list((await conn.execute(query)).scalars())
+        for sha256 in pending:
+            info = await asyncio.to_thread(self._stored_info, sha256)
+            if info is not None:
+                self.spawn(self.convert(info, sha256))
+        return len(pending)
+
+    def _stored_info(self, sha256: str) -> TrackInfo | None:
+        try:
+            with self.store.open(sha256) as handle:
+                header, _ = chunkfile.decode_header(handle.read(chunkfile.MAX_HEADER + 12))
+            return info_from_header(header)
+        except (StoreError, chunkfile.ChunkFormatError, KeyError, ValueError) as exc:
+            logger.error("stored chunk %s unreadable: %s", sha256, exc)
+            return None
 
     async def close(self) -> None:
         while self._tasks:

@@ -34,10 +34,12 @@ async def open_recorder(
     clock: Clock,
     reviews: Reviews,
 ) -> AsyncIterator[Recorder]:
-    """The node's recorder, after recovering what the last run left open. Closing it
-    waits for the chunks being stored and converted."""
+    """The node's recorder, after recovering what the last run left open (chunks still
+    open, and stored chunks whose conversion did not finish). Closing it waits for the
+    chunks being stored and converted."""
     recorder = Recorder(engine, store, audit, clock, WorkerPool(), settings.chunk_seconds)
     try:
+        await recorder.convert_pending()  # first: recovered chunks are converted anyway
         await recover(recorder, reviews, clock)
         yield recorder
     finally:

@@ -23,8 +23,12 @@ from tests.rtp_source import Packet, audio_packets, video_packets
 T0_US = 1_700_000_000_000_000
 
 
-def chunk_bytes(codec: str, packets: list[Packet], clock_rate: int = 90_000) -> bytes:
-    header = chunkfile.encode_header({"codec": codec, "clock_rate": clock_rate, "chunk": 0})
+def chunk_bytes(
+    codec: str, packets: list[Packet], clock_rate: int = 90_000, track: str = "a/audio/1"
+) -> bytes:
+    header = chunkfile.encode_header(
+        {"codec": codec, "clock_rate": clock_rate, "chunk": 0, "track": track}
+    )
     records = b"".join(
         chunkfile.encode_record(
             T0_US + n * 20_000,
@@ -86,13 +90,16 @@ def test_vp8_chunk_starts_on_keyframe_and_skips_to_next_keyframe_after_a_loss():
 
 
 def test_opus_chunk_plays_every_packet():
-    """Opus: one packet, one frame; all of them decode, 20 ms each."""
+    """Opus: one packet, one frame; all of them decode, 20 ms each. The file names its
+    track: two tracks with the same sound (a tone, silence) give different files."""
     packets = audio_packets(50)
     playable = convert(chunkfile.decode(chunk_bytes("audio/opus", packets, 48_000)))
     assert playable.container == "webm" and playable.frames == 50
     with av.open(io.BytesIO(playable.data)) as container:
         samples = sum(frame.samples for frame in container.decode(audio=0))
     assert samples == 50 * 960
+    other = chunkfile.decode(chunk_bytes("audio/opus", packets, 48_000, track="b/audio/1"))
+    assert convert(other).data != playable.data  # same sound, another track: another file
 
 
 def test_unconvertible_chunks_are_refused():

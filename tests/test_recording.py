@@ -25,6 +25,7 @@ from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, LIVE
 from signaling.settings import Settings
 from signaling.simulate import connect_media, slot_for
 from tests.helpers import live_call, wait_until
+from tests.rtp_source import video_packets
 
 CHUNK_SECONDS = 2.0
 
@@ -245,6 +246,31 @@ async def test_reconnect_gap_full_disk_and_failed_conversion_are_logged(users, s
     assert "unsupported codec" in failed_event.detail["reason"]
     assert app[EVIDENCE].verify(sha256)
     assert any(r.sha256 == sha256 and r.role == "capture" for r in await rows(app, session_id))
+
+    # a stored chunk whose conversion never ran (the server stopped first) is converted
+    # by convert_pending, which the next start runs
+    vp8 = TrackInfo(
+        session_id, case_no, capture.case_id, "chuangkou", "face", "video", "video/vp8", "y/face/1"
+    )
+    header = {"codec": "video/vp8", "clock_rate": 90_000, "session": session_id, "case": case_no}
+    header |= {"case_id": capture.case_id, "participant": "chuangkou", "source": "face"}
+    header |= {"kind": "video", "track": vp8.track, "chunk": 0}
+    records = [
+        chunkfile.encode_record(n, p.sequence_number, p.timestamp, p.marker, 97, 1, p.payload)
+        for n, (_, p) in enumerate(video_packets("video/vp8", 15))
+    ]
+    pending = app[EVIDENCE].put(chunkfile.encode_header(header) + b"".join(records))
+    assert await recorder._row(vp8, "capture", pending.sha256, pending.bytes, meta={})
+    assert await recorder.convert_pending() == 2  # and the unconvertible one, again
+    await wait_until(
+        lambda: _derived(app, session_id, pending.sha256),
+        limit=30,
+        what="the pending chunk converted",
+    )
+
+
+async def _derived(app: Any, session_id: str, sha256: str) -> bool:
+    return any(r.derived_from == sha256 for r in await rows(app, session_id))
 
 
 async def _has(app: Any, case_no: str, kind: str) -> bool:
