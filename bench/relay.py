@@ -19,6 +19,15 @@ hand-over to subscriber decode, one monotonic clock, this process); frames sent 
 window (less a grace second) that never arrived. After the window a second subscriber
 joins each session: time from its offer to its first decoded frame on each video track.
 
+With ``--record`` a fourth path runs between ``room`` and ``relay``: ``record``, the room
+with a capture writer on every published track (chunks of ``--chunk-seconds`` stored
+in a temporary evidence store), alternating with the room ``--pairs`` times. Its CPU
+less the room's, summed over those runs, is the
+capture's added CPU per session (``capture_added_cpu_per_session`` and, as a share of
+forwarding, ``capture_added_percent``). Every chunk it stored is then converted by the
+conversion worker; the worker's CPU time over the media seconds converted is
+``conversion_cpu_per_media_second``.
+
 Output: a table, then as the last line one JSON object. ``latency_*_ms`` there is the
 latency *added* over the direct link (difference of percentiles); ``ratio`` is
 MediaRelay's CPU per session over coreview's (how many times cheaper coreview is)."""
@@ -39,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.capture import capture_figures, conversion_cost
 from bench.common import (
     VIDEO_SOURCES,
     Media,
@@ -73,7 +83,9 @@ class ServerProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, mode: str, log_path: Path, max_seconds: float) -> ServerProcess:
+    async def start(
+        cls, mode: str, log_path: Path, max_seconds: float, extra: tuple[str, ...] = ()
+    ) -> ServerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with log_path.open("ab") as log:
@@ -84,6 +96,7 @@ class ServerProcess:
                 mode,
                 "--max-seconds",
                 str(max_seconds),
+                *extra,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
@@ -248,7 +261,12 @@ async def late_join(
 
 
 async def run_path(
-    name: str, media: Media, sessions: int, seconds: float, log_dir: Path
+    name: str,
+    media: Media,
+    sessions: int,
+    seconds: float,
+    log_dir: Path,
+    extra: tuple[str, ...] = (),
 ) -> PathResult:
     result = PathResult(name, sessions)
     server = None
@@ -259,7 +277,7 @@ async def run_path(
             subscribers = list(await asyncio.gather(*(connect_direct(p) for p in publishers)))
         else:
             server = await ServerProcess.start(
-                name, log_dir / f"{name}-server.log", max_seconds=seconds * 2 + 120
+                name, log_dir / f"{name}-server.log", seconds * 2 + 120, extra
             )
             await asyncio.gather(
                 *(connect_publisher(server, p, i) for i, p in enumerate(publishers))
@@ -386,13 +404,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log_dir.mkdir(parents=True, exist_ok=True)
         results = []
         loads: dict[str, float] = {}
-        for name in ("direct", "room", "relay"):
+        store = log_dir / "record-store"
+        extra = ("--record-dir", str(store), "--chunk-seconds", str(args.chunk_seconds))
+        pairs = ("room", "record") * args.pairs if args.record else ("room",)
+        paths = ("direct", *pairs, "relay")
+        for name in paths:
             began = time.monotonic()
-            results.append(await run_path(name, media, args.sessions, args.seconds, log_dir))
-            loads[name] = round(os.getloadavg()[0], 2)
+            results.append(
+                await run_path(
+                    name,
+                    media,
+                    args.sessions,
+                    args.seconds,
+                    log_dir,
+                    extra if name == "record" else (),
+                )
+            )
+            loads[f"{name}{len(results)}"] = round(os.getloadavg()[0], 2)
             took = time.monotonic() - began
-            print(f"{name}: done in {took:.1f} s (load average {loads[name]})", flush=True)
-    direct, room, relay = results
+            load = os.getloadavg()[0]
+            print(f"{name}: done in {took:.1f} s (load average {load:.2f})", flush=True)
+        conversion = await conversion_cost(store) if args.record else None
+    direct, room, relay = results[0], results[1], results[-1]
     print()
     print(
         f"{args.sessions} session(s), {args.seconds:g} s measured per path; "
@@ -400,7 +433,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(table(results, direct))
     print("load average (1 min) after each path:", loads, "— other work distorts the figures")
-    return {**summary(room, relay, direct, media, args.seconds), "load_average": loads}
+    figures = {**summary(room, relay, direct, media, args.seconds), "load_average": loads}
+    if conversion is not None:
+        captured = capture_figures(
+            [r for r in results if r.name == "room"],
+            [r for r in results if r.name == "record"],
+            conversion,
+        )
+        print(
+            f"capture adds {captured['capture_added_cpu_per_session']} CPU-s/media-s per session "
+            f"({captured['capture_added_percent']} % of forwarding); conversion "
+            f"{captured['conversion_cpu_per_media_second']} CPU-s per media-s "
+            f"({conversion['chunks']} chunks, {conversion['media_seconds']} media-s)"
+        )
+        figures.update(captured)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cycle-seconds", type=float, default=8.0, help="length of the pre-encoded loop"
     )
     parser.add_argument("--log-dir", help="keep the relay processes' logs here")
+    parser.add_argument("--record", action="store_true", help="also measure capture and conversion")
+    parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--pairs", type=int, default=2, help="with --record: room/record runs, alternating"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= 20 or not 0 < args.seconds <= 600:
         parser.error("--sessions 1..20, --seconds up to 600")

@@ -12,6 +12,9 @@ writes one JSON reply per line on stdout (same ``id``); logs go to stderr. It ex
 
 - ``room``: coreview's ``MediaRoom`` (RTP-level forwarding), one per session; the
   publisher joins as ``clerk``, subscribers publish nothing.
+- ``record``: the same, with a capture writer (recorder/capture.py) on every published
+  track as the live service attaches it, closed chunks fsync'ed, hashed and stored in a
+  thread (``--record-dir``); ``stats`` lists the stored chunks and their media seconds.
 - ``relay``: aiortc's ``MediaRelay``: one server peer receives (decodes) the publisher's
   tracks, each subscriber peer sends them re-encoded by aiortc. Subscriber proxies are
   unbuffered (a slow encoder skips to the newest frame instead of queueing), and a
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -34,7 +38,10 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from bench.common import LOOPBACK, make_answer, new_pc, set_offer
+from media.forwarder import PublishedTrack
 from media.room import SOURCES, MediaConfig, MediaRoom
+from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
+from recorder.store import EvidenceStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +58,67 @@ class Relay(Protocol):
     async def close(self) -> None: ...
 
 
-class RoomRelay:
-    """coreview's forwarding."""
+class Capturing:
+    """Captures on every published track, chunks stored off the loop, as in the service
+    (without the database rows and log events)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, chunk_seconds: float) -> None:
+        self.store = EvidenceStore(root)
+        self.chunk_seconds = chunk_seconds
+        self.chunks: dict[str, float] = {}
+        """Stored chunk hash → media seconds."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, session: int, track: PublishedTrack) -> None:
+        info = TrackInfo(
+            f"bench-{session}", "BENCH", 0, track.participant, track.source, track.kind,
+            track.mime_type.lower(), f"{session}/{track.source}",
+        )  # fmt: skip
+        track.sinks.append(
+            TrackCapture(
+                info,
+                self.store.root / "incoming",
+                self.chunk_seconds,
+                on_chunk=self._closed,
+                on_event=lambda _kind, _detail: None,
+                on_failure=lambda code, detail: logger.error("capture: %s %s", code, detail),
+                request_keyframe=lambda: self._spawn(track.request_keyframe()),
+                sender_report=lambda: track.last_report,
+            )
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _closed(self, chunk: ClosedChunk) -> None:
+        async def keep() -> None:
+            stored = await asyncio.to_thread(self.store.adopt, chunk.path)
+            self.chunks[stored.sha256] = chunk.seconds
+
+        self._spawn(keep())
+
+    async def close(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
+
+
+class RoomRelay:
+    """coreview's forwarding (and capture, if given one)."""
+
+    def __init__(self, capturing: Capturing | None = None) -> None:
         self.config = MediaConfig(announced_addresses=LOOPBACK)
         self.rooms: dict[int, MediaRoom] = {}
+        self.capturing = capturing
 
     def _room(self, session: int) -> MediaRoom:
         if session not in self.rooms:
-            self.rooms[session] = MediaRoom(f"bench-{session}", self.config)
+            capturing = self.capturing
+            on_track = (
+                (lambda track: capturing.attach(session, track)) if capturing is not None else None
+            )
+            self.rooms[session] = MediaRoom(f"bench-{session}", self.config, on_track=on_track)
         return self.rooms[session]
 
     async def publish(self, session: int, offer: str, publish: dict[str, str]) -> str:
@@ -79,15 +137,21 @@ class RoomRelay:
             for source in SOURCES
             if (track := room.track("clerk", source)) is not None
         ]
-        return {
+        stats: dict[str, Any] = {
             "packets_in": sum(t.packets for t in tracks),
             "packets_out": sum(leg.forwarded for t in tracks for leg in t.legs),
             "keyframe_requests": sum(t.keyframe_requests for t in tracks),
         }
+        if self.capturing is not None:
+            stats["store"] = str(self.capturing.store.root)
+            stats["chunks"] = dict(self.capturing.chunks)
+        return stats
 
     async def close(self) -> None:
         for room in self.rooms.values():
             await room.close()
+        if self.capturing is not None:
+            await self.capturing.close()
 
 
 class MediaRelayServer:
@@ -168,8 +232,15 @@ async def handle(relay: Relay, request: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown op {op!r}")
 
 
-async def serve(mode: str, max_seconds: float) -> None:
-    relay: Relay = RoomRelay() if mode == "room" else MediaRelayServer()
+async def serve(
+    mode: str, max_seconds: float, record_dir: Path | None, chunk_seconds: float
+) -> None:
+    relay: Relay
+    if mode == "relay":
+        relay = MediaRelayServer()
+    else:
+        capturing = Capturing(record_dir, chunk_seconds) if record_dir is not None else None
+        relay = RoomRelay(capturing)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 22)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -203,11 +274,16 @@ async def serve(mode: str, max_seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("mode", choices=("room", "relay"))
+    parser.add_argument("mode", choices=("room", "record", "relay"))
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--record-dir", type=Path, help="evidence store root (mode record)")
+    parser.add_argument("--chunk-seconds", type=float, default=10.0)
     args = parser.parse_args()
+    if args.mode == "record" and args.record_dir is None:
+        parser.error("mode record needs --record-dir")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(args.mode, args.max_seconds))
+    record_dir = args.record_dir if args.mode == "record" else None
+    asyncio.run(serve(args.mode, args.max_seconds, record_dir, args.chunk_seconds))
 
 
 if __name__ == "__main__":

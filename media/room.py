@@ -72,6 +72,9 @@ class Peer:
 
 StateCallback = Callable[[str, str], Awaitable[None]]
 """(participant, connection state) → None; states as RTCPeerConnection.connectionState."""
+TrackCallback = Callable[[PublishedTrack], None]
+"""Told of each newly published track instance (before its first packet), e.g. to
+attach packet sinks to ``track.sinks``."""
 
 
 def _offer_directions(description: sdp.SessionDescription) -> dict[str, str]:
@@ -85,11 +88,13 @@ class MediaRoom:
         config: MediaConfig,
         on_state: StateCallback | None = None,
         on_slots: Callable[[], Awaitable[None]] | None = None,
+        on_track: TrackCallback | None = None,
     ) -> None:
         self.room_id = room_id
         self._config = config
         self._on_state = on_state
         self._on_slots = on_slots
+        self._on_track = on_track
         self._peers: dict[str, Peer] = {}
         self._remb_task = asyncio.create_task(self._send_remb())
 
@@ -171,6 +176,8 @@ class MediaRoom:
                     transceiver._codecs[0].mimeType,
                     transceiver.receiver,
                 )
+                if self._on_track is not None:
+                    self._on_track(peer.tracks[source])
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -303,10 +310,13 @@ class MediaServer:
         room_id: str,
         on_state: StateCallback | None = None,
         on_slots: Callable[[], Awaitable[None]] | None = None,
+        on_track: TrackCallback | None = None,
     ) -> MediaRoom:
         room = self._rooms.get(room_id)
         if room is None:
-            room = self._rooms[room_id] = MediaRoom(room_id, self.config, on_state, on_slots)
+            room = self._rooms[room_id] = MediaRoom(
+                room_id, self.config, on_state, on_slots, on_track
+            )
         return room
 
     async def close_room(self, room_id: str) -> None:

@@ -1,7 +1,7 @@
 """Server-side snapshot of a live video track: ask the publisher for a keyframe, collect
-that keyframe's packets with a one-shot sink beside forwarding, depacketise it
-(recorder/depacketize.py) and decode only that one frame with PyAV, in a worker thread,
-into a PNG or JPEG."""
+that keyframe's packets with a one-shot sink beside forwarding, depacketise it as the
+converter does (recorder/depacketize.py) and decode only that one frame with PyAV, in a
+worker thread, into a PNG or JPEG."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from aiortc.rtp import RtpPacket
 
 from media.forwarder import PublishedTrack
 from media.room import MediaError
-from recorder.depacketize import EncodedFrame, FrameAssembler
+from recorder.chunkfile import Record
+from recorder.depacketize import Frame, depacketize
+from recorder.rtpcodecs import keyframe_detector
 
 ImageFormat = Literal["png", "jpeg"]
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg"}
@@ -39,21 +41,34 @@ class Snapshot:
 
 
 class KeyframeSink:
-    """A one-shot ``PacketSink``: the first whole keyframe from now on."""
+    """A one-shot ``PacketSink``: the first whole keyframe from now on. Packets are kept
+    from a keyframe's first packet to the end of its frame (the marker), then
+    depacketised; a keyframe missing a packet is given up and the next one awaited."""
 
     def __init__(self, mime_type: str) -> None:
-        self._assembler = FrameAssembler(mime_type)
-        self.result: asyncio.Future[tuple[EncodedFrame, float]] = (
+        self._mime_type = mime_type
+        self._starts_keyframe = keyframe_detector(mime_type)
+        self._packets: list[Record] = []
+        self.result: asyncio.Future[tuple[Frame, float]] = (
             asyncio.get_running_loop().create_future()
         )
 
     def packet(self, packet: RtpPacket, arrival: float) -> None:
         if self.result.done():
             return
-        for frame in self._assembler.push(packet):
-            if frame.keyframe:
-                self.result.set_result((frame, arrival))
-                return
+        if self._starts_keyframe(packet.payload):
+            self._packets = []
+        elif not self._packets or packet.timestamp != self._packets[0].timestamp:
+            return  # not (part of) the keyframe being collected
+        self._packets.append(
+            Record(0, packet.sequence_number, packet.timestamp, packet.marker, 0, 0, packet.payload)
+        )
+        if not packet.marker:
+            return
+        frames = depacketize(self._mime_type, self._packets).frames
+        self._packets = []
+        if frames and frames[0].keyframe:
+            self.result.set_result((frames[0], arrival))
 
     def ended(self) -> None:
         if not self.result.done():

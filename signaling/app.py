@@ -41,6 +41,7 @@ from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
+from signaling.recordings import open_recorder
 from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
@@ -91,15 +92,30 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     )
     tokens = JoinTokens(app[KEYS].jwt_key, clock)
     stills = Stills(app[ENGINE], clock, app[AUDIT], app[EVIDENCE], bus, settings)
-    live = LiveHub(settings, clock, reviews, app[ACCOUNTS], media, tokens, app[AUDIT], bus, stills)
-    await live.resume()
-    app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS], app[LIVE] = bus, reviews, media, tokens, live
     actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
-    app[ACTIONS] = actions
-    app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
-    app[STILLS] = stills
-    yield
-    await live.close()
+    async with contextlib.AsyncExitStack() as stack:
+        # before sessions resume: chunks a crash left open are kept, sessions marked
+        recorder = await stack.enter_async_context(
+            open_recorder(settings, app[ENGINE], app[EVIDENCE], app[AUDIT], clock, reviews)
+        )
+        live = LiveHub(
+            settings,
+            clock,
+            reviews,
+            app[ACCOUNTS],
+            media,
+            tokens,
+            app[AUDIT],
+            bus,
+            stills,
+            recorder if settings.recording else None,
+        )
+        await live.resume()
+        app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS] = bus, reviews, media, tokens
+        app[LIVE], app[STILLS], app[ACTIONS] = live, stills, actions
+        app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
+        yield
+        await live.close()  # closes the sessions' recordings before the recorder
     await media.close()
     await reviews.close()
     await bus.close()

@@ -13,15 +13,18 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from media.forwarder import PublishedTrack
 from media.room import MediaError, MediaRoom, MediaServer
 from recorder.auditlog import AuditLog, chain_of
 from recorder.clock import Clock
+from recorder.recording import Recorder, SessionRecording
 from signaling import protocol
 from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
-from signaling.messages import message
+from signaling.messages import RECORDING_FAILURES, message
+from signaling.recordings import attach, close_quietly
 from signaling.reviews import Reviews, ReviewSession, session_topic
 from signaling.settings import Settings
 from signaling.stills import Stills
@@ -92,12 +95,15 @@ def error(code: str, **params: Any) -> protocol.Error:
 
 
 class LiveSession:
-    def __init__(self, hub: LiveHub, session_id: str, case_no: str) -> None:
+    def __init__(self, hub: LiveHub, session: ReviewSession) -> None:
         self.hub = hub
-        self.id = session_id
-        self.case_no = case_no
+        self.id = session.id
+        self.case_no = session.case_no
+        self.case_id = session.case_id
         self.participants: dict[str, Participant] = {}
         self.room: MediaRoom | None = None
+        self.recording: SessionRecording | None = None
+        self._recording_failures: set[str] = set()
         self.closed = False
         self.watching = asyncio.Event()
         """Set once state changes are subscribed to: only then is a state read current."""
@@ -149,8 +155,27 @@ class LiveSession:
 
     def media_room(self) -> MediaRoom:
         if self.room is None:
-            self.room = self.hub.media.room(self.id, self.on_media_state, self.send_slots)
+            recorder = self.hub.recorder
+            if recorder is not None and self.recording is None:
+                self.recording = recorder.session(
+                    self.id, self.case_no, self.case_id, self.on_recording_failed
+                )
+            self.room = self.hub.media.room(
+                self.id, self.on_media_state, self.send_slots, self.on_track
+            )
         return self.room
+
+    def on_track(self, track: PublishedTrack) -> None:
+        if self.recording is not None:
+            attach(self.recording, track, self.hub.spawn)
+
+    def on_recording_failed(self, code: str) -> None:
+        """Tell everyone once per cause; forwarding goes on."""
+        if code in self._recording_failures:
+            return
+        self._recording_failures.add(code)
+        reason = RECORDING_FAILURES.get(code, RECORDING_FAILURES["write_failed"])
+        self.hub.spawn(self.broadcast(error("recording_failed", reason=reason)))
 
     # -- joining and leaving --------------------------------------------------------------
 
@@ -256,6 +281,8 @@ class LiveSession:
                 await participant.socket.close(code=code)
         self.participants.clear()
         await self.hub.media.close_room(self.id)
+        if self.recording is not None:  # the last chunks close, are stored and converted
+            await close_quietly(self.recording)
         self.hub.sessions.pop(self.id, None)
         if asyncio.current_task() is not self._watch:
             self._watch.cancel()
@@ -345,8 +372,10 @@ class LiveHub:
         audit: AuditLog,
         bus: Bus,
         stills: Stills,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
+        self.recorder = recorder
         self.clock = clock
         self.reviews = reviews
         self.accounts = accounts
@@ -410,7 +439,7 @@ class LiveHub:
             return await self._closed(socket, session)
         live = self.sessions.get(session_id)
         if live is None:
-            live = self.sessions[session_id] = LiveSession(self, session_id, session.case_no)
+            live = self.sessions[session_id] = LiveSession(self, session)
         await live.watching.wait()
         # read again: a change before the subscription (an accept) was not broadcast to us
         try:
@@ -519,18 +548,18 @@ class LiveHub:
     def spawn_end_if_empty(self, live: LiveSession) -> None:
         self.spawn(live.end_if_empty())
 
-    def expect(self, session_id: str, case_no: str) -> None:
+    def expect(self, session: ReviewSession) -> None:
         """A session went live (or survived a restart): it ends if nobody is in it
         within the grace period."""
-        live = self.sessions.get(session_id)
+        live = self.sessions.get(session.id)
         if live is None:
-            live = self.sessions[session_id] = LiveSession(self, session_id, case_no)
+            live = self.sessions[session.id] = LiveSession(self, session)
         live.expect_rejoin()
 
     async def resume(self) -> None:
         """After a restart, live sessions wait for their participants to rejoin."""
-        for session_id, case_no in await self.reviews.live_sessions():
-            self.expect(session_id, case_no)
+        for session in await self.reviews.live_sessions():
+            self.expect(session)
 
     async def close(self) -> None:
         for socket in tuple(self.queue_sockets):

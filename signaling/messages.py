@@ -134,6 +134,7 @@ MESSAGES = {
     "snapshot_timeout": "未能在规定时间内取得画面，请稍后重试。",
     "track_ended": "画面已中断，请稍后重试。",
     "snapshot_undecodable": "画面无法解码，请稍后重试。",
+    "recording_failed": "录像保存失败（{reason}），审办可继续进行，请尽快通知管理员处理。",
     "state_waiting": "正在等待审批人员接入。",
     "state_live": "审批人员已接入，审办进行中。",
     "state_ended": "审办会话已结束。",
@@ -164,6 +165,12 @@ MESSAGES = {
     "bad_signature": "检查点签名验证失败",
     "checkpoint_order": "检查点的规模或时间倒退",
     "inconsistent_checkpoints": "相邻检查点之间的一致性证明不成立",
+}
+
+RECORDING_FAILURES = {
+    "disk_full": "存储空间已满",
+    "write_failed": "写入录像文件出错",
+    "store_failed": "录像文件入库出错",
 }
 
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}

@@ -95,7 +95,7 @@ async def join_token(request: web.Request) -> web.Response:
 @allow("approver", scope="a waiting session of the approver's department")
 async def accept_session(request: web.Request) -> web.Response:
     session = await request.app[REVIEWS].accept(request[USER], request.match_info["session_id"])
-    request.app[LIVE].expect(session.id, session.case_no)
+    request.app[LIVE].expect(session)
     return await token_response(request, session)
 
 

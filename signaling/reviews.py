@@ -62,6 +62,8 @@ class ReviewSession:
     accepted_by: int | None
     created_at: dt.datetime
     end_reason: str | None
+    interrupted: bool = False
+    """The server stopped (crashed) while it was live: its recording has a gap."""
 
 
 def department_topic(department_id: int) -> str:
@@ -104,6 +106,7 @@ class Reviews:
             accepted_by=row.accepted_by,
             created_at=as_utc(row.created_at),
             end_reason=row.end_reason,
+            interrupted=bool(row.interrupted),
         )
 
     async def get(self, session_id: str) -> ReviewSession:
@@ -128,15 +131,29 @@ class Reviews:
         async with self._engine.connect() as conn:
             return [self._session(r) for r in (await conn.execute(query)).all()]
 
-    async def live_sessions(self) -> list[tuple[str, str]]:
-        """(session id, case number) of every live session."""
+    async def live_sessions(self) -> list[ReviewSession]:
         query = (
-            select(review_sessions.c.id, cases.c.case_no)
+            select(*self._columns)
             .join(cases, cases.c.id == review_sessions.c.case_id)
             .where(review_sessions.c.state == "live")
         )
         async with self._engine.connect() as conn:
-            return [(row.id, row.case_no) for row in (await conn.execute(query)).all()]
+            return [self._session(r) for r in (await conn.execute(query)).all()]
+
+    async def mark_interrupted(self, session_id: str, **gap: Any) -> ReviewSession:
+        """The server was killed while the session was open (中断): mark it and log the
+        recording's gap."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(review_sessions)
+                .where(review_sessions.c.id == session_id)
+                .values(interrupted=True)
+            )
+        session = await self.get(session_id)
+        await self._audit.append(
+            "session_interrupted", actor=None, case_no=session.case_no, session=session_id, **gap
+        )
+        return session
 
     async def co_approvers(self, session_id: str) -> list[int]:
         query = select(session_invitations.c.accepted_by).where(

@@ -62,6 +62,11 @@ class Settings:
     """Largest still in pixels (width × height): a guard against decompression bombs."""
     snapshot_timeout_seconds: float = 5.0
     """A server-side snapshot fails if no keyframe arrives within this long."""
+    recording: bool = True
+    """Record every published track of every live session (capture chunks and playable
+    files in the evidence store)."""
+    chunk_seconds: float = 10.0
+    """Length of a capture chunk; a video chunk is cut at the next keyframe after it."""
     log_level: str = "INFO"
     """Python logging level name."""
     witness_file: Path | None = None

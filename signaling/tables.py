@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -159,6 +160,7 @@ review_sessions = Table(
     Column("accepted_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("end_reason", String(32), nullable=True),
+    Column("interrupted", Boolean, nullable=False, server_default=false()),
     Index(
         "one_open_session_per_case",
         "case_id",

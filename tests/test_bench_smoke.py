@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = ("--sessions", "1", "--seconds", "2", "--cycle-seconds", "3")
+ARGS = (
+    "--sessions",
+    "1",
+    "--seconds",
+    "2",
+    "--cycle-seconds",
+    "3",
+    "--record",
+    "--chunk-seconds",
+    "1",
+)
 KEYS = {
     "cpu_per_session",
     "baseline_cpu_per_session",
@@ -20,14 +30,17 @@ KEYS = {
     "latency_p50_ms",
     "latency_p95_ms",
     "late_join_first_frame_ms",
+    "capture_added_cpu_per_session",
+    "conversion_cpu_per_media_second",
 }
 
 
 @pytest.mark.bench
 @pytest.mark.timeout(180)
 def test_bench_relay_prints_a_json_summary_last() -> None:
-    """One short session per path: the last line is a JSON object whose keys hold a
-    figure for every path (so each path carried decodable, stamped video)."""
+    """One short session per path (with --record: the room with capture too, and the
+    conversion of its chunks): the last line is a JSON object whose keys hold a figure
+    for every path (so each path carried decodable, stamped video)."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.relay", *ARGS],
         cwd=REPO,
@@ -42,6 +55,7 @@ def test_bench_relay_prints_a_json_summary_last() -> None:
     for key in KEYS:
         assert isinstance(summary[key], int | float), (key, summary[key])
     assert "room" in done.stdout and "relay" in done.stdout  # the human-readable table
+    assert summary["conversion"]["chunks"] >= 3  # every track's chunks were converted
 
 
 @pytest.mark.bench

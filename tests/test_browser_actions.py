@@ -233,8 +233,10 @@ async def test_consent_marks_decision_rating_and_case_page_in_chromium(
             await expect(view.locator("#marks tbody tr")).to_have_count(count + 1)
             await expect(view.locator("#marks tr.superseded")).to_have_count(1)
             await view.wait_for_function(LOADED, arg="#recordings video", polling=100)
-            width = await view.locator("#stills img").evaluate("(img) => img.naturalWidth")
-            assert width == 40
+            still = view.locator("#stills img")
+            await still.scroll_into_view_if_needed()  # thumbnails load lazily
+            await still.evaluate("(img) => img.decode()")  # loaded and decodable
+            assert await still.evaluate("(img) => img.naturalWidth") == 40
             kinds = await view.locator("#events tbody tr").evaluate_all(
                 "(rows) => rows.map((r) => r.dataset.kind)"
             )

@@ -162,6 +162,7 @@ def test_error_table_matches_the_code():
         "not_allowed",
         "not_live",
         "media_failed",
+        "recording_failed",
         "source_not_allowed",
         "bad_sdp",
         "bad_publish_map",

@@ -58,3 +58,12 @@ def test_settings_are_frozen():
     """Settings cannot change after they are built."""
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_recording_settings():
+    """Recording is on by default with 10 s chunks; both can be set like any setting."""
+    assert (Settings().recording, Settings().chunk_seconds) == (True, 10.0)
+    settings = load_settings(environ={"COREVIEW_RECORDING": "off", "COREVIEW_CHUNK_SECONDS": "4.5"})
+    assert (settings.recording, settings.chunk_seconds) == (False, 4.5)
+    with pytest.raises(SettingsError):
+        load_settings(environ={"COREVIEW_CHUNK_SECONDS": "ten"})

@@ -1,0 +1,152 @@
+"""What a chunk holds, counted packet by packet: the facts logged when it closes (live)
+or is recovered (from its file). Pure, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recorder.rtpcodecs import keyframe_detector, keyframe_size
+
+OUTAGE_SECONDS = 1.0
+"""No packet for longer than this inside a track is an outage (a logged gap)."""
+MAX_TRACKED_GAP = 3000
+"""A larger sequence jump (a publisher's reset) is noted, not counted packet by packet."""
+MAX_LISTED_RANGES = 200
+
+
+def _ranges(values: list[int]) -> list[list[int]]:
+    """Sorted extended sequence numbers as [first, last] ranges of 16-bit numbers."""
+    ranges: list[list[int]] = []
+    for value in values:
+        if ranges and value == ranges[-1][1] + 1:
+            ranges[-1][1] = value
+        else:
+            ranges.append([value, value])
+    return [[first & 0xFFFF, last & 0xFFFF] for first, last in ranges]
+
+
+class ChunkStats:
+    def __init__(self, codec: str, kind: str) -> None:
+        self.codec = codec.lower()
+        self.kind = kind
+        self.is_keyframe = keyframe_detector(self.codec)
+        self.packets = 0
+        self.bytes = 0
+        self.frames = 0
+        self.keyframes = 0
+        self.first_arrival = 0.0
+        self.last_arrival = 0.0
+        self.first_seq = 0
+        self.first_timestamp = 0
+        self.highest: int | None = None  # extended sequence number
+        self.highest_timestamp = 0  # extended RTP timestamp
+        self.missing: set[int] = set()
+        self.jumps: list[dict[str, int]] = []
+        self.starts_on_keyframe = False
+        self.size: tuple[int, int] | None = None
+        self.first_size: tuple[int, int] | None = None
+        self.resolution_changes: list[dict[str, Any]] = []
+        self.outages: list[dict[str, float]] = []
+        self._last_key_timestamp: int | None = None
+
+    def _extend(self, seq: int) -> int:
+        if self.highest is None:
+            return seq + 0x10000  # room below for packets older than the first
+        delta = (seq - self.highest) & 0xFFFF
+        return self.highest + delta if delta < 0x8000 else self.highest - (0x10000 - delta)
+
+    def is_fresh(self, seq: int) -> bool:
+        """Newer than every packet so far (not a late retransmission)."""
+        return self.highest is None or self._extend(seq) > self.highest
+
+    def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
+        """Count one packet; return the seconds since the previous one arrived (0 for
+        the first)."""
+        key = self.kind == "video" and self.is_keyframe(payload)
+        gap = 0.0
+        if self.packets == 0:
+            self.first_arrival = arrival
+            self.first_seq = seq
+            self.first_timestamp = timestamp
+            self.highest_timestamp = timestamp
+            self.starts_on_keyframe = key or self.kind != "video"
+        else:
+            gap = arrival - self.last_arrival
+            if gap > OUTAGE_SECONDS:
+                self.outages.append(
+                    {"from": self.last_arrival, "to": arrival, "seconds": round(gap, 3)}
+                )
+        self.packets += 1
+        self.bytes += len(payload)
+        self.last_arrival = arrival
+        extended = self._extend(seq)
+        if self.highest is None:
+            self.highest = extended
+        elif extended > self.highest:
+            jump = extended - self.highest - 1
+            if jump > MAX_TRACKED_GAP:
+                self.jumps.append({"from": self.highest & 0xFFFF, "to": seq})
+            else:
+                self.missing.update(range(self.highest + 1, extended))
+            self.highest = extended
+            delta = (timestamp - self.highest_timestamp) & 0xFFFFFFFF
+            if delta < 0x80000000:
+                self.highest_timestamp += delta
+        else:
+            self.missing.discard(extended)
+        if self.kind != "video" or marker:
+            self.frames += 1
+        if key and timestamp != self._last_key_timestamp:
+            self._last_key_timestamp = timestamp
+            self.keyframes += 1
+            self._note_size(keyframe_size(self.codec, payload), seq, timestamp, arrival)
+        return gap
+
+    def _note_size(
+        self, size: tuple[int, int] | None, seq: int, timestamp: int, arrival: float
+    ) -> None:
+        if size is None or size == self.size:
+            return
+        if self.size is None:
+            self.first_size = size
+        else:
+            self.resolution_changes.append(
+                {
+                    "seq": seq,
+                    "rtp_timestamp": timestamp,
+                    "arrival": arrival,
+                    "width": size[0],
+                    "height": size[1],
+                }
+            )
+        self.size = size
+
+    def seconds(self, clock_rate: int) -> float:
+        """Media time the chunk spans, by its RTP timestamps."""
+        return (self.highest_timestamp - self.first_timestamp) / clock_rate if clock_rate else 0.0
+
+    def meta(self, clock_rate: int) -> dict[str, Any]:
+        lost = sorted(self.missing)
+        return {
+            "codec": self.codec,
+            "kind": self.kind,
+            "clock_rate": clock_rate,
+            "packets": self.packets,
+            "payload_bytes": self.bytes,
+            "frames": self.frames,
+            "keyframes": self.keyframes,
+            "starts_on_keyframe": self.starts_on_keyframe,
+            "first_arrival": self.first_arrival,
+            "last_arrival": self.last_arrival,
+            "first_seq": self.first_seq,
+            "last_seq": (self.highest or 0) & 0xFFFF,
+            "first_rtp_timestamp": self.first_timestamp,
+            "last_rtp_timestamp": self.highest_timestamp & 0xFFFFFFFF,
+            "width": self.first_size[0] if self.first_size else None,
+            "height": self.first_size[1] if self.first_size else None,
+            "resolution_changes": self.resolution_changes,
+            "lost": len(lost),
+            "lost_ranges": _ranges(lost)[:MAX_LISTED_RANGES],
+            "sequence_jumps": self.jumps,
+            "outages": self.outages,
+        }

@@ -1,0 +1,335 @@
+"""Recording of review sessions: captures per published track, chunks into the store,
+their ``evidence_files`` rows and log events, conversion to playable files.
+
+    Recorder           one per node: store, database, log, conversion worker; recovery
+    SessionRecording   one per live session: its track captures, a flush timer, and one
+                       queue that logs its events and stores its chunks in order
+
+Events (``AuditLog.append``, on the case's chain): ``track_started``, ``track_ended``,
+``recording_gap`` (reason ``reconnect`` or ``outage``), ``chunk_closed``,
+``chunk_recovered``, ``playable_derived``, ``conversion_failed``, ``recording_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recorder import chunkfile
+from recorder.auditlog import AuditLog
+from recorder.capture import FLUSH_SECONDS, ClosedChunk, TrackCapture, TrackInfo
+from recorder.clock import Clock
+from recorder.convert import convert_stored
+from recorder.errors import StoreError
+from recorder.recovery import TrimmedChunk, info_from_header, open_chunks, trim
+from recorder.schema import evidence_files
+from recorder.store import EvidenceStore, hash_file
+from recorder.workers import JobFailed, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+RESERVED = {"kind": "media_kind", "actor": "media_actor", "case_no": "media_case_no"}
+"""Names AuditLog.append takes itself, renamed in an event's detail."""
+FailureCallback = Callable[[str], None]
+"""Told a capture of the session stopped (code ``disk_full`` or ``write_failed``)."""
+
+
+class Recorder:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: EvidenceStore,
+        audit: AuditLog,
+        clock: Clock,
+        pool: WorkerPool,
+        chunk_seconds: float,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.pool = pool
+        self.chunk_seconds = chunk_seconds
+        self.incoming = store.root / "incoming"
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def session(
+        self, session_id: str, case_no: str, case_id: int, on_failure: FailureCallback
+    ) -> SessionRecording:
+        return SessionRecording(self, session_id, case_no, case_id, on_failure)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def log(self, info: TrackInfo, event: str, **detail: Any) -> None:
+        # the log's own parameters are reserved: a chunk's media "kind" goes as media_kind
+        facts = {RESERVED.get(key, key): value for key, value in detail.items()}
+        await self.audit.append(
+            event,
+            actor=None,
+            case_no=info.case_no,
+            session=info.session,
+            track=info.track,
+            participant=info.participant,
+            source=info.source,
+            **facts,
+        )
+
+    async def _row(self, info: TrackInfo, role: str, sha256: str, size: int, **values: Any) -> bool:
+        """Add an evidence_files row; False if the case already has that file."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    evidence_files.insert().values(
+                        sha256=sha256,
+                        case_id=info.case_id,
+                        session_id=info.session,
+                        role=role,
+                        track=info.track,
+                        participant=info.participant,
+                        source=info.source,
+                        bytes=size,
+                        created_at=self.clock.now(),
+                        **values,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def keep_chunk(
+        self, info: TrackInfo, path: Path, meta: dict[str, Any], seconds: float, event: str
+    ) -> tuple[str, asyncio.Task[None]]:
+        """Hash the closed chunk, record its row and event, then move it into the store
+        (a crash in between leaves it in incoming/, to be recovered under the same
+        hash). Returns its hash and the task converting it."""
+        found = await asyncio.to_thread(hash_file, path)
+        if await self._row(info, "capture", found.sha256, found.bytes, seconds=seconds, meta=meta):
+            await self.log(info, event, sha256=found.sha256, bytes=found.bytes, **meta)
+        stored = await asyncio.to_thread(self.store.adopt, path)
+        return stored.sha256, self.spawn(self.convert(info, stored.sha256))
+
+    async def convert(self, info: TrackInfo, chunk_sha256: str) -> None:
+        try:
+            result = await self.pool.run(convert_stored, str(self.store.root), chunk_sha256)
+        except JobFailed as exc:
+            logger.error("conversion of %s failed: %s", chunk_sha256, exc.reason)
+            await self.log(info, "conversion_failed", chunk=chunk_sha256, reason=exc.reason)
+            return
+        meta = {k: v for k, v in result.items() if k not in ("sha256", "bytes")}
+        if await self._row(
+            info,
+            "playable",
+            result["sha256"],
+            result["bytes"],
+            seconds=result["seconds"],
+            derived_from=chunk_sha256,
+            meta=meta,
+        ):
+            await self.log(
+                info,
+                "playable_derived",
+                sha256=result["sha256"],
+                bytes=result["bytes"],
+                derived_from=chunk_sha256,
+                **meta,
+            )
+        else:
+            logger.warning("playable %s of %s was already recorded", result["sha256"], chunk_sha256)
+
+    async def recover(self) -> list[TrimmedChunk]:
+        """At start, before sessions resume: every chunk a crash left open is cut at its
+        last whole record, kept (``chunk_recovered``) and converted."""
+        recovered = []
+        for path in await asyncio.to_thread(open_chunks, self.incoming):
+            try:
+                trimmed = await asyncio.to_thread(trim, path)
+                if trimmed is None:
+                    continue
+                meta = {**trimmed.meta, "cut_bytes": trimmed.cut_bytes}
+                await self.keep_chunk(trimmed.info, path, meta, trimmed.seconds, "chunk_recovered")
+            except (OSError, StoreError):
+                logger.exception("recovering %s failed; it stays in incoming/", path.name)
+                continue
+            recovered.append(trimmed)
+        return recovered
+
+    async def convert_pending(self) -> int:
+        """At start: convert stored chunks that have no playable file yet (the server
+        stopped before their conversion ended; or it failed before, and is tried once
+        more). Returns how many were started."""
+        playable = select(evidence_files.c.derived_from).where(
+            evidence_files.c.role == "playable", evidence_files.c.derived_from.is_not(None)
+        )
+        query = select(evidence_files.c.sha256).where(
+            evidence_files.c.role == "capture", evidence_files.c.sha256.not_in(playable)
+        )
+        async with self.engine.connect() as conn:
+            pending = list((await conn.execute(query)).scalars())
+        for sha256 in pending:
+            info = await asyncio.to_thread(self._stored_info, sha256)
+            if info is not None:
+                self.spawn(self.convert(info, sha256))
+        return len(pending)
+
+    def _stored_info(self, sha256: str) -> TrackInfo | None:
+        try:
+            with self.store.open(sha256) as handle:
+                header, _ = chunkfile.decode_header(handle.read(chunkfile.MAX_HEADER + 12))
+            return info_from_header(header)
+        except (StoreError, chunkfile.ChunkFormatError, KeyError, ValueError) as exc:
+            logger.error("stored chunk %s unreadable: %s", sha256, exc)
+            return None
+
+    async def close(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
+        await self.pool.close()
+
+
+class SessionRecording:
+    def __init__(
+        self,
+        recorder: Recorder,
+        session_id: str,
+        case_no: str,
+        case_id: int,
+        on_failure: FailureCallback,
+    ) -> None:
+        self.recorder = recorder
+        self.session_id = session_id
+        self.case_no = case_no
+        self.case_id = case_id
+        self._on_failure = on_failure
+        self.captures: list[TrackCapture] = []
+        self._ended: dict[tuple[str, str], tuple[str, float]] = {}
+        """(participant, source) → (track, last arrival) of the instance that ended."""
+        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run_jobs())
+        self._flusher = asyncio.create_task(self._flush())
+        self.chunks: list[str] = []
+        """Hashes of the chunks stored so far."""
+        self._conversions: set[asyncio.Task[None]] = set()
+
+    def capture(
+        self,
+        participant: str,
+        source: str,
+        kind: str,
+        codec: str,
+        request_keyframe: Callable[[], None],
+        sender_report: Callable[[], tuple[int, int] | None],
+    ) -> TrackCapture:
+        """A capture for a newly published track instance (attach it as a sink)."""
+        info = TrackInfo(
+            session=self.session_id,
+            case_no=self.case_no,
+            case_id=self.case_id,
+            participant=participant,
+            source=source,
+            kind=kind,
+            codec=codec.lower(),
+            track=f"{participant}/{source}/{int(time.time() * 1000)}",
+        )
+        capture = TrackCapture(
+            info,
+            self.recorder.incoming,
+            self.recorder.chunk_seconds,
+            on_chunk=self._chunk,
+            on_event=lambda kind, detail: self._event(info, kind, detail),
+            on_failure=lambda code, detail: self._failed(info, code, detail),
+            request_keyframe=request_keyframe,
+            sender_report=sender_report,
+        )
+        self.captures = [c for c in self.captures if not c.done]
+        self.captures.append(capture)
+        return capture
+
+    def _queue(self, job: Callable[[], Awaitable[None]]) -> None:
+        self._jobs.put_nowait(job)
+
+    def _event(self, info: TrackInfo, kind: str, detail: dict[str, Any]) -> None:
+        key = (info.participant, info.source)
+        if kind == "track_started" and key in self._ended:
+            previous, last = self._ended.pop(key)
+            first = float(detail["first_arrival"])
+            self._queue(
+                lambda: self.recorder.log(
+                    info,
+                    "recording_gap",
+                    reason="reconnect",
+                    previous_track=previous,
+                    **{"from": last, "to": first, "seconds": round(first - last, 3)},
+                )
+            )
+        if kind == "track_ended" and detail.get("last_arrival") is not None:
+            self._ended[key] = (info.track, float(detail["last_arrival"]))
+        self._queue(lambda: self.recorder.log(info, kind, **detail))
+
+    def _chunk(self, chunk: ClosedChunk) -> None:
+        self._queue(lambda: self._keep(chunk))
+
+    async def _keep(self, chunk: ClosedChunk) -> None:
+        meta, seconds = chunk.meta, chunk.seconds
+        try:
+            if chunk.partial:
+                trimmed = await asyncio.to_thread(trim, chunk.path)
+                if trimmed is None:
+                    return
+                meta, seconds = {**trimmed.meta, "partial": True}, trimmed.seconds
+            sha256, conversion = await self.recorder.keep_chunk(
+                chunk.info, chunk.path, meta, seconds, "chunk_closed"
+            )
+        except (OSError, StoreError) as exc:
+            code = getattr(exc, "code", "store_failed")
+            logger.error("chunk %s of %s not stored: %s", chunk.index, chunk.info.track, exc)
+            await self.recorder.log(
+                chunk.info, "recording_failed", code=code, chunk=chunk.index, detail=str(exc)
+            )
+            self._on_failure(code)
+            return
+        self.chunks.append(sha256)
+        self._conversions.add(conversion)
+        conversion.add_done_callback(self._conversions.discard)
+
+    def _failed(self, info: TrackInfo, code: str, detail: str) -> None:
+        self._queue(lambda: self.recorder.log(info, "recording_failed", code=code, detail=detail))
+        self._on_failure(code)
+
+    async def _run_jobs(self) -> None:
+        while (job := await self._jobs.get()) is not None:
+            try:
+                await job()
+            except Exception:
+                logger.exception("recording job of session %s failed", self.session_id)
+
+    async def _flush(self) -> None:
+        """Write each open chunk's buffer at least every second, also for a track whose
+        packets stopped."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS / 2)
+            now = time.time()
+            for capture in self.captures:
+                capture.flush(now)
+
+    async def close(self) -> None:
+        """End every capture (the last chunks close), store the chunks, log, and wait
+        for their conversions."""
+        self._flusher.cancel()
+        await asyncio.gather(self._flusher, return_exceptions=True)
+        for capture in self.captures:
+            capture.ended()
+        self._jobs.put_nowait(None)
+        await self._worker
+        await asyncio.gather(*tuple(self._conversions), return_exceptions=True)
