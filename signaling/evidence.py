@@ -20,7 +20,6 @@ from signaling.tables import evidence_files, review_sessions, users
 
 RECORDING_ROLES = ("capture", "playable")
 IMAGE_ROLES = ("still", "snapshot")
-INTERRUPTED_EVENT = "session_interrupted"
 GAP_EVENT = "recording_gap"
 
 
@@ -64,33 +63,27 @@ def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str,
     return list(tracks.values())
 
 
-def images(rows: list[Row[Any]], role: str, names: dict[int, str]) -> list[dict[str, Any]]:
+def images(rows: list[Row[Any]], role: str) -> list[dict[str, Any]]:
     found = []
     for row in rows:
         if row.role != role:
             continue
         meta = row.meta or {}
-        material = meta.get("material")
+        material = meta.get("material") or {}  # {id, name}, as the still upload files it
         found.append(
             {
                 "sha256": row.sha256,
                 "bytes": row.bytes,
                 "width": meta.get("width"),
                 "height": meta.get("height"),
-                "material": material,
-                "material_name": names.get(material) if isinstance(material, int) else None,
+                "material": material.get("id"),
+                "material_name": material.get("name"),
                 "participant": row.participant,
                 "session": row.session_id,
                 "created_at": china_iso(row.created_at),
             }
         )
     return found
-
-
-def interrupted_sessions(events: list[AuditEvent]) -> set[str]:
-    """Sessions with a ``session_interrupted`` event. (Until ``review_sessions`` has its
-    ``interrupted`` column, the log is what says so.)"""
-    return {str(e.detail.get("session")) for e in events if e.kind == INTERRUPTED_EVENT}
 
 
 class CaseEvidence:
@@ -127,8 +120,6 @@ class CaseEvidence:
             )
         actions = await self._actions.of_case(case.id)
         materials = await case_materials(self._engine, case.id)
-        names = {m["id"]: m["name"] for m in materials}
-        interrupted = interrupted_sessions(events)
         sessions = [
             {
                 "id": s.id,
@@ -139,7 +130,7 @@ class CaseEvidence:
                 "ended_at": china_iso(s.ended_at) if s.ended_at else None,
                 "end_reason": s.end_reason,
                 "accepted_by": s.accepted_by_name,
-                "interrupted": s.id in interrupted,
+                "interrupted": bool(s.interrupted),
                 "consent": actions["consents"].get(s.id),
                 "rating": actions["ratings"].get(s.id),
             }
@@ -151,13 +142,13 @@ class CaseEvidence:
             "materials": materials,
             "sessions": sessions,
             "recordings": recordings(rows, events),
-            "stills": images(rows, "still", names),
-            "snapshots": images(rows, "snapshot", names),
+            "stills": images(rows, "still"),
+            "snapshots": images(rows, "snapshot"),
             "consent": next((s["consent"] for s in reversed(sessions) if s["consent"]), None),
             "marks": actions["marks"],
             "decision": actions["decision"],
             "rating": next((s["rating"] for s in reversed(sessions) if s["rating"]), None),
-            "interrupted": bool(interrupted),
+            "interrupted": any(s["interrupted"] for s in sessions),
             "log": {
                 "events": [e.to_dict() for e in events],
                 "head": events[-1].hash if events else None,

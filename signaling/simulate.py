@@ -1,12 +1,14 @@
 """``coreview simulate``: synthetic participants that use only the public API and
 protocol — log in, create a case, start a review session with the applicant's consent,
-accept it, exchange stamped media over aiortc, check what arrives, mark every required
-material, decide (通过), end, rate (满意), and print one JSON summary line."""
+accept it, exchange stamped media over aiortc, check what arrives, upload a
+full-resolution still (a 4000×3000 page) with its hash, mark every required material,
+decide (通过), end, rate (满意), and print one JSON summary line."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 import json
 import time
@@ -17,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from media.participant import SyntheticParticipant, make_sources
+from media.synthetic import document_page
 from signaling import identity, protocol
 
 
@@ -60,6 +63,16 @@ class ApiClient:
 
     async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return await self._call("POST", path, body or {})
+
+    async def upload(self, path: str, data: bytes, headers: dict[str, str]) -> Any:
+        """POST a raw body (a still) with its headers."""
+        async with self.http.post(
+            self.base_url + path, data=data, headers={"X-CSRF-Token": self.csrf, **headers}
+        ) as response:
+            body = await response.json()
+            if response.status >= 400:
+                raise ApiError(response.status, body)
+            return body
 
     async def close(self) -> None:
         await self.http.close()
@@ -168,6 +181,8 @@ class SessionReport:
     """Materials marked (every required one of the matter)."""
     decision: str = ""
     rating: str = ""
+    stills: list[str] = field(default_factory=list)
+    """SHA-256 of each full-resolution still uploaded (and acknowledged by that hash)."""
     tracks: dict[str, TrackReport] = field(default_factory=dict)
     """By ``<publisher>.<source>``."""
     errors: list[str] = field(default_factory=list)
@@ -214,10 +229,32 @@ def demo_id_number(index: int) -> str:
     return first17 + identity.check_digit(first17)
 
 
-async def review_actions(approver: ApiClient, session_id: str, report: SessionReport) -> None:
-    """The approver marks every required material 齐全 and decides 通过."""
+async def take_still(
+    clerk: ApiClient, session_id: str, material: dict[str, Any], index: int
+) -> str:
+    """The clerk's page's part: a 4000×3000 page, hashed, uploaded for a material."""
+    page = await asyncio.to_thread(document_page, 4000, 3000, index)
+    digest = hashlib.sha256(page).hexdigest()
+    stored = await clerk.upload(
+        f"/api/v1/sessions/{session_id}/stills?material={material['id']}",
+        page,
+        {"Content-Type": "image/jpeg", "X-Still-SHA256": digest},
+    )
+    if stored["still"]["sha256"] != digest:
+        raise ValueError(f"still stored as {stored['still']['sha256']}, sent {digest}")
+    return digest
+
+
+async def review_actions(
+    approver: ApiClient, clerk: ApiClient, session_id: str, report: SessionReport, index: int
+) -> None:
+    """A still of the first required material, then the approver marks every required
+    material 齐全 and decides 通过."""
     base = f"/api/v1/sessions/{session_id}"
     materials = (await approver.get(f"{base}/actions"))["materials"]
+    required = [m for m in materials if m["required"]]
+    if required:
+        report.stills.append(await take_still(clerk, session_id, required[0], index))
     for material in materials:
         if material["required"]:
             await approver.post(f"{base}/marks", {"material": material["id"], "mark": "complete"})
@@ -280,9 +317,7 @@ async def run_session(
             track, errors = check_track(channel, receiver, sender, who, source, began)
             report.tracks[f"{who}.{source}"] = track
             report.errors += errors
-        # Document stills (a full-resolution page per material, uploaded with its hash)
-        # go here, before the approver marks the materials.
-        await review_actions(approver_api, session_id, report)
+        await review_actions(approver_api, clerk_api, session_id, report, index)
         await approver_channel.send(protocol.End())
         await clerk_channel.wait("state", lambda m: m["state"] == "ended")
         rated = await clerk_api.post(

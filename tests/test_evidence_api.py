@@ -17,7 +17,7 @@ from aiohttp import web
 from PIL import Image
 from sqlalchemy import select
 
-from signaling.appkeys import AUDIT, ENGINE, EVIDENCE
+from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
 from signaling.tables import cases, evidence_files, matter_materials
 from tests.helpers import Session
 
@@ -84,7 +84,7 @@ async def start(clerk: Session, case_no: str) -> str:
 async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_user):
     """Capture chunks and playable files come grouped per track with codec, kind and
     gaps (from the files and from recording_gap events); stills carry size and
-    material; the consent is there; interrupted follows session_interrupted; the log
+    material; the consent is there; interrupted follows the session's mark (a crash); the log
     is the case's chain in order and its head is the last hash."""
     app = client.app
     clerk = await as_user("chuangkou")
@@ -120,9 +120,10 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
             )
         ).first()
     assert material is not None
+    filed = {"id": material.id, "name": material.name}  # as the still upload files it
     still = await add_file(
         app, case_no, jpeg(), "still", session_id=session_id, participant="chuangkou",
-        source="document", meta={"width": 40, "height": 30, "material": material.id},
+        source="document", meta={"width": 40, "height": 30, "material": filed},
     )  # fmt: skip
     await app[AUDIT].append(
         "recording_gap", actor=None, case_no=case_no, session=session_id, track=track,
@@ -171,7 +172,7 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     for earlier, later in zip(log["events"], log["events"][1:], strict=False):
         assert later["prev_hash"] == earlier["hash"]
 
-    await app[AUDIT].append("session_interrupted", actor=None, case_no=case_no, session=session_id)
+    await app[REVIEWS].mark_interrupted(session_id, seconds=1.0)
     evidence = await json_of(await clerk.get(f"/api/v1/cases/{case_no}/evidence"))
     assert evidence["interrupted"] is True
     assert [s["interrupted"] for s in evidence["sessions"]] == [True]

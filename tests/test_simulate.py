@@ -8,10 +8,12 @@ import asyncio
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from signaling.simulate import ApiClient
+from tests.helpers import wait_until
 from tests.live import LiveServer, free_port, server_env
 
 pytest_plugins = ("tests.live",)
@@ -93,8 +95,61 @@ def test_three_concurrent_sessions_are_clean(live_server: LiveServer) -> None:
         assert abs(report["tracks"]["chuangkou.audio"]["frequency"] - 440) < 20
         assert (report["decision"], report["rating"]) == ("approve", "satisfied")
         assert report["marks"] >= 1
+        assert len(report["stills"]) == 1
     session_ids = [report["session_id"] for report in summary["reports"]]
     assert asyncio.run(session_states(live_server, session_ids)) == ["ended"] * 3
+    for report in summary["reports"]:
+        evidence = asyncio.run(complete_evidence(live_server, report["case_no"]))
+        assert_complete(evidence, report)
+
+
+async def complete_evidence(server: LiveServer, case_no: str) -> dict[str, Any]:
+    """The case's evidence as the auditor reads it, once every capture chunk has its
+    playable file (conversion runs in a worker after each chunk closes)."""
+    auditor = ApiClient(server.url)
+    evidence: dict[str, Any] = {}
+
+    async def converted() -> bool:
+        evidence.update(await auditor.get(f"/api/v1/cases/{case_no}/evidence"))
+        roles = [f["role"] for t in evidence["recordings"] for f in t["files"]]
+        return bool(roles) and roles.count("playable") == roles.count("capture")
+
+    try:
+        await auditor.login("jiancha", server.password("jiancha"))
+        await wait_until(converted, limit=60, what="every chunk converted")
+        return evidence
+    finally:
+        await auditor.close()
+
+
+def assert_complete(evidence: dict[str, Any], report: dict[str, Any]) -> None:
+    """A simulated case is whole evidence: every published track recorded (capture and
+    playable), the full-resolution still as uploaded, consent, marks, the decision, the
+    rating, not interrupted, and a log whose head is its last event."""
+    recorded = {f"{t['participant']}.{t['source']}" for t in evidence["recordings"]}
+    assert recorded == TRACKS
+    for track in evidence["recordings"]:
+        assert {f["role"] for f in track["files"]} == {"capture", "playable"}, track
+    [still] = evidence["stills"]
+    assert (still["sha256"], still["width"], still["height"]) == (report["stills"][0], 4000, 3000)
+    assert still["material_name"]
+    assert evidence["consent"] is not None
+    assert len(evidence["marks"]) == report["marks"]
+    assert evidence["decision"]["outcome"] == "approve"
+    assert evidence["rating"]["score"] == "satisfied"
+    assert evidence["interrupted"] is False
+    kinds = {e["kind"] for e in evidence["log"]["events"]}
+    assert kinds >= {
+        "consent_recorded",
+        "still_captured",
+        "material_marked",
+        "decision_recorded",
+        "rating_recorded",
+        "track_started",
+        "chunk_closed",
+        "playable_derived",
+    }
+    assert evidence["log"]["head"] == evidence["log"]["events"][-1]["hash"]
 
 
 def test_wrong_password_is_a_clear_error(live_server: LiveServer) -> None:
