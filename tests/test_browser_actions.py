@@ -232,6 +232,10 @@ async def test_consent_marks_decision_rating_and_case_page_in_chromium(
             await expect(view.locator("#followup")).to_contain_text("回访核实")
             await expect(view.locator("#marks tbody tr")).to_have_count(count + 1)
             await expect(view.locator("#marks tr.superseded")).to_have_count(1)
+            # chunks load only when played (a long session has hundreds): play one
+            first = view.locator("#recordings video").first
+            assert await first.get_attribute("preload") == "none"
+            await first.evaluate("(video) => { video.preload = 'metadata'; video.load(); }")
             await view.wait_for_function(LOADED, arg="#recordings video", polling=100)
             still = view.locator("#stills img")
             await still.scroll_into_view_if_needed()  # thumbnails load lazily
