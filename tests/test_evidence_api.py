@@ -13,11 +13,14 @@ import datetime as dt
 import io
 from typing import Any
 
+import pytest
 from aiohttp import web
 from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
+from signaling.migrations.append_only import EVIDENCE_TABLES
 from signaling.tables import cases, evidence_files, matter_materials
 from tests.helpers import Session
 
@@ -278,3 +281,32 @@ async def test_files_are_served_with_their_type_and_in_ranges(client, as_user):
     )
     assert part.status == 206
     assert await part.read() == image[2:6]
+
+
+async def test_the_evidence_record_is_append_only(client, as_user):
+    """The database refuses to change or remove a stored file's row or a consent (as it
+    does for the log): a rewrite needs the triggers dropped first, which the signed log
+    then exposes."""
+    app = client.app
+    clerk = await as_user("chuangkou")
+    case_no = (await demo_cases(clerk))["LZ-SCJG-0101"]
+    session_id = await start(clerk, case_no)
+    await add_file(app, case_no, jpeg(), "still", session_id=session_id, meta={})
+    statements = [
+        "UPDATE evidence_files SET case_id = case_id + 1",
+        "DELETE FROM evidence_files",
+        "UPDATE review_consents SET session_id = 'x'",
+        "DELETE FROM review_consents",
+    ]
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with app[ENGINE].begin() as conn:
+                await conn.exec_driver_sql(statement)
+    async with app[ENGINE].connect() as conn:
+        triggers = set(
+            (await conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+            .scalars()
+            .all()
+        )
+    for table in EVIDENCE_TABLES:
+        assert {f"{table}_no_update", f"{table}_no_delete"} <= triggers, table

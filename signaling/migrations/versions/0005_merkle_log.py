@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from recorder.auditlog import GENESIS, SYSTEM_CHAIN, seal
+from signaling.migrations.append_only import refuse_changes
 
 revision = "0005"
 down_revision = "0004"
@@ -92,33 +93,7 @@ def upgrade() -> None:
         sa.Column("public_key", sa.String(64), nullable=False),
         _at("valid_from"),
     )
-    _refuse_changes(bind.dialect.name)
-
-
-def _refuse_changes(dialect: str) -> None:
-    if dialect == "sqlite":
-        for table in APPEND_ONLY:
-            for action in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    "BEGIN SELECT RAISE(ABORT, 'append-only'); END"
-                )
-    elif dialect == "postgresql":
-        op.execute(
-            "CREATE FUNCTION coreview_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'append-only: % on %', TG_OP, TG_TABLE_NAME; END $$"
-        )
-        for table in APPEND_ONLY:
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION coreview_append_only()"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION coreview_append_only()"
-            )
-    else:
-        raise NotImplementedError(f"append-only triggers for {dialect}")
+    refuse_changes(bind.dialect.name, APPEND_ONLY)
 
 
 def downgrade() -> None:
