@@ -21,7 +21,7 @@ from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME, case_material
-from signaling.consent import CONSENT_SHA256, CONSENT_VERSION
+from signaling.consent import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
 from signaling.messages import FOLLOWUP_STAGE_NAMES, MARK_NAMES, OUTCOME_NAMES, SCORE_NAMES
 from signaling.models import User
@@ -95,6 +95,7 @@ class ReviewActions:
             case_no=session.case_no,
             session=session.id,
             version=CONSENT_VERSION,
+            text=CONSENT_TEXT,  # what the applicant was shown, in the signed log itself
             text_sha256=CONSENT_SHA256,
         )
         return self._consent(session.id, clerk.username, now)

@@ -79,7 +79,12 @@ async def test_a_session_starts_only_with_the_applicants_consent(users):
     assert actions["consent"]["recorded_by"] == "chuangkou"
     logged = await events_of(clerk, case_no, "consent_recorded")
     assert [e["detail"] for e in logged] == [
-        {"session": session_id, "version": CONSENT_VERSION, "text_sha256": shown["sha256"]}
+        {
+            "session": session_id,
+            "version": CONSENT_VERSION,
+            "text": shown["text"],
+            "text_sha256": shown["sha256"],
+        }
     ]
     kinds = [
         e["kind"] for e in (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["log"]["events"]
