@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import re
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
 from signaling.migrations.append_only import EVIDENCE_TABLES
 from signaling.tables import cases, evidence_files, matter_materials
 from tests.helpers import Session
+from webui.case_view import event_rows
 
 WEBM_HEAD = b"\x1a\x45\xdf\xa3" + bytes(60)
 
@@ -310,3 +312,32 @@ async def test_the_evidence_record_is_append_only(client, as_user):
         )
     for table in EVIDENCE_TABLES:
         assert {f"{table}_no_update", f"{table}_no_delete"} <= triggers, table
+
+
+def test_every_logged_event_reads_in_chinese_on_the_case_page():
+    """Recording, still, snapshot and interruption events are described in Chinese on the
+    case page (no raw English key: value pairs)."""
+    samples = {
+        "track_started": {"participant": "chuangkou", "source": "document"},
+        "chunk_closed": {"participant": "chuangkou", "source": "face", "chunk": 0,
+                         "packets": 310, "lost": 2, "sha256": "ab" * 32},
+        "playable_derived": {"participant": "shenpi", "source": "audio",
+                             "derived_from": "cd" * 32, "sha256": "ef" * 32},
+        "recording_gap": {"participant": "chuangkou", "source": "audio", "seconds": 3.2,
+                          "reason": "outage"},
+        "still_captured": {"material": {"id": 1, "name": "营业执照正本"}, "size": "4000x3000",
+                           "sha256": "12" * 32},
+        "snapshot_taken": {"participant": "chuangkou", "source": "document", "sha256": "34" * 32},
+        "session_interrupted": {"seconds": 4.0},
+    }  # fmt: skip
+    events = [
+        {"case_seq": n, "at": "2026-11-29T02:00:00+00:00", "kind": kind, "actor": None,
+         "detail": {"session": "s", "track": "t", **detail}}
+        for n, (kind, detail) in enumerate(samples.items(), start=1)
+    ]  # fmt: skip
+    rows = event_rows(events)
+    for row in rows:
+        assert row["name"] != row["kind"], row
+        assert re.search(r"[\u4e00-\u9fff]", row["text"]), row
+        assert not re.search(r"\b[a-z_]+: ", row["text"]), row
+    assert "营业执照正本，4000×3000" in rows[4]["text"]

@@ -61,7 +61,48 @@ def _describe(kind: str, d: dict[str, Any]) -> str:
         return END_REASONS.get(d.get("reason", ""), "")
     if kind == "co_review_invited":
         return f"邀请部门 {d.get('department', '')}"
-    return "，".join(f"{k}: {v}" for k, v in d.items() if k != "session")
+    return _describe_evidence(kind, d)
+
+
+GAP_REASONS = {"reconnect": "重新连接", "outage": "断流"}
+
+
+def _track(d: dict[str, Any]) -> str:
+    return f"{d.get('participant', '')} 的{SOURCE_NAMES.get(d.get('source', ''), '')}"
+
+
+def _material(d: dict[str, Any]) -> str:
+    material = d.get("material")
+    return str(material.get("name")) if isinstance(material, dict) else "未指定材料"
+
+
+def _describe_evidence(kind: str, d: dict[str, Any]) -> str:
+    """Recording, stills, snapshots and the log's own events, in words; files by the
+    start of their SHA-256 (the full hash is in the evidence API and the export)."""
+    sha = f"SHA-256 {str(d['sha256'])[:12]}…" if d.get("sha256") else ""
+    if kind in ("track_started", "track_ended"):
+        return _track(d)
+    if kind in ("chunk_closed", "chunk_recovered"):
+        lost = f"，丢包 {d['lost']}" if d.get("lost") else ""
+        part = int(d.get("chunk", 0)) + 1
+        return f"{_track(d)} 第 {part} 段，{d.get('packets', 0)} 个包{lost}，{sha}"
+    if kind == "playable_derived":
+        return f"{_track(d)}，由分段 {str(d.get('derived_from', ''))[:12]}… 生成，{sha}"
+    if kind == "recording_gap":
+        reason = GAP_REASONS.get(d.get("reason", ""), "")
+        return f"{_track(d)} 缺口 {d.get('seconds', '')} 秒（{reason}）"
+    if kind in ("recording_failed", "conversion_failed"):
+        return f"{_track(d)}：{d.get('code', '') or d.get('error', '')}"
+    if kind == "still_requested":
+        return _material(d)
+    if kind == "still_captured":
+        size = str(d.get("size", "")).replace("x", "×")
+        return f"{_material(d)}，{size}，{sha}"
+    if kind == "snapshot_taken":
+        return f"{_track(d)}，{sha}"
+    if kind == "session_interrupted":
+        return f"服务中断 {d['seconds']} 秒" if d.get("seconds") else "服务中断"
+    return sha
 
 
 def event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
