@@ -20,7 +20,7 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME, case_material
+from signaling.cases import CHINA_TIME, case_material, china_iso
 from signaling.consent import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
 from signaling.messages import FOLLOWUP_STAGE_NAMES, MARK_NAMES, OUTCOME_NAMES, SCORE_NAMES
@@ -45,10 +45,6 @@ FOLLOWUP_WORKING_DAYS = 3
 China time; public holidays are not known to coreview and count as working days)."""
 MAX_COMMENT = 500
 RATING_STATES = ("live", "ended")
-
-
-def china_iso(at: dt.datetime) -> str:
-    return as_utc(at).astimezone(CHINA_TIME).isoformat(timespec="seconds")
 
 
 def add_working_days(start: dt.date, days: int) -> dt.date:

@@ -28,6 +28,13 @@ from signaling.tables import (
 )
 
 CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def china_iso(at: dt.datetime) -> str:
+    """A stored time (UTC; naive from SQLite) as users read it: China time, seconds."""
+    return as_utc(at).astimezone(CHINA_TIME).isoformat(timespec="seconds")
+
+
 PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
 CASE_STATUS = ("accepted", "reviewing", "approved", "rejected", "supplement")
 PAGE_SIZE = 50

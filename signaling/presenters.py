@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling.appkeys import CATALOG
-from signaling.cases import CHINA_TIME, mask_phone
+from signaling.cases import china_iso, mask_phone
 from signaling.messages import CASE_STATUS_NAMES, MODE_NAMES, ROLE_NAMES, SESSION_STATE_NAMES
 from signaling.models import Case, Matter, Unit, User
 from signaling.reviews import ReviewSession
@@ -75,7 +75,7 @@ class Lookup:
             "notes": case.notes,
             "status": case.status,
             "status_name": CASE_STATUS_NAMES.get(case.status, case.status),
-            "created_at": case.created_at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+            "created_at": china_iso(case.created_at),
         }
 
 
@@ -94,6 +94,6 @@ def review(session: ReviewSession, user: User) -> dict[str, Any]:
         "state": session.state,
         "state_name": SESSION_STATE_NAMES.get(session.state, session.state),
         "open": open_now,
-        "created_at": session.created_at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        "created_at": china_iso(session.created_at),
         "can_enter": can_enter,
     }

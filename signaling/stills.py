@@ -23,12 +23,12 @@ from media.forwarder import PublishedTrack
 from media.room import MediaError
 from media.snapshot import ImageFormat, take_snapshot
 from recorder.auditlog import AuditLog
-from recorder.clock import Clock, as_utc
+from recorder.clock import Clock
 from recorder.errors import StoreError
 from recorder.stills import StillError, StillInfo, inspect_still
 from recorder.store import EvidenceStore
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME, case_material
+from signaling.cases import case_material, china_iso
 from signaling.errors import (
     InvalidInput,
     NotFound,
@@ -76,7 +76,7 @@ def image_json(row: Row[Any]) -> dict[str, Any]:
         "role": row.role,
         "participant": row.participant,
         "source": row.source,
-        "taken_at": as_utc(row.created_at).astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        "taken_at": china_iso(row.created_at),
         "url": f"/api/v1/sessions/{row.session_id}/{row.role}s/{row.sha256}",
     }
     if row.role == "still":
