@@ -3,6 +3,7 @@ logged without the number; no other way to confirm a guessed number."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -175,3 +176,12 @@ async def assert_code_field(response: Any) -> None:
     body = await response.json()
     assert response.status == 400, body
     assert body["error"]["code"] == "invalid_id_number"
+
+
+async def test_concurrent_id_searches_cannot_pass_the_limit_together(limited):
+    """Searches sent at once are counted in turn: with 3 an hour, 8 concurrent searches by
+    ID number give exactly 3 answers and 5 refusals."""
+    clerk = await limited("chuangkou")
+    guesses = candidates(DEMO_ID[:4] + "*" * 10 + DEMO_ID[-4:], DEMO_ID, 8)
+    answers = await asyncio.gather(*(clerk.get("/api/v1/cases", params={"q": g}) for g in guesses))
+    assert sorted(r.status for r in answers) == [200] * 3 + [429] * 5
