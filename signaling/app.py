@@ -90,7 +90,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     media = MediaServer(
         MediaConfig(settings.announced_addresses, settings.udp_port_min, settings.udp_port_max)
     )
-    tokens = JoinTokens(app[KEYS].jwt_key, clock)
+    tokens = JoinTokens(app[KEYS].jwt_key, clock, bus)
     stills = Stills(app[ENGINE], clock, app[AUDIT], app[EVIDENCE], bus, settings)
     actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
     async with contextlib.AsyncExitStack() as stack:

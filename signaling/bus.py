@@ -1,4 +1,5 @@
-"""The bus: topic-based fan-out of small JSON messages between parts of the service.
+"""The bus: topic-based fan-out of small JSON messages between parts of the service, and
+one-time claims (a key that may be claimed once, e.g. a spent join token).
 
 In-process by default; a Redis implementation behind the same Protocol serves several
 nodes (see docs/operations.md)."""
@@ -9,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -28,6 +31,11 @@ class Bus(Protocol):
         """A queue receiving every message published on ``topic`` while open."""
         ...
 
+    async def claim(self, key: str, seconds: float) -> bool:
+        """True for the first claim of ``key`` on any node; False while an earlier claim
+        holds (it lapses ``seconds`` after it was made)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -36,6 +44,7 @@ class InProcessBus:
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[Message]]] = {}
+        self._claims: dict[str, float] = {}  # key -> when its claim lapses (monotonic)
 
     async def publish(self, topic: str, message: Message) -> None:
         for queue in tuple(self._queues.get(topic, ())):
@@ -55,8 +64,17 @@ class InProcessBus:
             if not listeners:
                 self._queues.pop(topic, None)
 
+    async def claim(self, key: str, seconds: float) -> bool:
+        now = time.monotonic()
+        self._claims = {k: until for k, until in self._claims.items() if until > now}
+        if key in self._claims:
+            return False
+        self._claims[key] = now + seconds
+        return True
+
     async def close(self) -> None:
         self._queues.clear()
+        self._claims.clear()
 
 
 class RedisBus:
@@ -93,6 +111,10 @@ class RedisBus:
                     if not self._counts[topic]:
                         del self._counts[topic]
                         await self._pubsub.unsubscribe(self.PREFIX + topic)
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        milliseconds = max(1, math.ceil(seconds * 1000))
+        return bool(await self._redis.set(self.PREFIX + key, b"1", nx=True, px=milliseconds))
 
     async def _read(self) -> None:
         while self._counts:

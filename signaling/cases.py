@@ -14,6 +14,7 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import identity, validation
 from signaling.errors import Forbidden, InvalidInput, NotFound
+from signaling.id_search import IdSearches
 from signaling.models import Case, User
 from signaling.tables import (
     cases,
@@ -63,12 +64,19 @@ def mask_phone(phone: str) -> str:
 
 class Cases:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, audit: AuditLog, id_key: bytes, prefix: str
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        audit: AuditLog,
+        id_key: bytes,
+        prefix: str,
+        id_searches: IdSearches,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._audit = audit
         self._id_key = id_key
+        self._id_searches = id_searches
         self._prefix = prefix
         self._case_no = re.compile(rf"{re.escape(prefix)}-\d{{4}}-\d{{6,}}")
 
@@ -159,28 +167,33 @@ class Cases:
             return {int(row.id): str(row.case_no) for row in rows}
 
     async def search(self, user: User, query: str = "", status: str = "") -> list[Case]:
-        """Cases in scope, newest first; ``query`` is a case number, an ID number or
-        part of the applicant's name."""
+        """Cases in scope, newest first; ``query`` is a case number, an ID number (only
+        for some roles, limited and logged: signaling/id_search.py) or part of the
+        applicant's name."""
         query = query.strip()
+        id_number = identity.normalize(query)
+        digest = None
+        if identity.is_valid(id_number):
+            await self._id_searches.admit(user)
+            digest = identity.digest(id_number, self._id_key)
         async with self._engine.connect() as conn:
             statement = await self._scoped(conn, user, select(cases))
-            if query:
-                id_number = identity.normalize(query)
-                if self._case_no.fullmatch(query.upper()):
-                    statement = statement.where(cases.c.case_no == query.upper())
-                elif identity.is_valid(id_number):
-                    digest = identity.digest(id_number, self._id_key)
-                    statement = statement.where(cases.c.id_number_digest == digest)
-                else:
-                    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                    statement = statement.where(
-                        cases.c.applicant_name.like(f"%{escaped}%", escape="\\")
-                    )
+            if digest is not None:
+                statement = statement.where(cases.c.id_number_digest == digest)
+            elif self._case_no.fullmatch(query.upper()):
+                statement = statement.where(cases.c.case_no == query.upper())
+            elif query:
+                escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                statement = statement.where(
+                    cases.c.applicant_name.like(f"%{escaped}%", escape="\\")
+                )
             if status in CASE_STATUS:
                 statement = statement.where(cases.c.status == status)
             rows = (
                 await conn.execute(statement.order_by(cases.c.id.desc()).limit(PAGE_SIZE))
             ).all()
+        if digest is not None:
+            await self._id_searches.record(user, digest, len(rows))
         return [_case(row) for row in rows]
 
     async def _scoped(

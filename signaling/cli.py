@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -32,6 +33,11 @@ DEFAULT_SIMULATE_MATTER = "LZ-SCJG-0101"
 """A demo matter that the demo approver ``shenpi`` (LZ-SCJG) approves."""
 MAX_SIMULATE_SESSIONS = 50
 MAX_SIMULATE_SECONDS = 3600.0
+SIMULATE_ACCOUNTS = {
+    "clerk": ("窗口人员", "COREVIEW_SIMULATE_CLERK"),
+    "approver": ("审批人员", "COREVIEW_SIMULATE_APPROVER"),
+}
+"""Accounts ``simulate`` logs in with: the role's Chinese name and its environment variable."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,8 +88,19 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="模拟审办会话（经公开接口），输出一行 JSON 汇总"
     )
     simulate.add_argument("--url", required=True, help="服务地址，如 http://127.0.0.1:8080")
-    simulate.add_argument("--clerk", required=True, metavar="USER:PASS", help="窗口人员账户")
-    simulate.add_argument("--approver", required=True, metavar="USER:PASS", help="审批人员账户")
+    for role, (name, variable) in SIMULATE_ACCOUNTS.items():
+        source = simulate.add_mutually_exclusive_group()
+        source.add_argument(
+            f"--{role}",
+            metavar="USER:PASS",
+            help=f"{name}账户（命令行中的密码可被 ps 看到；建议改用环境变量 {variable}）",
+        )
+        source.add_argument(
+            f"--{role}-file",
+            type=Path,
+            metavar="PATH",
+            help=f"{name}账户文件，内容为一行 用户名:密码，权限须为 600",
+        )
     simulate.add_argument(
         "--matter", default=DEFAULT_SIMULATE_MATTER, help="事项编码（须由该审批人员的部门审批）"
     )
@@ -181,12 +198,46 @@ def _account(value: str, option: str) -> tuple[str, str]:
     return username, password
 
 
+def _account_of(args: argparse.Namespace, role: str) -> tuple[str, str]:
+    """USER:PASS from ``--ROLE`` (visible to ``ps``: a hint says so), ``--ROLE-file``
+    (one line, readable by its owner only) or ``COREVIEW_SIMULATE_ROLE``."""
+    name, variable = SIMULATE_ACCOUNTS[role]
+    value: str | None = getattr(args, role)
+    path: Path | None = getattr(args, f"{role}_file")
+    if value is not None:
+        print(
+            f"提示：命令行中的密码可被本机其他用户通过 ps 看到，建议改用环境变量 {variable} "
+            f"或 --{role}-file",
+            file=sys.stderr,
+        )
+        return _account(value, f"--{role}")
+    if path is not None:
+        try:
+            mode = path.stat().st_mode
+            lines = path.read_text("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "不是 UTF-8 文本"
+            raise ValueError(f"无法读取 --{role}-file {path}（{reason}）") from exc
+        if mode & 0o077:
+            raise ValueError(
+                f"--{role}-file {path} 的权限过宽（{stat.S_IMODE(mode):o}），"
+                f"其他用户可以读取，请执行 chmod 600 {path}"
+            )
+        return _account(lines[0] if lines else "", f"--{role}-file")
+    if variable in os.environ:
+        return _account(os.environ[variable], variable)
+    raise ValueError(
+        f"缺少{name}账户：请设置环境变量 {variable}=用户名:密码，"
+        f"或用 --{role}-file 指定账户文件（权限 600）"
+    )
+
+
 def _simulate(args: argparse.Namespace) -> int:
     """``coreview simulate``: 0 if every session was clean, 1 if not (or the run could
     not start), 2 for bad arguments."""
     try:
-        clerk = _account(args.clerk, "--clerk")
-        approver = _account(args.approver, "--approver")
+        clerk = _account_of(args, "clerk")
+        approver = _account_of(args, "approver")
         url = urllib.parse.urlsplit(args.url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"--url 应为 http:// 或 https:// 开头的服务地址，收到 {args.url!r}")

@@ -6,10 +6,11 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+import unicodedata
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_SHAPE = re.compile(r"^[1-9]\d{16}[\dX]$")
+_SHAPE = re.compile(r"^[1-9][0-9]{16}[0-9X]$")  # ASCII only: \d takes any script's digits
 
 
 def check_digit(first17: str) -> str:
@@ -18,7 +19,9 @@ def check_digit(first17: str) -> str:
 
 
 def normalize(raw: str) -> str:
-    return raw.strip().replace(" ", "").upper()
+    """As typed, to the card's form: full-width characters of a Chinese input method
+    become ASCII (NFKC), spaces go, ``x`` becomes ``X``."""
+    return unicodedata.normalize("NFKC", raw).strip().replace(" ", "").upper()
 
 
 def is_valid(number: str, today: dt.date | None = None) -> bool:

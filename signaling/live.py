@@ -429,7 +429,7 @@ class LiveHub:
             await socket.close(code=CLOSE_POLICY)
             return socket
         try:
-            grant = self.tokens.verify(join.token, session_id, user_id)
+            grant = await self.tokens.verify(join.token, session_id, user_id)
             session = await self.reviews.get(session_id)
         except SignalingError as exc:
             await send(socket, error(exc.code))

@@ -67,6 +67,8 @@ MESSAGES = {
     "bad_credentials": "用户名或密码错误。",
     "account_disabled": "账户已停用，请联系管理员。",
     "too_many_attempts": "登录尝试过于频繁，请稍后再试。",
+    "too_many_searches": "按身份证号查询过于频繁，请稍后再试。",
+    "id_search_not_allowed": "您的角色不能按身份证号查询案件，请按案件编号或申请人姓名查询。",
     "not_authenticated": "请先登录。",
     "session_expired": "登录已失效，请重新登录。",
     "csrf_failed": "页面已过期或请求来源不可信，请刷新页面后重试。",

@@ -21,6 +21,7 @@ from signaling.accounts import Accounts
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.db import create_engine, migrate
+from signaling.id_search import IdSearches
 from signaling.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,14 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             audit=audit,
             accounts=Accounts(engine, clock, settings, audit),
             catalog=Catalog(engine, audit),
-            cases=Cases(engine, clock, audit, secrets.id_key, settings.case_prefix),
+            cases=Cases(
+                engine,
+                clock,
+                audit,
+                secrets.id_key,
+                settings.case_prefix,
+                IdSearches(engine, clock, audit, settings.id_searches_per_hour),
+            ),
             evidence=EvidenceStore(settings.data_dir / "evidence"),
         )
     finally:

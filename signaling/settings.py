@@ -44,6 +44,9 @@ class Settings:
     """Window in which failures are counted."""
     address_max_failures: int = 20
     """Failed logins from one address, within the window, before it is throttled."""
+    id_searches_per_hour: int = 10
+    """Searches by ID number one user may run within an hour (only clerks and auditors
+    may search by it); further ones answer 429 ``too_many_searches``."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs offered to peers; empty by default (halls have no internet)."""
     announced_addresses: tuple[str, ...] = ()

@@ -87,6 +87,15 @@ login_failures = Table(
     Index("login_failures_by_address", "address", "at"),
 )
 
+id_searches = Table(  # searches by ID number, counted per user (signaling/id_search.py)
+    "id_searches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("id_searches_by_user", "user_id", "at"),
+)
+
 login_sessions = Table(
     "login_sessions",
     metadata,

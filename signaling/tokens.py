@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import jwt
 
 from recorder.clock import Clock
+from signaling.bus import Bus
 from signaling.errors import NotAuthenticated
 
 TOKEN_SECONDS = 120
@@ -30,11 +31,11 @@ class Grant:
 
 
 class JoinTokens:
-    def __init__(self, key: bytes, clock: Clock, seconds: int = TOKEN_SECONDS) -> None:
+    def __init__(self, key: bytes, clock: Clock, bus: Bus, seconds: int = TOKEN_SECONDS) -> None:
         self._key = key
         self._clock = clock
+        self._bus = bus  # spent token ids: with Redis, seen by every node
         self._seconds = seconds
-        self._used: dict[str, float] = {}  # token id -> its expiry (epoch seconds)
 
     def issue(self, grant: Grant) -> str:
         now = self._clock.now()
@@ -52,15 +53,14 @@ class JoinTokens:
         }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
-    def _spend(self, token_id: str, expires: float) -> None:
-        """A token opens one socket: a copy of it is refused (per node)."""
-        now = self._clock.now().timestamp()
-        self._used = {k: v for k, v in self._used.items() if v > now}
-        if not token_id or token_id in self._used:
+    async def _spend(self, token_id: str, expires: float) -> None:
+        """A token opens one socket, on any node: a copy of it is refused. The spent id is
+        kept for the token's remaining lifetime (after it, the token is expired anyway)."""
+        remaining = expires - self._clock.now().timestamp()
+        if not token_id or not await self._bus.claim(f"join-token:{token_id}", remaining):
             raise NotAuthenticated("token_used")
-        self._used[token_id] = expires
 
-    def verify(self, token: str, session_id: str, user_id: int) -> Grant:
+    async def verify(self, token: str, session_id: str, user_id: int) -> Grant:
         """The grant of a valid, unexpired token for this session; else NotAuthenticated."""
         try:
             claims = jwt.decode(
@@ -81,7 +81,7 @@ class JoinTokens:
             raise NotAuthenticated("token_expired")
         if claims["sid"] != session_id or claims["sub"] != str(user_id):
             raise NotAuthenticated("token_invalid")  # checked first: a stranger cannot spend it
-        self._spend(str(claims.get("jti", "")), float(claims["exp"]))
+        await self._spend(str(claims.get("jti", "")), float(claims["exp"]))
         return Grant(
             session_id=claims["sid"],
             user_id=int(claims["sub"]),

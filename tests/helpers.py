@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import inspect
 import json
 import shutil
@@ -116,3 +117,16 @@ async def live_call(
     accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
     approver_channel = await SignalChannel.open(approver, session_id, accepted["token"])
     return started, clerk_channel, approver_channel
+
+
+class ManualClock:
+    """A clock the test moves by hand, instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.at = dt.datetime.now(dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += dt.timedelta(**delta)

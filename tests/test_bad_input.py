@@ -26,7 +26,7 @@ from signaling.appkeys import ACCOUNTS, AUDIT, CATALOG
 from signaling.errors import NotAuthenticated, Throttled
 from signaling.messages import MESSAGES, message
 from signaling.settings import Settings
-from tests.helpers import Session, demo_password, login, stored_rows, valid_id
+from tests.helpers import ManualClock, Session, demo_password, login, stored_rows, valid_id
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -85,19 +85,6 @@ def prelogin_token(page: str) -> str:
 
 def session_cookie(client: TestClient[Any, Any]) -> str:
     return client.session.cookie_jar.filter_cookies(client.make_url("/"))[SESSION_COOKIE].value
-
-
-class ManualClock:
-    """A clock the test moves by hand, instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.at = dt.datetime.now(dt.UTC)
-
-    def now(self) -> dt.datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += dt.timedelta(**delta)
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from signaling import protocol
 from signaling.app import create_app
 from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
-from tests.helpers import demo_password, valid_id
+from signaling.simulate import ApiClient, SignalChannel
+from tests.helpers import demo_password, start_session, valid_id, wait_until
 
 pytest_plugins = ("tests.redis_server",)
 
@@ -112,3 +113,48 @@ async def test_queue_updates_cross_nodes_through_redis(aiohttp_server, data_dir,
     finally:
         await approver.close()
         await clerk.close()
+
+
+@pytest.mark.redis
+async def test_a_key_is_claimed_once_on_all_nodes_until_it_expires(buses):
+    """The first claim of a key, on either node, wins; a second, on the same node or the
+    other, is refused while the first holds; another key is free; once the claim has
+    expired the key can be claimed again."""
+    node_a, node_b = buses
+    assert await node_a.claim("join-token:one", 30)
+    assert not await node_b.claim("join-token:one", 30)
+    assert not await node_a.claim("join-token:one", 30)
+    assert await node_b.claim("join-token:two", 30)
+    assert await node_a.claim("join-token:short", 0.05)
+
+    async def free_again() -> bool:
+        return await node_b.claim("join-token:short", 30)
+
+    await wait_until(free_again, limit=10, what="the short claim to expire")
+
+
+@pytest.mark.redis
+async def test_a_join_token_is_spent_once_across_nodes(aiohttp_server, data_dir, redis_url):
+    """Two nodes share the database and Redis: a join token that opened a socket on one
+    node is refused (token_used) on the other."""
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, announced_addresses=("127.0.0.1",))
+    node_a = await aiohttp_server(create_app(settings))
+    node_b = await aiohttp_server(create_app(settings))
+    on_a, on_b = ApiClient(str(node_a.make_url(""))), ApiClient(str(node_b.make_url("")))
+    channel = None
+    try:
+        for client in (on_a, on_b):
+            await client.login("chuangkou", demo_password(data_dir, "chuangkou"))
+        started = await start_session(on_a)
+        session_id = started["session"]["id"]
+        channel = await SignalChannel.open(on_a, session_id, started["token"])
+        socket = await on_b.http.ws_connect(f"{on_b.base_url}/api/v1/sessions/{session_id}/ws")
+        await socket.send_str(protocol.Join(started["token"]).to_json())
+        reply = await socket.receive_json(timeout=10)
+        assert (reply["type"], reply.get("code")) == ("error", "token_used")
+        await socket.close()
+    finally:
+        if channel is not None:
+            await channel.close()
+        await on_a.close()
+        await on_b.close()

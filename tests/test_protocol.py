@@ -18,6 +18,7 @@ import pytest
 
 from recorder.clock import SystemClock
 from signaling import protocol
+from signaling.bus import InProcessBus
 from signaling.errors import NotAuthenticated
 from signaling.messages import MESSAGES
 from signaling.tokens import Grant, JoinTokens
@@ -465,7 +466,7 @@ def test_publish_map_with_non_string_mid_is_not_json():
     )
 
 
-def test_join_tokens_expire_and_name_their_session_and_user():
+async def test_join_tokens_expire_and_name_their_session_and_user():
     """A join token is refused once expired, for another session, for another user,
     or when presented a second time."""
 
@@ -474,8 +475,8 @@ def test_join_tokens_expire_and_name_their_session_and_user():
             return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
 
     grant = Grant("s1", 7, "chuangkou", "clerk", ("face",), False)
-    expired = JoinTokens(b"k" * 32, Past()).issue(grant)
-    tokens = JoinTokens(b"k" * 32, SystemClock())
+    expired = JoinTokens(b"k" * 32, Past(), InProcessBus()).issue(grant)
+    tokens = JoinTokens(b"k" * 32, SystemClock(), InProcessBus())
     for token, session, user, code in [
         (expired, "s1", 7, "token_expired"),
         (tokens.issue(grant), "s2", 7, "token_invalid"),
@@ -483,16 +484,16 @@ def test_join_tokens_expire_and_name_their_session_and_user():
         (tokens.issue(grant) + "x", "s1", 7, "token_invalid"),
     ]:
         with pytest.raises(NotAuthenticated) as refused:
-            tokens.verify(token, session, user)
+            await tokens.verify(token, session, user)
         assert refused.value.code == code
     token = tokens.issue(grant)
-    assert tokens.verify(token, "s1", 7) == grant
+    assert await tokens.verify(token, "s1", 7) == grant
     with pytest.raises(NotAuthenticated) as reused:
-        tokens.verify(token, "s1", 7)
+        await tokens.verify(token, "s1", 7)
     assert reused.value.code == "token_used"
 
 
-def test_join_tokens_follow_the_injected_clock():
+async def test_join_tokens_follow_the_injected_clock():
     """Issued and checked against the same (injected) clock: a token stays valid while
     that clock says so, and expires when it moves past the lifetime, whatever the wall
     time."""
@@ -505,11 +506,11 @@ def test_join_tokens_follow_the_injected_clock():
             return self.at
 
     clock = Moved()
-    tokens = JoinTokens(b"k" * 32, clock, seconds=120)
+    tokens = JoinTokens(b"k" * 32, clock, InProcessBus(), seconds=120)
     grant = Grant("s1", 7, "chuangkou", "clerk", ("face",), False)
-    assert tokens.verify(tokens.issue(grant), "s1", 7) == grant
+    assert await tokens.verify(tokens.issue(grant), "s1", 7) == grant
     stale = tokens.issue(grant)
     clock.at += dt.timedelta(seconds=121)
     with pytest.raises(NotAuthenticated) as expired:
-        tokens.verify(stale, "s1", 7)
+        await tokens.verify(stale, "s1", 7)
     assert expired.value.code == "token_expired"

@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,13 +36,13 @@ def live_server_env() -> dict[str, str]:
     return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
-def simulate(*args: str) -> subprocess.CompletedProcess[str]:
+def simulate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "signaling.cli", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=SIMULATE_SECONDS,
-        env=server_env(),
+        env=server_env(env),
         check=False,
     )
 
@@ -190,3 +191,61 @@ def test_bad_arguments_are_clear_errors(url: str, clerk: str, code: int, said: s
     assert said in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_accounts_from_the_environment_and_a_private_file(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Passwords need not be on the command line (where ``ps`` shows them): the clerk
+    from COREVIEW_SIMULATE_CLERK, the approver from a 0600 file given by --approver-file;
+    the session runs clean and no password is in the command's arguments."""
+    secret = tmp_path / "approver.txt"
+    secret.write_text(account(live_server, "shenpi") + "\n", "utf-8")
+    secret.chmod(0o600)
+    args = ("--url", live_server.url, "--approver-file", str(secret), "--seconds", "1")
+    done = simulate(*args, env={"COREVIEW_SIMULATE_CLERK": account(live_server, "chuangkou")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["all_clean"] is True
+    for username in ("chuangkou", "shenpi"):
+        assert all(live_server.password(username) not in arg for arg in args)
+
+
+@pytest.mark.parametrize(
+    ("mode", "content", "env", "said"),
+    [
+        (0o644, "chuangkou:s3cret-pw\n", {}, "权限过宽"),
+        (None, "", {}, "无法读取 --clerk-file"),
+        (0o600, "\n", {}, "--clerk-file 应写作 用户名:密码"),
+        (
+            0o600,
+            "chuangkou:s3cret-pw\n",
+            {"COREVIEW_SIMULATE_APPROVER": "shenpi"},
+            ("COREVIEW_SIMULATE_APPROVER 应写作 用户名:密码"),
+        ),
+    ],
+    ids=["group-readable-file", "missing-file", "empty-file", "malformed-environment"],
+)
+def test_bad_account_sources_are_clear_errors(
+    tmp_path: Path, mode: int | None, content: str, env: dict[str, str], said: str
+) -> None:
+    """An account file others may read, a missing or empty one, or a malformed
+    COREVIEW_SIMULATE_* value: exit code 2 with a Chinese message, no traceback."""
+    secret = tmp_path / "clerk.txt"
+    if mode is not None:
+        secret.write_text(content, "utf-8")
+        secret.chmod(mode)
+    url = f"http://127.0.0.1:{free_port()}"
+    extra = env or {"COREVIEW_SIMULATE_APPROVER": "shenpi:s3cret-pw"}
+    done = simulate("--url", url, "--clerk-file", str(secret), env=extra)
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr
+
+
+def test_a_missing_account_names_every_way_to_give_it() -> None:
+    """No clerk account at all: exit code 2 and a message naming the environment
+    variable and the file option."""
+    done = simulate("--url", f"http://127.0.0.1:{free_port()}", "--approver", "shenpi:pw")
+    assert done.returncode == 2
+    assert "缺少窗口人员账户" in done.stderr and "COREVIEW_SIMULATE_CLERK" in done.stderr
+    assert "--clerk-file" in done.stderr and "Traceback" not in done.stderr
