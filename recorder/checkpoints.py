@@ -198,9 +198,11 @@ class Checkpoints:
 
     @staticmethod
     async def run(sign: Callable[[], Awaitable[object]], interval: float) -> None:
+        """Until cancelled: whatever one round raises (a tampered log, a locked or lost
+        database, a full disk) is logged and the next round tries again."""
         while True:
             await asyncio.sleep(interval)
             try:
                 await sign()
-            except (LogError, OSError):
+            except Exception:
                 logger.exception("could not sign a log checkpoint")
