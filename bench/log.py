@@ -44,8 +44,9 @@ class Bench:
     async def open_log(self) -> AuditLog:
         """The log as a freshly started process sees it."""
         keyring = Keyring(self.engine, SystemClock(), self.key_path, read_key_file(self.key_path))
-        await keyring.register()
-        return AuditLog(self.engine, SystemClock(), keyring)
+        log = AuditLog(self.engine, SystemClock(), keyring)
+        await log.register_key()
+        return log
 
     def _chain(self) -> str:
         return CHAINS[self.size % len(CHAINS)]

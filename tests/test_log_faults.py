@@ -5,16 +5,61 @@ out of order, and the witness file catches a database owner's rewrite."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import json
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
-from recorder.checkpoints import Checkpoints
-from recorder.keyring import Keyring, write_key_file
+from recorder.checkpoints import Checkpoint, Checkpoints
+from recorder.clock import SystemClock
+from recorder.keyring import Keyring, read_key_file, write_key_file
+from recorder.logverify import verify_stored
 from signaling.db import create_engine, migrate
+
+CASE = "GX-2026-000001"
+
+
+async def _open(db: Path, key_path: Path, witness: Path | None = None) -> AuditLog:
+    """A process on the database and key file (its own engine)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    keyring = Keyring(engine, SystemClock(), key_path, read_key_file(key_path))
+    log = AuditLog(engine, SystemClock(), keyring, witness)
+    await log.register_key()
+    return log
+
+
+@pytest.fixture
+async def paths(tmp_path):
+    db, key_path = tmp_path / "log.sqlite3", tmp_path / "node.key"
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    await migrate(engine)
+    await engine.dispose()
+    write_key_file(key_path, Ed25519PrivateKey.generate())
+    logs: list[AuditLog] = []
+
+    async def opened(witness: Path | None = None) -> AuditLog:
+        logs.append(await _open(db, key_path, witness))
+        return logs[-1]
+
+    yield opened, tmp_path
+    for log in logs:
+        await log._engine.dispose()
+
+
+async def _sql(log: AuditLog, sql: str, **params: object) -> None:
+    engine: AsyncEngine = log._engine
+    async with engine.begin() as conn:
+        await conn.execute(text(sql), params)
+
+
+def _witnessed(path: Path) -> list[Checkpoint]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [Checkpoint.from_dict({k: v for k, v in d.items() if k != "public_key"}) for d in lines]
 
 
 async def test_the_periodic_signer_survives_a_database_error():
@@ -35,3 +80,42 @@ async def test_the_periodic_signer_survives_a_database_error():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert len(calls) >= 2
+
+
+async def test_concurrent_signers_store_checkpoints_in_order(paths):
+    """Two processes appending and signing at once on one database (and one witness
+    file): the stored checkpoints grow in size and time, and the witness holds each
+    exactly once, in the stored order."""
+    opened, tmp = paths
+    witness = tmp / "witness" / "log.jsonl"
+    server, cli = await opened(witness), await opened(witness)
+
+    async def work(log: AuditLog, name: str) -> None:
+        for n in range(12):
+            await log.append("mark", actor=name, case_no=CASE, n=n)
+            await log.checkpoint()
+
+    await asyncio.gather(work(server, "server"), work(cli, "cli"))
+    report = await verify_stored(server, witness=witness)
+    assert report.ok, report.problems
+    stored = await server.checkpoints()
+    assert len(stored) == 24
+    assert _witnessed(witness) == stored
+
+
+async def test_an_unwritable_witness_is_caught_up_later(paths):
+    """A witness append that fails does not undo or hide the signed checkpoint: it is
+    remembered, and the next signing writes the missing line before its own, in order."""
+    opened, tmp = paths
+    witness = tmp / "witness" / "log.jsonl"
+    witness.parent.write_text("not a directory")  # the witness cannot be written
+    log = await opened(witness)
+    await log.append("login", actor="a")
+    first = await log.checkpoint()
+    assert log.witness_behind
+    witness.parent.unlink()
+    assert await log.checkpoint_if_grown() is None  # nothing new, but the witness catches up
+    assert not log.witness_behind
+    await log.append("login", actor="b")
+    second = await log.checkpoint()
+    assert _witnessed(witness) == [first, second] == await log.checkpoints()
