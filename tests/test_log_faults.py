@@ -5,6 +5,7 @@ out of order, and the witness file catches a database owner's rewrite."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from recorder.auditlog import AuditLog
+from recorder.auditlog import AuditLog, seal
 from recorder.checkpoints import Checkpoint, Checkpoints
 from recorder.clock import SystemClock
+from recorder.errors import LogError
 from recorder.keyring import Keyring, read_key_file, write_key_file
 from recorder.logverify import verify_stored
+from recorder.schema import APPEND_ONLY_TABLES
 from signaling.db import create_engine, migrate
 
 CASE = "GX-2026-000001"
@@ -119,3 +122,95 @@ async def test_an_unwritable_witness_is_caught_up_later(paths):
     await log.append("login", actor="b")
     second = await log.checkpoint()
     assert _witnessed(witness) == [first, second] == await log.checkpoints()
+
+
+async def _rewrite_and_resign(log: AuditLog, tmp: Path) -> None:
+    """A database owner: drop the triggers, re-seal the first case event and every later
+    one of its chain, delete the stored checkpoints, and sign anew with the key file."""
+    for table in APPEND_ONLY_TABLES:
+        for trigger in ("no_update", "no_delete"):
+            await _sql(log, f"DROP TRIGGER {table}_{trigger}")
+    prev = None
+    for original in await log.events(f"case:{CASE}"):
+        forged = seal(
+            original.log_index,
+            original.chain,
+            original.case_seq,
+            prev or original.prev_hash,
+            dt.datetime.fromisoformat(original.at),
+            original.kind,
+            "mallory",
+            original.detail,
+        )
+        await _sql(
+            log,
+            "UPDATE audit_events SET actor = 'mallory', prev_hash = :p, hash = :h "
+            "WHERE log_index = :i",
+            p=forged.prev_hash,
+            h=forged.hash,
+            i=forged.log_index,
+        )
+        prev = forged.hash
+    await _sql(log, "DELETE FROM log_checkpoints")
+    forger = await _open(tmp / "log.sqlite3", tmp / "node.key")  # no witness
+    await forger.checkpoint()
+    await forger._engine.dispose()
+
+
+async def test_the_witness_catches_a_database_owner(paths):
+    """After a rewrite, deleted checkpoints and a fresh signature with the key file, the
+    database alone verifies; against the witness the verifier names each witnessed
+    checkpoint the log contradicts and that is gone, and a node started with the
+    witness refuses to sign."""
+    opened, tmp = paths
+    witness = tmp / "witness" / "log.jsonl"
+    log = await opened(witness)
+    for n in range(3):
+        await log.append("mark", actor="a", case_no=CASE, n=n)
+        await log.checkpoint()
+    await _rewrite_and_resign(log, tmp)
+    assert (await verify_stored(log)).ok  # what the database alone can tell
+    report = await verify_stored(log, witness=witness)
+    codes = [(p.code, p.where.split(" (")[0]) for p in report.problems]
+    assert codes == [
+        ("witness_mismatch", "witness line 1"),
+        ("checkpoint_missing", "witness line 1"),
+        ("witness_mismatch", "witness line 2"),
+        ("checkpoint_missing", "witness line 2"),
+        ("witness_mismatch", "witness line 3"),
+        ("checkpoint_missing", "witness line 3"),
+    ]
+    restarted = await opened(witness)
+    with pytest.raises(LogError) as refused:
+        await restarted.checkpoint()
+    assert refused.value.code == "log_tampered"
+
+
+async def test_a_key_file_replaced_without_rotation_is_logged(paths):
+    """A start with a new key in the key file (not the first key, no rotation) registers
+    it and logs key_registered naming both keys; the log still verifies."""
+    opened, tmp = paths
+    first = await opened()
+    await first.append("login", actor="a")
+    await first.checkpoint()
+    old = first.keyring.key_id
+    assert await first.events("system", kind="key_registered") == []
+    write_key_file(tmp / "node.key", Ed25519PrivateKey.generate())
+    second = await opened()
+    logged = await second.events("system", kind="key_registered")
+    assert [e.detail for e in logged] == [{"old_key": old, "new_key": second.keyring.key_id}]
+    await second.checkpoint()
+    assert (await verify_stored(second)).ok
+
+
+async def test_events_left_unsigned_are_reported(paths):
+    """Events with no checkpoint covering them, older than the allowed window, are a
+    no_checkpoint problem (also when no checkpoint exists at all); once signed, not."""
+    opened, _tmp = paths
+    log = await opened()
+    first = await log.append("login", actor="a")
+    later = dt.datetime.fromisoformat(first.at) + dt.timedelta(minutes=5)
+    report = await verify_stored(log, unsigned_before=later)
+    assert [(p.code, p.where) for p in report.problems] == [("no_checkpoint", "log_index 0")]
+    await log.checkpoint()
+    assert (await verify_stored(log, unsigned_before=later)).ok
