@@ -1,6 +1,7 @@
 """Audit-log benchmark on the real SQLite store: append rate, checkpoint signing time
 (cold: a fresh process rebuilds its frontier from every stored leaf, and the longest
-the event loop went unserved meanwhile; warm: one event since the last) and full verification time, at each log size.
+the event loop went unserved meanwhile; warm: one event since the last) and full
+verification time, at each log size.
 
     python -m bench.log [--sizes 10000,100000] [--sample 2000]
 
