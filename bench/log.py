@@ -1,6 +1,7 @@
 """Audit-log benchmark on the real SQLite store: append rate, checkpoint signing time
-(cold: a fresh process rebuilds its frontier from every stored leaf; warm: one event
-since the last) and full verification time, at each log size.
+(cold: a fresh process rebuilds its frontier from every stored leaf, and the longest
+the event loop went unserved meanwhile; warm: one event since the last) and full
+verification time, at each log size.
 
     python -m bench.log [--sizes 10000,100000] [--sample 2000]
 
@@ -44,8 +45,9 @@ class Bench:
     async def open_log(self) -> AuditLog:
         """The log as a freshly started process sees it."""
         keyring = Keyring(self.engine, SystemClock(), self.key_path, read_key_file(self.key_path))
-        await keyring.register()
-        return AuditLog(self.engine, SystemClock(), keyring)
+        log = AuditLog(self.engine, SystemClock(), keyring)
+        await log.register_key()
+        return log
 
     def _chain(self) -> str:
         return CHAINS[self.size % len(CHAINS)]
@@ -81,6 +83,28 @@ async def _timed(coroutine: Any) -> tuple[Any, float]:
     return result, (time.perf_counter() - start) * 1000
 
 
+async def _stalls(coroutine: Any) -> tuple[Any, float, float]:
+    """The result, its time (ms) and the longest the event loop went unserved meanwhile
+    (ms): what a media task would have waited."""
+    longest = 0.0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal longest
+        while not done.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0)
+            longest = max(longest, time.perf_counter() - before)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        result, elapsed = await _timed(coroutine)
+    finally:
+        done.set()
+        await ticker
+    return result, elapsed, longest * 1000
+
+
 async def measure(sizes: list[int], sample: int, directory: Path) -> dict[str, Any]:
     key_path = directory / "node.key"
     write_key_file(key_path, Ed25519PrivateKey.generate())
@@ -94,7 +118,7 @@ async def measure(sizes: list[int], sample: int, directory: Path) -> dict[str, A
             log = await bench.open_log()
             rate = await bench.append(log, sample)
             fresh = await bench.open_log()
-            cold, cold_ms = await _timed(fresh.checkpoint())
+            cold, cold_ms, stall_ms = await _stalls(fresh.checkpoint())
             await bench.append(fresh, 1)
             _, warm_ms = await _timed(fresh.checkpoint())
             report, verify_ms = await _timed(verify_stored(log))
@@ -102,6 +126,7 @@ async def measure(sizes: list[int], sample: int, directory: Path) -> dict[str, A
             figures = {
                 "append_per_s": round(rate),
                 "checkpoint_cold_ms": round(cold_ms, 1),
+                "cold_loop_stall_ms": round(stall_ms, 1),
                 "checkpoint_warm_ms": round(warm_ms, 2),
                 "verify_ms": round(verify_ms),
             }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from recorder.clock import Clock
 from recorder.errors import LogError
 from recorder.keyring import Keyring
 from recorder.schema import audit_events
+from recorder.witness import WitnessFile, append_after_last, last_witnessed, read_witness
+
+logger = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"
@@ -138,7 +142,26 @@ class AuditLog:
         self._clock = clock
         self._lock = asyncio.Lock()
         self.keyring = keyring
-        self._checkpoints = Checkpoints(engine, clock, keyring, witness_file)
+        self.witness_file = witness_file
+        self.witness_behind = False
+        """The witness file lacks checkpoints (a write failed); each signing retries."""
+        self._checkpoints = Checkpoints(engine, clock, keyring)
+
+    async def register_key(self) -> None:
+        """At start: register the node's key (recorder/keyring.py). A key that is not the
+        first and did not come by rotation (a key file replaced or lost) is logged as a
+        ``key_registered`` event, and loudly: the node goes on signing, with that key."""
+        replaced = await self.keyring.register()
+        if replaced is not None:
+            logger.error(
+                "the node key file holds a new key %s, not the registered %s, and no rotation "
+                "made it: registered and logged as key_registered",
+                self.keyring.key_id,
+                replaced,
+            )
+            await self.append(
+                "key_registered", actor=None, old_key=replaced, new_key=self.keyring.key_id
+            )
 
     async def append(
         self, kind: str, *, actor: str | None, case_no: str | None = None, **detail: Any
@@ -237,20 +260,58 @@ class AuditLog:
 
     # -- checkpoints and proofs ----------------------------------------------------------
 
+    async def warm(self) -> None:
+        """Before the first signing: check the whole stored log against every stored and
+        witnessed checkpoint (rebuilt off the event loop, outside the append lock)."""
+        witnessed: list[Checkpoint] = []
+        if self.witness_file is not None and not self._checkpoints.warmed:
+            try:
+                found = await asyncio.to_thread(read_witness, self.witness_file)
+            except OSError:  # not readable now: sign, and say so
+                logger.exception("cannot read the witness file to check the log against it")
+                found = WitnessFile()
+            for entry in found.entries:
+                if entry.verifies():
+                    witnessed.append(entry.checkpoint)
+                else:
+                    logger.error("witness line %d does not verify: ignored", entry.line)
+            if found.unreadable:
+                logger.error("witness lines %s are not checkpoints: ignored", found.unreadable)
+        await self._checkpoints.warm(witnessed)
+
     async def checkpoint(self) -> Checkpoint:
         """Sign the tree as it stands now (also when it has not grown)."""
+        await self.warm()
         async with self._lock:
             checkpoint = await self._checkpoints.sign()
-        await self._checkpoints.witness(checkpoint)
+            await self._witness()
         return checkpoint
 
     async def checkpoint_if_grown(self) -> Checkpoint | None:
         """Sign only if events were appended since the latest checkpoint."""
+        await self.warm()
         async with self._lock:
             checkpoint = await self._checkpoints.sign_if_grown()
-        if checkpoint is not None:
-            await self._checkpoints.witness(checkpoint)
+            if checkpoint is not None or self.witness_behind:
+                await self._witness()
         return checkpoint
+
+    async def _witness(self) -> None:
+        """Bring the witness file up to the stored checkpoints, in order (under the lock).
+        A failure is logged and remembered; the next signing catches up."""
+        if self.witness_file is None:
+            return
+        try:
+            last = await asyncio.to_thread(last_witnessed, self.witness_file)
+            keys = {k.key_id: k.public_key for k in await self.keyring.keys()}
+            since = await self._checkpoints.since(last)
+            pending = [(c, keys.get(c.key_id, "")) for c in since]  # unknown: fails to verify
+            await asyncio.to_thread(append_after_last, self.witness_file, pending)
+        except OSError:
+            self.witness_behind = True
+            logger.exception("could not append to the witness file %s", self.witness_file)
+        else:
+            self.witness_behind = False
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         return await self._checkpoints.latest()
@@ -261,6 +322,10 @@ class AuditLog:
     async def run_checkpoints(self, interval: float) -> None:
         """Sign a checkpoint every ``interval`` seconds while events arrive; runs until
         cancelled (a task the app owns)."""
+        try:
+            await self.warm()
+        except Exception:  # log_tampered, a database error: each round retries
+            logger.exception("the stored log does not match its checkpoints")
         await self._checkpoints.run(self.checkpoint_if_grown, interval)
 
     async def _tree(self, size: int) -> merkle.MerkleTree:

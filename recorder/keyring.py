@@ -117,14 +117,17 @@ class Keyring:
                 )
             )
 
-    async def register(self) -> None:
+    async def register(self) -> str | None:
         """At start: register the node's key if it is new; refuse a key that a later one
-        has replaced (an old key file put back)."""
+        has replaced (an old key file put back). Returns the id of the key a new one
+        replaced without a rotation (the caller logs it), None otherwise."""
         keys = await self.keys()
         if self.key_id not in {k.key_id for k in keys}:
             await self._insert(self._key)
-        elif keys[-1].key_id != self.key_id:
+            return keys[-1].key_id if keys else None
+        if keys[-1].key_id != self.key_id:
             raise LogError("stale_node_key", f"key {self.key_id} was replaced by {keys[-1].key_id}")
+        return None
 
     async def signing_key(self, time: str) -> tuple[str, Ed25519PrivateKey]:
         """The key valid at ``time`` and its id; if another process rotated it, the new

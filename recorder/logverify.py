@@ -11,20 +11,29 @@ the live database (``load_log``) and on an exported package. Checks:
   was the valid key at its time (``unknown_key``, ``key_not_valid``), and its signature
   verifies (``bad_signature``);
 - successive checkpoints grow and are consistent by an RFC 6962 consistency proof
-  (``checkpoint_order``, ``inconsistent_checkpoints``).
+  (``checkpoint_order``, ``inconsistent_checkpoints``);
+- no event stays unsigned longer than allowed (``no_checkpoint``);
+- with a witness file (recorder/witness.py), each witnessed checkpoint verifies with the
+  public key its line carries (``witness_bad_signature``, ``witness_unreadable``), the
+  database still gives its root at its size (``witness_mismatch``) and still holds it
+  (``checkpoint_missing``). The stored checkpoints and keys are the database owner's to
+  rewrite; the witness, kept elsewhere, is not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from recorder import merkle
 from recorder.auditlog import AuditEvent, AuditLog, verify_chain
 from recorder.checkpoints import Checkpoint
 from recorder.keyring import RegisteredKey, key_valid_at
+from recorder.witness import WitnessFile, read_witness
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class LogReport:
     events: int
     checkpoints: int
     problems: list[Problem] = field(default_factory=list)
+    witnessed: int | None = None
+    """Checkpoints in the witness file checked; None without a witness file."""
 
     @property
     def ok(self) -> bool:
@@ -136,13 +147,61 @@ def _check_succession(
         )
 
 
+def _check_unsigned(
+    events: Sequence[AuditEvent],
+    checkpoints: Sequence[Checkpoint],
+    deadline: dt.datetime,
+    problems: list[Problem],
+) -> None:
+    signed = max((c.tree_size for c in checkpoints), default=0)
+    if signed < len(events) and dt.datetime.fromisoformat(events[signed].at) < deadline:
+        problems.append(
+            Problem(
+                "no_checkpoint",
+                f"log_index {signed}",
+                f"logged at {events[signed].at}; no signed checkpoint covers it",
+            )
+        )
+
+
+def _check_witness(
+    witness: WitnessFile,
+    checkpoints: Sequence[Checkpoint],
+    tree: merkle.MerkleTree,
+    problems: list[Problem],
+) -> None:
+    for line in witness.unreadable:
+        problems.append(Problem("witness_unreadable", f"witness line {line}", "not a checkpoint"))
+    stored = set(checkpoints)
+    for entry in witness.entries:
+        seen = entry.checkpoint
+        where = f"witness line {entry.line} (size {seen.tree_size}, {seen.time})"
+        if not entry.verifies():
+            problems.append(
+                Problem("witness_bad_signature", where, f"key {seen.key_id} in the line")
+            )
+            continue
+        if seen.tree_size > tree.size:
+            problems.append(Problem("witness_mismatch", where, f"the log holds {tree.size} events"))
+        elif tree.root(seen.tree_size).hex() != seen.root:
+            problems.append(
+                Problem("witness_mismatch", where, "the events do not give the witnessed root")
+            )
+        if seen not in stored:
+            problems.append(Problem("checkpoint_missing", where, "not in log_checkpoints"))
+
+
 def check_log(
     events: Sequence[AuditEvent],
     checkpoints: Sequence[Checkpoint],
     keys: Sequence[RegisteredKey],
+    *,
+    witness: WitnessFile | None = None,
+    unsigned_before: dt.datetime | None = None,
 ) -> LogReport:
     """Every problem found, in the order of the checks above. ``events`` in index
-    order, ``checkpoints`` in signing order."""
+    order, ``checkpoints`` in signing order; an event logged before ``unsigned_before``
+    must be covered by a checkpoint."""
     problems: list[Problem] = []
     leaves = _check_entries(events, problems)
     _check_chains(events, problems)
@@ -151,9 +210,23 @@ def check_log(
         _check_checkpoint(number, checkpoint, tree, keys, problems)
         if number > 1:
             _check_succession(number, checkpoints[number - 2], checkpoint, tree, problems)
-    return LogReport(len(events), len(checkpoints), problems)
+    if unsigned_before is not None:
+        _check_unsigned(events, checkpoints, unsigned_before, problems)
+    if witness is not None:
+        _check_witness(witness, checkpoints, tree, problems)
+    witnessed = None if witness is None else len(witness.entries)
+    return LogReport(len(events), len(checkpoints), problems, witnessed)
 
 
-async def verify_stored(log: AuditLog) -> LogReport:
-    """Check the log stored in the database."""
-    return check_log(await log.all_events(), await log.checkpoints(), await log.keyring.keys())
+async def verify_stored(
+    log: AuditLog, *, witness: Path | None = None, unsigned_before: dt.datetime | None = None
+) -> LogReport:
+    """Check the log stored in the database, and against the ``witness`` file if given."""
+    found = None if witness is None else await asyncio.to_thread(read_witness, witness)
+    return check_log(
+        await log.all_events(),
+        await log.checkpoints(),
+        await log.keyring.keys(),
+        witness=found,
+        unsigned_before=unsigned_before,
+    )

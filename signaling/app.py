@@ -14,7 +14,6 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from recorder.errors import EvidenceError
 from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
@@ -77,7 +76,7 @@ async def _checkpoints(app: web.Application) -> AsyncIterator[None]:
         await task
     try:
         await audit.checkpoint_if_grown()
-    except (EvidenceError, OSError):
+    except Exception:  # also a database error: shutdown goes on
         logger.exception("could not sign the closing log checkpoint")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -75,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
     log = commands.add_parser("log", help="审计日志").add_subparsers(dest="action", required=True)
     log.add_parser("checkpoint", parents=[common], help="立即签名一个日志检查点")
-    log.add_parser("verify", parents=[common], help="对照签名检查点验证整个审计日志")
+    verify = log.add_parser("verify", parents=[common], help="对照签名检查点验证整个审计日志")
+    verify.add_argument("--witness", type=Path, help="对照的见证文件（默认为配置项 witness_file）")
     keys = commands.add_parser("keys", help="节点签名密钥").add_subparsers(
         dest="action", required=True
     )
@@ -150,7 +152,13 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
         checkpoint = await services.audit.checkpoint()
         print(json.dumps({"checkpoint": checkpoint.to_dict()}, ensure_ascii=False))
     elif args.command == "log":
-        return _print_report(await verify_stored(services.audit))
+        window = dt.timedelta(seconds=2 * settings.checkpoint_seconds)
+        report = await verify_stored(
+            services.audit,
+            witness=args.witness or settings.witness_file,
+            unsigned_before=dt.datetime.now(dt.UTC) - window,
+        )
+        return _print_report(report)
     elif args.command == "keys":
         old, new = await services.audit.rotate_key(actor="cli")
         print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")
@@ -164,6 +172,13 @@ def _print_report(report: LogReport) -> int:
     """``coreview log verify``: 0 if the whole log holds, 1 with each problem if not."""
     for problem in report.problems:
         print(f"✗ {problem.where}：{message(problem.code)}（{problem.detail}）")
+    if report.witnessed is None:
+        print(
+            "注意：未设置见证文件，签名检查点只与数据库中的副本对照；"
+            "掌握数据库（及数据目录中私钥）的人可改写日志而不被发现。"
+        )
+    else:
+        print(f"已对照见证文件中的 {report.witnessed} 个签名检查点。")
     if report.ok:
         print(
             f"审计日志完整：{report.events} 条事件、{report.checkpoints} 个签名检查点均验证通过。"

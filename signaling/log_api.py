@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from recorder.errors import LogError
@@ -9,6 +11,7 @@ from signaling.access import allow
 from signaling.api import json_response
 from signaling.appkeys import AUDIT
 from signaling.errors import Conflict
+from signaling.messages import message
 
 routes = web.RouteTableDef()
 
@@ -16,8 +19,13 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/log/checkpoints")
 @allow("auditor", "admin", scope="the node's whole log")
 async def sign_checkpoint(request: web.Request) -> web.Response:
+    audit = request.app[AUDIT]
     try:
-        checkpoint = await request.app[AUDIT].checkpoint()
+        checkpoint = await audit.checkpoint()
     except LogError as exc:  # a log that no longer matches its signatures is not signed
         raise Conflict(exc.code) from exc
-    return json_response({"checkpoint": checkpoint.to_dict()}, status=201)
+    body: dict[str, Any] = {"checkpoint": checkpoint.to_dict()}
+    if audit.witness_behind:  # signed and stored all the same; logged by the log
+        code = "witness_unwritten"
+        body["warning"] = {"code": code, "message": message(code)}
+    return json_response(body, status=201)

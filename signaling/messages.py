@@ -151,7 +151,10 @@ MESSAGES = {
     "evidence_not_found": "证据文件不存在。",
     "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
     # the audit log (recorder.errors.LogError codes) and what verification finds
-    "log_tampered": "审计日志与最近一次签名检查点不一致，可能已被篡改，已停止签名。",
+    "log_tampered": (
+        "审计日志与已签名的检查点（数据库或见证文件中）不一致，可能已被篡改，已停止签名。"
+    ),
+    "checkpoint_race": "其他进程持续签署更新的检查点，本次未能签名，请稍后重试。",
     "log_truncated": "审计日志条目少于已签名检查点所含条目，可能已被删除。",
     "log_gap": "审计日志序号不连续，可能有条目被删除。",
     "stale_node_key": "节点签名密钥已被轮换替代，请使用当前密钥文件。",
@@ -167,6 +170,12 @@ MESSAGES = {
     "bad_signature": "检查点签名验证失败",
     "checkpoint_order": "检查点的规模或时间倒退",
     "inconsistent_checkpoints": "相邻检查点之间的一致性证明不成立",
+    "witness_mismatch": "数据库中的日志与见证文件中签名的检查点不符（日志被改写或删减）",
+    "checkpoint_missing": "见证文件中的检查点在数据库中已不存在（检查点被删除）",
+    "witness_bad_signature": "见证文件中的检查点签名无法用其所附公钥验证",
+    "witness_unreadable": "见证文件中有无法读取的行",
+    "no_checkpoint": "有事件长时间未被任何签名检查点覆盖",
+    "witness_unwritten": "检查点已签名并保存，但未能写入见证文件；下次签名时将补写。",
 }
 
 RECORDING_FAILURES = {
@@ -242,6 +251,7 @@ EVENT_NAMES = {
     "snapshot_taken": "截取画面存证",
     "log_resealed": "审计日志重新封存（格式升级）",
     "key_rotated": "更换节点签名密钥",
+    "key_registered": "登记未经轮换的新节点签名密钥（密钥文件被替换）",
     "login": "登录",
     "logout": "退出登录",
     "login_failed": "登录失败",

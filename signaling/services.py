@@ -66,8 +66,8 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
     try:
         await migrate(engine)
         keyring = Keyring(engine, clock, keys.node_key_path(settings.data_dir), secrets.node_key)
-        await keyring.register()
         audit = AuditLog(engine, clock, keyring, settings.witness_file)
+        await audit.register_key()
         yield Services(
             keys=secrets,
             engine=engine,

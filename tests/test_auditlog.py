@@ -18,8 +18,9 @@ async def _log(tmp_path):
     key, key_path = Ed25519PrivateKey.generate(), tmp_path / "node.key"
     write_key_file(key_path, key)
     keyring = Keyring(engine, SystemClock(), key_path, key)
-    await keyring.register()
-    return engine, AuditLog(engine, SystemClock(), keyring)
+    log = AuditLog(engine, SystemClock(), keyring)
+    await log.register_key()
+    return engine, log
 
 
 async def test_entries_chain_per_case(tmp_path):

@@ -49,8 +49,9 @@ class Node:
     async def restart(self, witness: Path | None = None) -> AuditLog:
         """A new process on the same database and key file."""
         keyring = Keyring(self.engine, self.clock, self.key_path, _read(self.key_path))  # type: ignore[arg-type]
-        await keyring.register()
-        return AuditLog(self.engine, self.clock, keyring, witness)  # type: ignore[arg-type]
+        log = AuditLog(self.engine, self.clock, keyring, witness)  # type: ignore[arg-type]
+        await log.register_key()
+        return log
 
 
 def _read(path: Path) -> Ed25519PrivateKey:

@@ -21,9 +21,10 @@ from recorder.auditlog import GENESIS, AuditEvent, seal
 from recorder.clock import SystemClock
 from signaling.app import create_app
 from signaling.appkeys import AUDIT
+from signaling.messages import message
 from signaling.services import open_services
 from signaling.settings import Settings, SettingsError, load_settings
-from tests.helpers import start_session, wait_until
+from tests.helpers import demo_password, login, start_session, wait_until
 
 
 def coreview(*args: str, witness: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -125,6 +126,11 @@ async def _first_event(data_dir: Path) -> AuditEvent:
         return (await services.audit.all_events())[0]
 
 
+async def _last_event(data_dir: Path) -> AuditEvent:
+    async with open_services(Settings(data_dir=data_dir), SystemClock()) as services:
+        return (await services.audit.all_events())[-1]
+
+
 def test_witness_file_inside_the_data_dir_is_refused(tmp_path):
     """A witness file under the data directory is a clear settings error (it would be
     lost with the server); outside it, or empty (off), it is accepted."""
@@ -165,3 +171,56 @@ def test_a_wiped_server_leaves_the_witness_copy(tmp_path):
         public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(line["public_key"]))
         statement = {k: line[k] for k in ("tree_size", "root", "time", "key_id")}
         public.verify(bytes.fromhex(line["signature"]), rfc8785.dumps(statement))
+
+
+def test_cli_verify_reads_the_witness_file(data_dir, tmp_path):
+    """`coreview log verify` checks the witness file (setting or --witness): after the
+    owner re-hashes an event and deletes the stored checkpoints, the database alone
+    passes (with a warning that it proves little) but verify exits 1 naming the
+    witnessed checkpoint the log contradicts and the one that is gone."""
+    witness = tmp_path / "witness" / "w.jsonl"
+    signed = coreview("log", "checkpoint", "--data-dir", str(data_dir), witness=str(witness))
+    assert signed.returncode == 0, signed.stderr
+    event = asyncio.run(_last_event(data_dir))  # the last: no later link to mend
+    at = dt.datetime.fromisoformat(event.at)
+    forged = seal(
+        event.log_index, event.chain, event.case_seq, event.prev_hash, at, event.kind, "m", {}
+    )
+    with sqlite3.connect(data_dir / "coreview.sqlite3") as db:
+        for sql in (
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER log_checkpoints_no_delete",
+            "DELETE FROM log_checkpoints",
+        ):
+            db.execute(sql)
+        db.execute(
+            "UPDATE audit_events SET actor = 'm', detail = '{}', hash = ? WHERE log_index = ?",
+            (forged.hash, event.log_index),
+        )
+    alone = coreview("log", "verify", "--data-dir", str(data_dir))
+    assert alone.returncode == 0 and "未设置见证文件" in alone.stdout, alone.stdout
+    for verified in (
+        coreview("log", "verify", "--data-dir", str(data_dir), witness=str(witness)),
+        coreview("log", "verify", "--data-dir", str(data_dir), "--witness", str(witness)),
+    ):
+        assert verified.returncode == 1, verified.stdout
+        assert "✗ witness line 1 (size" in verified.stdout
+        assert message("witness_mismatch") in verified.stdout
+        assert message("checkpoint_missing") in verified.stdout
+
+
+async def test_a_checkpoint_signed_but_not_witnessed_answers_201_with_a_warning(
+    aiohttp_client, data_dir, tmp_path
+):
+    """POST /api/v1/log/checkpoints when the witness file cannot be written: 201 with the
+    stored checkpoint and a witness_unwritten warning (not a 500)."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the witness directory should be")
+    settings = Settings(data_dir=data_dir, witness_file=blocked / "w.jsonl")
+    client = await aiohttp_client(create_app(settings))
+    auditor = await login(client, "jiancha", demo_password(data_dir, "jiancha"))
+    response = await auditor.post("/api/v1/log/checkpoints")
+    body = await response.json()
+    assert response.status == 201, body
+    assert body["checkpoint"] == (await client.app[AUDIT].latest_checkpoint()).to_dict()
+    assert body["warning"] == {"code": "witness_unwritten", "message": message("witness_unwritten")}
