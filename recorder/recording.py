@@ -30,7 +30,7 @@ from recorder.clock import Clock
 from recorder.convert import convert_stored
 from recorder.errors import StoreError
 from recorder.recovery import TrimmedChunk, info_from_header, open_chunks, trim
-from recorder.schema import evidence_files
+from recorder.schema import audit_events, evidence_files
 from recorder.store import EvidenceStore, hash_file
 from recorder.workers import JobFailed, WorkerPool
 
@@ -167,8 +167,8 @@ class Recorder:
 
     async def convert_pending(self) -> int:
         """At start: convert stored chunks that have no playable file yet (the server
-        stopped before their conversion ended; or it failed before, and is tried once
-        more). Returns how many were started."""
+        stopped before their conversion ended). A chunk whose conversion failed is logged
+        ``conversion_failed`` once and not tried again. Returns how many were started."""
         playable = select(evidence_files.c.derived_from).where(
             evidence_files.c.role == "playable", evidence_files.c.derived_from.is_not(None)
         )
@@ -176,12 +176,26 @@ class Recorder:
             evidence_files.c.role == "capture", evidence_files.c.sha256.not_in(playable)
         )
         async with self.engine.connect() as conn:
-            pending = list((await conn.execute(query)).scalars())
+            pending = list(dict.fromkeys((await conn.execute(query)).scalars()))
+        failed = await self._logged("conversion_failed", "chunk", pending)
+        started = 0
         for sha256 in pending:
+            if sha256 in failed:
+                continue
             info = await asyncio.to_thread(self._stored_info, sha256)
             if info is not None:
                 self.spawn(self.convert(info, sha256))
-        return len(pending)
+                started += 1
+        return started
+
+    async def _logged(self, kind: str, key: str, values: list[str]) -> set[str]:
+        """Which of ``values`` an event of ``kind`` names in its detail under ``key``."""
+        if not values:
+            return set()
+        field = audit_events.c.detail[key].as_string()
+        query = select(field).where(audit_events.c.kind == kind, field.in_(values))
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(query)).scalars())
 
     def _stored_info(self, sha256: str) -> TrackInfo | None:
         try:
