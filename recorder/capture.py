@@ -179,16 +179,15 @@ class TrackCapture:
             elif self._asked_at is None or arrival - self._asked_at >= KEYFRAME_RETRY_SECONDS:
                 self._asked_at = arrival
                 self._request_keyframe()
-        self._buffer += chunkfile.RECORD.pack(
-            chunkfile.TAG,
-            (packet.marker & 1) << 7 | packet.payload_type,
+        self._buffer += chunkfile.encode_record(
+            int(arrival * 1_000_000),
             seq,
             packet.timestamp,
+            packet.marker,
+            packet.payload_type,
             packet.ssrc,
-            int(arrival * 1_000_000),
-            len(payload),
+            payload,
         )
-        self._buffer += payload
         gap = self._stats.add(seq, packet.timestamp, packet.marker, payload, arrival)
         if gap > OUTAGE_SECONDS:
             self._on_event(
