@@ -207,7 +207,7 @@ class TrackCapture:
         self._index += 1
         self._opened_at = self._flushed_at = arrival
         self._asked_at = None
-        self._stats = ChunkStats(self.info.codec, self.info.kind)
+        self._stats = ChunkStats(self.info.codec, self.info.kind, self._stats.continuity())
         name = f"{self.info.session}.{secrets.token_hex(6)}.{self._index}{chunkfile.SUFFIX}"
         self._path = self._directory / name
         self._file = self._opener(self._path)
