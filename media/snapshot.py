@@ -42,7 +42,8 @@ class Snapshot:
 
 class KeyframeSink:
     """A one-shot ``PacketSink``: the first whole keyframe from now on. Packets are kept
-    from a keyframe's first packet to the end of its frame (the marker), then
+    from a keyframe's first packet to the end of its frame (the marker; every packet of
+    that timestamp: H264's SPS/PPS and each IDR slice all look like starts), then
     depacketised; a keyframe missing a packet is given up and the next one awaited."""
 
     def __init__(self, mime_type: str) -> None:
@@ -56,10 +57,11 @@ class KeyframeSink:
     def packet(self, packet: RtpPacket, arrival: float) -> None:
         if self.result.done():
             return
-        if self._starts_keyframe(packet.payload):
-            self._packets = []
-        elif not self._packets or packet.timestamp != self._packets[0].timestamp:
-            return  # not (part of) the keyframe being collected
+        collecting = bool(self._packets) and packet.timestamp == self._packets[0].timestamp
+        if not collecting:
+            if not self._starts_keyframe(packet.payload):
+                return  # not (part of) a keyframe
+            self._packets = []  # a new keyframe (an H264 one may have several starts)
         self._packets.append(
             Record(0, packet.sequence_number, packet.timestamp, packet.marker, 0, 0, packet.payload)
         )

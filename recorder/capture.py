@@ -179,16 +179,15 @@ class TrackCapture:
             elif self._asked_at is None or arrival - self._asked_at >= KEYFRAME_RETRY_SECONDS:
                 self._asked_at = arrival
                 self._request_keyframe()
-        self._buffer += chunkfile.RECORD.pack(
-            chunkfile.TAG,
-            (packet.marker & 1) << 7 | packet.payload_type,
+        self._buffer += chunkfile.encode_record(
+            int(arrival * 1_000_000),
             seq,
             packet.timestamp,
+            packet.marker,
+            packet.payload_type,
             packet.ssrc,
-            int(arrival * 1_000_000),
-            len(payload),
+            payload,
         )
-        self._buffer += payload
         gap = self._stats.add(seq, packet.timestamp, packet.marker, payload, arrival)
         if gap > OUTAGE_SECONDS:
             self._on_event(
@@ -208,7 +207,7 @@ class TrackCapture:
         self._index += 1
         self._opened_at = self._flushed_at = arrival
         self._asked_at = None
-        self._stats = ChunkStats(self.info.codec, self.info.kind)
+        self._stats = ChunkStats(self.info.codec, self.info.kind, self._stats.continuity())
         name = f"{self.info.session}.{secrets.token_hex(6)}.{self._index}{chunkfile.SUFFIX}"
         self._path = self._directory / name
         self._file = self._opener(self._path)

@@ -3,6 +3,7 @@ or is recovered (from its file). Pure, no I/O."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from recorder.rtpcodecs import keyframe_detector, keyframe_size
@@ -25,8 +26,19 @@ def _ranges(values: list[int]) -> list[list[int]]:
     return [[first & 0xFFFF, last & 0xFFFF] for first, last in ranges]
 
 
+@dataclass(frozen=True)
+class Continuity:
+    """Where the track's previous chunk ended: the next chunk counts from there, so a
+    loss, an outage or a new resolution at a cut is not lost between two chunks."""
+
+    highest: int
+    """Extended sequence number of the newest packet."""
+    arrival: float
+    size: tuple[int, int] | None
+
+
 class ChunkStats:
-    def __init__(self, codec: str, kind: str) -> None:
+    def __init__(self, codec: str, kind: str, previous: Continuity | None = None) -> None:
         self.codec = codec.lower()
         self.kind = kind
         self.is_keyframe = keyframe_detector(self.codec)
@@ -47,7 +59,19 @@ class ChunkStats:
         self.first_size: tuple[int, int] | None = None
         self.resolution_changes: list[dict[str, Any]] = []
         self.outages: list[dict[str, float]] = []
+        self._losses: list[tuple[int, int, float, float]] = []
+        """(first, last extended seq, arrival before, arrival after) of each jump."""
         self._last_key_timestamp: int | None = None
+        self._previous = previous
+        if previous is not None:
+            self.highest = previous.highest
+            self.size = previous.size
+            self.last_arrival = previous.arrival
+
+    def continuity(self) -> Continuity | None:
+        if self.highest is None or not self.packets:
+            return self._previous
+        return Continuity(self.highest, self.last_arrival, self.size)
 
     def _extend(self, seq: int) -> int:
         if self.highest is None:
@@ -60,8 +84,8 @@ class ChunkStats:
         return self.highest is None or self._extend(seq) > self.highest
 
     def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
-        """Count one packet; return the seconds since the previous one arrived (0 for
-        the first)."""
+        """Count one packet; return the seconds since the track's previous packet
+        arrived, also across a cut (0 for the track's first)."""
         key = self.kind == "video" and self.is_keyframe(payload)
         gap = 0.0
         if self.packets == 0:
@@ -70,7 +94,7 @@ class ChunkStats:
             self.first_timestamp = timestamp
             self.highest_timestamp = timestamp
             self.starts_on_keyframe = key or self.kind != "video"
-        else:
+        if self.packets or self._previous is not None:
             gap = arrival - self.last_arrival
             if gap > OUTAGE_SECONDS:
                 self.outages.append(
@@ -78,20 +102,23 @@ class ChunkStats:
                 )
         self.packets += 1
         self.bytes += len(payload)
-        self.last_arrival = arrival
         extended = self._extend(seq)
+        before = self.last_arrival
+        self.last_arrival = arrival
         if self.highest is None:
             self.highest = extended
         elif extended > self.highest:
             jump = extended - self.highest - 1
             if jump > MAX_TRACKED_GAP:
                 self.jumps.append({"from": self.highest & 0xFFFF, "to": seq})
-            else:
+            elif jump:
                 self.missing.update(range(self.highest + 1, extended))
+                self._losses.append((self.highest + 1, extended - 1, before, arrival))
             self.highest = extended
-            delta = (timestamp - self.highest_timestamp) & 0xFFFFFFFF
-            if delta < 0x80000000:
-                self.highest_timestamp += delta
+            if self.packets > 1:
+                delta = (timestamp - self.highest_timestamp) & 0xFFFFFFFF
+                if delta < 0x80000000:
+                    self.highest_timestamp += delta
         else:
             self.missing.discard(extended)
         if self.kind != "video" or marker:
@@ -105,11 +132,11 @@ class ChunkStats:
     def _note_size(
         self, size: tuple[int, int] | None, seq: int, timestamp: int, arrival: float
     ) -> None:
+        if size is not None and self.first_size is None:
+            self.first_size = size
         if size is None or size == self.size:
             return
-        if self.size is None:
-            self.first_size = size
-        else:
+        if self.size is not None:
             self.resolution_changes.append(
                 {
                     "seq": seq,
@@ -124,6 +151,29 @@ class ChunkStats:
     def seconds(self, clock_rate: int) -> float:
         """Media time the chunk spans, by its RTP timestamps."""
         return (self.highest_timestamp - self.first_timestamp) / clock_rate if clock_rate else 0.0
+
+    def gaps(self) -> list[dict[str, Any]]:
+        """Lost packets (ranges still missing, with the arrivals around them) and
+        outages, in order: what the evidence shows per track."""
+        found: list[dict[str, Any]] = []
+        for first, last, before, after in self._losses:
+            still = [n for n in range(first, last + 1) if n in self.missing]
+            for low, high in _ranges(still):
+                count = (high - low) % 0x10000 + 1
+                found.append(
+                    {
+                        "reason": "lost",
+                        "from": before,
+                        "to": after,
+                        "seconds": round(after - before, 3),
+                        "first_seq": low,
+                        "last_seq": high,
+                        "packets": count,
+                    }
+                )
+        found += [{"reason": "outage", **outage} for outage in self.outages]
+        found.sort(key=lambda gap: gap["from"])
+        return found[:MAX_LISTED_RANGES]
 
     def meta(self, clock_rate: int) -> dict[str, Any]:
         lost = sorted(self.missing)
@@ -149,4 +199,5 @@ class ChunkStats:
             "lost_ranges": _ranges(lost)[:MAX_LISTED_RANGES],
             "sequence_jumps": self.jumps,
             "outages": self.outages,
+            "gaps": self.gaps(),
         }

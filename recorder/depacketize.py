@@ -3,7 +3,9 @@
 packet, one frame). Pure, no I/O, no decoding.
 
 Packets are put in sequence order (a retransmission arrives late; a duplicate counts
-once). Video starts at the first keyframe; a frame with a packet missing is dropped, and
+once). Video starts at the first keyframe that is whole in itself (what comes before it
+does not matter: a late retransmission from before a chunk's cut may sort just ahead of
+it); a frame with a packet missing, or with a packet missing before it, is dropped, and
 so is every frame after it until the next keyframe (they would not decode cleanly).
 """
 
@@ -18,6 +20,8 @@ from recorder.rtpcodecs import vp8_descriptor_size
 START_CODE = b"\x00\x00\x00\x01"
 VP8_START_CODE = b"\x9d\x01\x2a"
 _H264_IDR, _H264_STAP_A, _H264_FU_A = 5, 24, 28
+_H264_SLICES = (1, 5)
+"""Coded slices: the first of a picture has first_mb_in_slice 0 (ue(v) bit '1')."""
 
 
 @dataclass(frozen=True)
@@ -66,24 +70,27 @@ def in_sequence(records: Iterable[Record]) -> list[Record]:
     return [by_seq[k] for k in sorted(by_seq)]
 
 
-def _groups(records: list[Record]) -> list[tuple[list[Record], bool]]:
-    """Packets of one timestamp, consecutive in sequence order, and whether nothing is
-    missing before or inside the group (the previous group ended with the marker)."""
-    groups: list[tuple[list[Record], bool]] = []
+def _groups(records: list[Record]) -> list[tuple[list[Record], bool, bool]]:
+    """Packets of one timestamp, consecutive in sequence order: each group, whether it
+    is whole in itself (consecutive up to its marker) and whether it follows the
+    previous group directly (that one ended with its marker, nothing missing between)."""
+    groups: list[tuple[list[Record], bool, bool]] = []
     previous: Record | None = None
     for record in records:
         follows = previous is not None and (
             (previous.sequence_number + 1) & 0xFFFF == record.sequence_number
         )
         if previous is not None and record.timestamp == previous.timestamp:
-            packets, whole = groups[-1]
-            groups[-1] = (packets, whole and follows)
+            packets, inside, after = groups[-1]
+            groups[-1] = (packets, inside and follows, after)
             packets.append(record)
         else:
-            whole = previous is None or (follows and bool(previous.marker))
-            groups.append(([record], whole))
+            after = previous is None or (follows and bool(previous.marker))
+            groups.append(([record], True, after))
         previous = record
-    return [(packets, whole and bool(packets[-1].marker)) for packets, whole in groups]
+    return [
+        (packets, inside and bool(packets[-1].marker), after) for packets, inside, after in groups
+    ]
 
 
 def _vp8(packets: list[Record]) -> tuple[bytes, bool] | None:
@@ -109,6 +116,7 @@ def _h264(packets: list[Record]) -> tuple[bytes, bool] | None:
     out = bytearray()
     key = False
     in_fragment = False
+    sliced = False  # the first slice seen starts the picture (first_mb_in_slice 0)
     for packet in packets:
         payload = packet.payload
         if not payload:
@@ -125,6 +133,10 @@ def _h264(packets: list[Record]) -> tuple[bytes, bool] | None:
             header = payload[1]
             if header & 0x80:  # start
                 in_fragment = True
+                if not sliced and header & 0x1F in _H264_SLICES:
+                    if len(payload) < 3 or not payload[2] & 0x80:
+                        return None  # the frame's first slice is missing
+                    sliced = True
                 out += START_CODE + bytes([payload[0] & 0xE0 | header & 0x1F])
                 key = key or header & 0x1F == _H264_IDR
             elif not in_fragment:
@@ -141,6 +153,10 @@ def _h264(packets: list[Record]) -> tuple[bytes, bool] | None:
             if not nal:
                 continue
             nal_type = nal[0] & 0x1F
+            if not sliced and nal_type in _H264_SLICES:
+                if len(nal) < 2 or not nal[1] & 0x80:
+                    return None  # the frame's first slice is missing
+                sliced = True
             key = key or nal_type == _H264_IDR
             out += START_CODE + nal
     return (bytes(out), key) if out and not in_fragment else None
@@ -157,8 +173,11 @@ def depacketize(codec: str, records: Iterable[Record]) -> Depacketized:
     if codec not in ("video/vp8", "video/h264"):
         raise ValueError(f"unsupported codec {codec}")
     waiting = True  # for a keyframe
-    for packets, whole in _groups(ordered):
+    for packets, inside, after in _groups(ordered):
         frame = _vp8(packets) if codec == "video/vp8" else _h264(packets)
+        # a keyframe needs nothing before it (a late retransmission of the previous
+        # chunk may sort just before it); any other frame needs the one before it
+        whole = inside and (waiting or after)
         if frame is None or not whole or (waiting and not frame[1]):
             waiting = True
             result.dropped += bool(result.frames)  # before the first keyframe: not a loss

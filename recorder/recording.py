@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder import chunkfile
@@ -29,15 +29,25 @@ from recorder.capture import FLUSH_SECONDS, ClosedChunk, TrackCapture, TrackInfo
 from recorder.clock import Clock
 from recorder.convert import convert_stored
 from recorder.errors import StoreError
-from recorder.recovery import TrimmedChunk, info_from_header, open_chunks, trim
-from recorder.schema import evidence_files
-from recorder.store import EvidenceStore, hash_file
+from recorder.recovery import (
+    PendingChunk,
+    TrimmedChunk,
+    info_from_header,
+    open_chunks,
+    pending_chunks,
+    sync_and_hash,
+    trim,
+    write_note,
+)
+from recorder.schema import audit_events, evidence_files
+from recorder.store import EvidenceStore
 from recorder.workers import JobFailed, WorkerPool
 
 logger = logging.getLogger(__name__)
 
 RESERVED = {"kind": "media_kind", "actor": "media_actor", "case_no": "media_case_no"}
 """Names AuditLog.append takes itself, renamed in an event's detail."""
+CHUNK_EVENTS = ("chunk_closed", "chunk_recovered")
 FailureCallback = Callable[[str], None]
 """Told a capture of the session stopped (code ``disk_full`` or ``write_failed``)."""
 
@@ -111,14 +121,36 @@ class Recorder:
     async def keep_chunk(
         self, info: TrackInfo, path: Path, meta: dict[str, Any], seconds: float, event: str
     ) -> tuple[str, asyncio.Task[None]]:
-        """Hash the closed chunk, record its row and event, then move it into the store
-        (a crash in between leaves it in incoming/, to be recovered under the same
-        hash). Returns its hash and the task converting it."""
-        found = await asyncio.to_thread(hash_file, path)
-        if await self._row(info, "capture", found.sha256, found.bytes, seconds=seconds, meta=meta):
-            await self.log(info, event, sha256=found.sha256, bytes=found.bytes, **meta)
-        stored = await asyncio.to_thread(self.store.adopt, path)
-        return stored.sha256, self.spawn(self.convert(info, stored.sha256))
+        """Fsync and hash the closed chunk, note what is to be filed beside it, move it
+        into the store, then its row and its event (a crash at any step is finished by
+        ``recover``). Returns its hash and the task converting it."""
+        found = await asyncio.to_thread(sync_and_hash, path)
+        pending = PendingChunk(info, path, found.sha256, found.bytes, meta, seconds, event)
+        await asyncio.to_thread(write_note, pending)
+        await self._file(pending)
+        return found.sha256, self.spawn(self.convert(info, found.sha256))
+
+    async def _file(self, chunk: PendingChunk) -> None:
+        """Each step only if not done yet: store, row, event; then drop the note."""
+        if await asyncio.to_thread(chunk.path.exists):
+            stored = await asyncio.to_thread(self.store.adopt, chunk.path)
+            if stored.sha256 != chunk.sha256:
+                raise StoreError("store_conflict", f"{chunk.path.name} changed after hashing")
+        elif not await asyncio.to_thread(self.store.exists, chunk.sha256):
+            raise StoreError("not_stored", chunk.sha256)
+        await self._row(
+            chunk.info,
+            "capture",
+            chunk.sha256,
+            chunk.bytes,
+            seconds=chunk.seconds,
+            meta=chunk.meta,
+        )
+        if not await self._logged(CHUNK_EVENTS, "sha256", [chunk.sha256]):
+            await self.log(
+                chunk.info, chunk.event, sha256=chunk.sha256, bytes=chunk.bytes, **chunk.meta
+            )
+        await asyncio.to_thread(chunk.note.unlink, missing_ok=True)
 
     async def convert(self, info: TrackInfo, chunk_sha256: str) -> None:
         try:
@@ -128,7 +160,7 @@ class Recorder:
             await self.log(info, "conversion_failed", chunk=chunk_sha256, reason=exc.reason)
             return
         meta = {k: v for k, v in result.items() if k not in ("sha256", "bytes")}
-        if await self._row(
+        await self._row(
             info,
             "playable",
             result["sha256"],
@@ -136,7 +168,8 @@ class Recorder:
             seconds=result["seconds"],
             derived_from=chunk_sha256,
             meta=meta,
-        ):
+        )
+        if not await self._logged(("playable_derived",), "derived_from", [chunk_sha256]):
             await self.log(
                 info,
                 "playable_derived",
@@ -145,12 +178,17 @@ class Recorder:
                 derived_from=chunk_sha256,
                 **meta,
             )
-        else:
-            logger.warning("playable %s of %s was already recorded", result["sha256"], chunk_sha256)
 
     async def recover(self) -> list[TrimmedChunk]:
-        """At start, before sessions resume: every chunk a crash left open is cut at its
-        last whole record, kept (``chunk_recovered``) and converted."""
+        """At start, before sessions resume: chunks whose filing a crash interrupted are
+        filed (what is missing of store, row and event); every chunk a crash left open is
+        cut at its last whole record, kept (``chunk_recovered``) and converted. Returns
+        the chunks left open."""
+        for pending in await asyncio.to_thread(pending_chunks, self.incoming):
+            try:
+                await self._file(pending)
+            except (OSError, StoreError, SQLAlchemyError):
+                logger.exception("filing %s failed; it stays in incoming/", pending.path.name)
         recovered = []
         for path in await asyncio.to_thread(open_chunks, self.incoming):
             try:
@@ -159,29 +197,41 @@ class Recorder:
                     continue
                 meta = {**trimmed.meta, "cut_bytes": trimmed.cut_bytes}
                 await self.keep_chunk(trimmed.info, path, meta, trimmed.seconds, "chunk_recovered")
-            except (OSError, StoreError):
+            except (OSError, StoreError, SQLAlchemyError):
                 logger.exception("recovering %s failed; it stays in incoming/", path.name)
                 continue
             recovered.append(trimmed)
         return recovered
 
     async def convert_pending(self) -> int:
-        """At start: convert stored chunks that have no playable file yet (the server
-        stopped before their conversion ended; or it failed before, and is tried once
-        more). Returns how many were started."""
-        playable = select(evidence_files.c.derived_from).where(
-            evidence_files.c.role == "playable", evidence_files.c.derived_from.is_not(None)
-        )
-        query = select(evidence_files.c.sha256).where(
-            evidence_files.c.role == "capture", evidence_files.c.sha256.not_in(playable)
-        )
+        """At start: convert stored chunks whose playable file is not logged yet (the
+        server stopped before their conversion, or its event, was done). A chunk whose
+        conversion failed is logged ``conversion_failed`` once and not tried again.
+        Returns how many were started."""
+        query = select(evidence_files.c.sha256).where(evidence_files.c.role == "capture")
         async with self.engine.connect() as conn:
-            pending = list((await conn.execute(query)).scalars())
-        for sha256 in pending:
+            chunks = list(dict.fromkeys((await conn.execute(query)).scalars()))
+        done = await self._logged(("playable_derived",), "derived_from", chunks)
+        failed = await self._logged(("conversion_failed",), "chunk", chunks)
+        started = 0
+        for sha256 in chunks:
+            if sha256 in done or sha256 in failed:
+                continue
             info = await asyncio.to_thread(self._stored_info, sha256)
             if info is not None:
                 self.spawn(self.convert(info, sha256))
-        return len(pending)
+                started += 1
+        return started
+
+    async def _logged(self, kinds: tuple[str, ...], key: str, values: list[str]) -> set[str]:
+        """Which of ``values`` an event of one of ``kinds`` names in its detail under
+        ``key`` (the log, not the rows, says what is recorded)."""
+        if not values:
+            return set()
+        field = audit_events.c.detail[key].as_string()
+        query = select(field).where(audit_events.c.kind.in_(kinds), field.in_(values))
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(query)).scalars())
 
     def _stored_info(self, sha256: str) -> TrackInfo | None:
         try:
@@ -291,8 +341,8 @@ class SessionRecording:
             sha256, conversion = await self.recorder.keep_chunk(
                 chunk.info, chunk.path, meta, seconds, "chunk_closed"
             )
-        except (OSError, StoreError) as exc:
-            code = getattr(exc, "code", "store_failed")
+        except (OSError, StoreError, SQLAlchemyError) as exc:
+            code = exc.code if isinstance(exc, StoreError) else "store_failed"
             logger.error("chunk %s of %s not stored: %s", chunk.index, chunk.info.track, exc)
             await self.recorder.log(
                 chunk.info, "recording_failed", code=code, chunk=chunk.index, detail=str(exc)

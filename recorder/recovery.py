@@ -1,9 +1,14 @@
 """Chunks left open: by a crash (found in ``incoming/`` at the next start) or by a write
 that failed. Each is cut at its last whole packet record and counted again from its
-file. Blocking file I/O: run it off the event loop."""
+file. And chunks closed but not yet filed: each has a note beside it in ``incoming/``
+(``<chunk>.pending``: its hash, track, meta and event), written before it moves into the
+store and removed once its row and event exist, so a crash at any step is finished at
+the next start. Blocking file I/O: run it off the event loop."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -13,6 +18,7 @@ from typing import Any
 from recorder import chunkfile
 from recorder.capture import TrackInfo
 from recorder.chunkstats import ChunkStats
+from recorder.store import StoredFile, hash_file
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +31,66 @@ class TrimmedChunk:
     seconds: float
     cut_bytes: int
     """Bytes of a torn last record that were cut off."""
+
+
+PENDING_SUFFIX = ".pending"
+
+
+@dataclass(frozen=True)
+class PendingChunk:
+    """A closed chunk on its way into the store, its row and its event."""
+
+    info: TrackInfo
+    path: Path
+    """The chunk in ``incoming/`` (gone once it is in the store)."""
+    sha256: str
+    bytes: int
+    meta: dict[str, Any]
+    seconds: float
+    event: str
+
+    @property
+    def note(self) -> Path:
+        return self.path.with_name(self.path.name + PENDING_SUFFIX)
+
+
+def sync_and_hash(path: Path) -> StoredFile:
+    """Make the file durable, then hash it: a logged hash always names synced bytes."""
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    return hash_file(path)
+
+
+def write_note(chunk: PendingChunk) -> None:
+    facts = dataclasses.asdict(chunk)
+    facts["path"] = chunk.path.name
+    temp = chunk.note.with_name(chunk.note.name + ".tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        json.dump(facts, handle, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, chunk.note)
+    fd = os.open(chunk.note.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pending_chunks(incoming: Path) -> list[PendingChunk]:
+    """Chunks whose filing a crash interrupted (oldest first); an unreadable note is
+    left in place and logged."""
+    found = []
+    notes = sorted(incoming.glob(f"*{PENDING_SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    for note in notes:
+        try:
+            facts = json.loads(note.read_text(encoding="utf-8"))
+            facts["info"] = TrackInfo(**facts["info"])
+            facts["path"] = incoming / Path(facts["path"]).name
+            found.append(PendingChunk(**facts))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            logger.error("unreadable pending note %s: %s", note.name, exc)
+    return found
 
 
 def open_chunks(incoming: Path) -> list[Path]:

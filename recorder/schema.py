@@ -78,6 +78,9 @@ evidence_files = Table(
     Column("derived_from", String(64), nullable=True),  # a playable file's capture chunk
     Column("meta", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("case_id", "sha256"),
+    # the same bytes may be filed again in another session, or in another role
+    UniqueConstraint(
+        "case_id", "session_id", "role", "sha256", name="evidence_files_case_session_role_sha256"
+    ),
     Index("evidence_files_by_session", "session_id"),
 )

@@ -21,11 +21,14 @@ from signaling.tables import evidence_files, review_sessions, users
 RECORDING_ROLES = ("capture", "playable")
 IMAGE_ROLES = ("still", "snapshot")
 GAP_EVENT = "recording_gap"
+INTERRUPTED_EVENT = "session_interrupted"
 
 
 def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str, Any]]:
     """Capture chunks and playable files grouped per published track, in the order the
-    tracks started; gaps from the files' meta and from ``recording_gap`` events."""
+    tracks started; gaps from the files' meta (lost packets, outages), then the
+    ``recording_gap`` events not already there, then the crash (``session_interrupted``)
+    on each track of its session that it cut."""
     tracks: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.role not in RECORDING_ROLES:
@@ -57,10 +60,30 @@ def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str,
             }
         )
         track["gaps"].extend(meta.get("gaps") or [])
+    ended = {e.detail.get("track") for e in events if e.kind == "track_ended"}
     for event in events:
-        if event.kind == GAP_EVENT and event.detail.get("track") in tracks:
-            tracks[event.detail["track"]]["gaps"].append({"at": event.at, **event.detail})
+        detail = event.detail
+        if event.kind == GAP_EVENT and detail.get("track") in tracks:
+            gaps = tracks[detail["track"]]["gaps"]
+            if not any(_same_gap(gap, detail) for gap in gaps):  # an outage in both
+                gaps.append({"at": event.at, **detail})
+        elif event.kind == INTERRUPTED_EVENT:
+            for key, track in tracks.items():  # the tracks the crash cut (never ended)
+                if track["session"] == detail.get("session") and key not in ended:
+                    track["gaps"].append(
+                        {
+                            "at": event.at,
+                            "reason": "interrupted",
+                            "from": detail.get("last_packet_at"),
+                            "to": detail.get("restarted_at"),
+                            "seconds": detail.get("gap_seconds"),
+                        }
+                    )
     return list(tracks.values())
+
+
+def _same_gap(gap: dict[str, Any], detail: dict[str, Any]) -> bool:
+    return all(gap.get(k) == detail.get(k) for k in ("reason", "from", "to"))
 
 
 def images(rows: list[Row[Any]], role: str) -> list[dict[str, Any]]:

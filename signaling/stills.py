@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from media.forwarder import PublishedTrack
 from media.room import MediaError
 from media.snapshot import ImageFormat, take_snapshot
-from recorder.auditlog import AuditLog
+from recorder.auditlog import AuditLog, chain_of
 from recorder.clock import Clock
 from recorder.errors import StoreError
 from recorder.stills import StillError, StillInfo, inspect_still
@@ -188,7 +188,9 @@ class Stills:
         request_id: str | None,
     ) -> tuple[dict[str, Any], bool]:
         """Check, store, record, log and announce a still; (still, created). The same
-        bytes uploaded again for the case answer the still already stored."""
+        bytes uploaded again in the session answer the still already stored (and log it
+        if the first attempt stopped before its event); in another session of the case
+        they are that session's still too."""
         try:
             info: StillInfo = await asyncio.to_thread(
                 inspect_still, data, content_type, sha256, self._settings.max_still_pixels
@@ -204,7 +206,8 @@ class Stills:
         }
         row, created = await self._record(session, "still", data, clerk, "document", meta)
         still = image_json(row)
-        if created:
+        # a retry after a first attempt that died between its row and its event logs it
+        if created or not await self._logged("still_captured", session, row.sha256):
             await self._audit.append(
                 "still_captured",
                 actor=clerk,
@@ -221,6 +224,14 @@ class Stills:
             )
         return still, created
 
+    async def _logged(self, kind: str, session: ReviewSession, sha256: str) -> bool:
+        """Whether the case's log has an event of ``kind`` for these bytes in the session."""
+        events = await self._audit.events(chain_of(session.case_no), kind)
+        return any(
+            e.detail.get("session") == session.id and e.detail.get("sha256") == sha256
+            for e in events
+        )
+
     async def _record(
         self,
         session: ReviewSession,
@@ -230,8 +241,8 @@ class Stills:
         source: str,
         meta: dict[str, Any],
     ) -> tuple[Row[Any], bool]:
-        """Store the bytes (write-once) and insert their row; an existing row of the case
-        with the same bytes is returned instead."""
+        """Store the bytes (write-once, synced) and insert their row; an existing row of
+        the session with the same bytes in that role is returned instead."""
         try:
             sha256 = (await asyncio.to_thread(self._store.put, data)).sha256
         except StoreError as exc:
@@ -255,7 +266,12 @@ class Stills:
         except IntegrityError:
             created = False
         query = select(evidence_files).where(
-            and_(evidence_files.c.case_id == session.case_id, evidence_files.c.sha256 == sha256)
+            and_(
+                evidence_files.c.case_id == session.case_id,
+                evidence_files.c.session_id == session.id,
+                evidence_files.c.role == role,
+                evidence_files.c.sha256 == sha256,
+            )
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).one()

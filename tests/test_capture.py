@@ -224,3 +224,49 @@ def test_trim_cuts_a_torn_tail_and_removes_empty_files(tmp_path):
     empty = tmp_path / f"e{chunkfile.SUFFIX}"
     empty.write_bytes(chunkfile.encode_header({"session": "s"}))
     assert trim(empty) is None and not empty.exists()
+
+
+def test_an_audio_outage_that_ends_at_a_cut_is_logged(tmp_path):
+    """A 30 s audio outage ends with the packet that cuts the chunk: it is still a
+    logged recording_gap and a gap in the new chunk's meta."""
+    sink = Sink()
+    capture = sink.capture(tmp_path, kind="audio", codec="audio/opus", chunk_seconds=10.0)
+    for n, packet in enumerate(audio_packets(100)):
+        capture.packet(packet, T0 + n * 0.02 + (30.0 if n >= 50 else 0.0))
+    capture.ended()
+    gaps = [d for k, d in sink.events if k == "recording_gap"]
+    assert len(gaps) == 1 and gaps[0]["reason"] == "outage" and 30 < gaps[0]["seconds"] < 30.1
+    assert [c.meta["packets"] for c in sink.chunks] == [50, 50]
+    (outage,) = sink.chunks[1].meta["gaps"]
+    assert outage["reason"] == "outage" and outage["from"] == T0 + 49 * 0.02
+    assert sink.chunks[1].meta["outages"] == [{k: outage[k] for k in ("from", "to", "seconds")}]
+
+
+def test_packets_lost_at_a_cut_and_a_new_size_are_in_the_next_chunk(tmp_path):
+    """The packets lost between a chunk's last packet and the keyframe that cuts are
+    counted and listed (with times) in the new chunk; a new size on that keyframe is a
+    resolution change there."""
+    sink = Sink()
+    capture = sink.capture(tmp_path)
+    small = video_packets("video/vp8", 40, size=(640, 480))
+    large = video_packets(
+        "video/vp8", 15, size=(320, 240), seq=small[-1][1].sequence_number + 1, start_counter=40
+    )
+    packets = small[:-3] + large  # the last 3 packets before the cut are lost
+    feed(capture, packets)
+    capture.ended()
+    assert [c.index for c in sink.chunks] == [0, 1]
+    first, second = (c.meta for c in sink.chunks)
+    assert first["lost"] == 0 and second["lost"] == 3
+    lost_seq = [p.sequence_number for _, p in small[-3:]]
+    assert second["lost_ranges"] == [[lost_seq[0], lost_seq[-1]]]
+    (gap,) = second["gaps"]
+    assert (gap["reason"], gap["first_seq"], gap["last_seq"], gap["packets"]) == (
+        "lost",
+        lost_seq[0],
+        lost_seq[-1],
+        3,
+    )
+    assert gap["from"] == T0 + small[-4][0] / 15 and gap["to"] == T0 + 40 / 15
+    assert (second["width"], second["height"]) == (320, 240)
+    assert [(c["width"], c["height"]) for c in second["resolution_changes"]] == [(320, 240)]

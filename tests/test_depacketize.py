@@ -126,3 +126,26 @@ def test_malformed_payloads_give_no_frame() -> None:
         bytes([0x79, 0x00]),
     ):
         assert frames([packet(1, 3000, 1, payload)], "video/H264") == []
+
+
+@pytest.mark.parametrize(("mime_type", "codec"), CODECS)
+def test_a_late_retransmission_before_the_keyframe_does_not_drop_the_chunk(
+    mime_type: str, codec: str
+) -> None:
+    """A retransmitted packet of the previous chunk's last frame that lands before the
+    keyframe (sorted by sequence) leaves the keyframe and its frames whole."""
+    packets = packetise(mime_type, 6, 1000)
+    late = packet(995, packets[0].timestamp - 6000, 0, packets[1].payload)
+    out = frames([*packets[:3], late, *packets[3:]], mime_type)
+    assert decode(codec, [f.data for f in out]) == list(range(6))
+
+
+def test_an_h264_keyframe_missing_its_first_slice_is_not_taken_while_waiting() -> None:
+    """While waiting for a keyframe, an IDR whose first slice (first_mb_in_slice 0) was
+    lost is not a frame: output starts at the next whole keyframe."""
+    key0 = bytes([0x65, 0x88, 0x84])  # IDR, first_mb_in_slice 0
+    key1 = bytes([0x65, 0x40, 0x84])  # IDR, first_mb_in_slice 1
+    late_slices = [packet(2, 3000, 1, key1)]
+    assert frames(late_slices, "video/H264") == []
+    whole = [packet(3, 6000, 0, key0), packet(4, 6000, 1, key1)]
+    assert [f.keyframe for f in frames([*late_slices, *whole], "video/H264")] == [True]

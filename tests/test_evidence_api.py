@@ -88,7 +88,8 @@ async def start(clerk: Session, case_no: str) -> str:
 
 async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_user):
     """Capture chunks and playable files come grouped per track with codec, kind and
-    gaps (from the files and from recording_gap events); stills carry size and
+    gaps (lost packets and outages from the files, recording_gap events not already
+    there, the crash on the tracks it cut); stills carry size and
     material; the consent is there; interrupted follows the session's mark (a crash); the log
     is the case's chain in order and its head is the last hash."""
     app = client.app
@@ -97,10 +98,13 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     session_id = await start(clerk, case_no)
     track = f"{session_id}:chuangkou:document:1"
     video = {"codec": "VP8", "kind": "video"}
+    lost = {"reason": "lost", "from": 10.0, "to": 10.5, "seconds": 0.5}
+    lost |= {"first_seq": 120, "last_seq": 124, "packets": 5}
+    outage = {"reason": "outage", "from": 12.0, "to": 14.0, "seconds": 2.0}
     chunk1 = await add_file(
         app, case_no, b"capture-1", "capture", session_id=session_id, track=track,
         participant="chuangkou", source="document", seconds=10.0,
-        meta={**video, "gaps": [{"from_seq": 120, "to_seq": 124}]},
+        meta={**video, "gaps": [lost, outage]},
     )  # fmt: skip
     play1 = await add_file(
         app, case_no, WEBM_HEAD + b"1", "playable", session_id=session_id, track=track,
@@ -134,6 +138,22 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
         "recording_gap", actor=None, case_no=case_no, session=session_id, track=track,
         reason="reconnect", seconds=2.0,
     )  # fmt: skip
+    await app[AUDIT].append(
+        "recording_gap",
+        actor=None,
+        case_no=case_no,
+        session=session_id,
+        track=track,
+        **outage,
+    )  # fmt: skip  the outage the capture logged, also in the chunk's meta
+    await app[AUDIT].append(
+        "track_ended", actor=None, case_no=case_no, session=session_id,
+        track=f"{session_id}:chuangkou:audio:1",
+    )  # fmt: skip
+    await app[AUDIT].append(
+        "session_interrupted", actor=None, case_no=case_no, session=session_id,
+        last_packet_at=20.0, restarted_at=50.0, gap_seconds=30.0,
+    )  # fmt: skip
 
     evidence = await json_of(await clerk.get(f"/api/v1/cases/{case_no}/evidence"))
     document, sound = evidence["recordings"]
@@ -150,8 +170,13 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     ]
     assert document["files"][1]["derived_from"] == chunk1
     assert document["files"][0]["bytes"] == len(b"capture-1")
-    assert document["gaps"][0] == {"from_seq": 120, "to_seq": 124}
-    assert document["gaps"][1]["reason"] == "reconnect"
+    assert document["gaps"][:2] == [lost, outage]
+    assert [g["reason"] for g in document["gaps"][2:]] == ["reconnect", "interrupted"]
+    assert {k: document["gaps"][3][k] for k in ("from", "to", "seconds")} == {
+        "from": 20.0,
+        "to": 50.0,
+        "seconds": 30.0,
+    }
     assert (sound["kind"], sound["codec"], sound["files"][0]["sha256"]) == ("audio", "opus", audio)
     assert sound["gaps"] == []
     assert evidence["stills"] == [

@@ -9,7 +9,8 @@ from signaling.tables import metadata
 
 
 async def test_migrated_schema_matches_table_definitions(tmp_path):
-    """Every table and column in tables.py exists after migrating, with nothing extra."""
+    """Every table and column in tables.py exists after migrating, with nothing extra;
+    evidence files are unique per case, session, role and hash."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
     try:
         assert await schema_revision(engine) is None
@@ -24,6 +25,14 @@ async def test_migrated_schema_matches_table_definitions(tmp_path):
                 }
             )
         found.pop("alembic_version")
+        async with engine.connect() as conn:
+            unique = await conn.run_sync(
+                lambda sync: [
+                    c["column_names"]
+                    for c in inspect(sync).get_unique_constraints("evidence_files")
+                ]
+            )
+        assert unique == [["case_id", "session_id", "role", "sha256"]]
         expected = {
             table.name: {c.name: bool(c.nullable) for c in table.columns}
             for table in metadata.tables.values()

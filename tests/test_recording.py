@@ -12,11 +12,13 @@ import av
 import pytest
 from aiortc.rtp import RtpPacket, is_rtcp
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from media.participant import SyntheticParticipant
 from media.synthetic import read_counter
 from recorder import chunkfile
 from recorder.capture import TrackInfo
+from recorder.errors import StoreError
 from recorder.rtpcodecs import vp8_keyframe_start
 from recorder.schema import evidence_files
 from signaling import protocol
@@ -24,6 +26,7 @@ from signaling.app import create_app
 from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, LIVE
 from signaling.settings import Settings
 from signaling.simulate import connect_media, slot_for
+from signaling.tables import review_sessions
 from tests.helpers import live_call, wait_until
 from tests.rtp_source import video_packets
 
@@ -183,7 +186,8 @@ async def test_reconnect_gap_full_disk_and_failed_conversion_are_logged(users, s
     """A publisher that reconnects makes a new track instance and a logged gap; a full
     disk stops that capture with an error to the participants while forwarding goes on,
     and what was written is kept; a chunk that cannot be converted is logged
-    conversion_failed and its capture stays."""
+    conversion_failed (once: the next start does not try it again) and its capture
+    stays."""
     app = server.app
     clerk, approver = await users("chuangkou"), await users("shenpi")
     started, clerk_channel, approver_channel = await live_call(clerk, approver)
@@ -235,9 +239,11 @@ async def test_reconnect_gap_full_disk_and_failed_conversion_are_logged(users, s
         session_id, case_no, capture.case_id, "chuangkou", "face", "video", "video/vp9", "x/face/1"
     )
     path = recorder.incoming / f"broken{chunkfile.SUFFIX}"
+    broken = {"codec": "video/vp9", "session": session_id, "case": case_no, "kind": "video"}
+    broken |= {"case_id": capture.case_id, "participant": "chuangkou", "source": "face"}
+    broken |= {"track": info.track, "chunk": 0}
     path.write_bytes(
-        chunkfile.encode_header({"codec": "video/vp9"})
-        + chunkfile.encode_record(1, 1, 1, 1, 98, 1, b"\x00" * 20)
+        chunkfile.encode_header(broken) + chunkfile.encode_record(1, 1, 1, 1, 98, 1, b"\x00" * 20)
     )
     sha256, conversion = await recorder.keep_chunk(info, path, {"chunk": 0}, 0.0, "chunk_closed")
     await conversion
@@ -261,7 +267,8 @@ async def test_reconnect_gap_full_disk_and_failed_conversion_are_logged(users, s
     ]
     pending = app[EVIDENCE].put(chunkfile.encode_header(header) + b"".join(records))
     assert await recorder._row(vp8, "capture", pending.sha256, pending.bytes, meta={})
-    assert await recorder.convert_pending() == 2  # and the unconvertible one, again
+    # not the one whose conversion failed: that is logged once, not at every start
+    assert await recorder.convert_pending() == 1
     await wait_until(
         lambda: _derived(app, session_id, pending.sha256),
         limit=30,
@@ -275,3 +282,78 @@ async def _derived(app: Any, session_id: str, sha256: str) -> bool:
 
 async def _has(app: Any, case_no: str, kind: str) -> bool:
     return kind in await kinds(app, case_no)
+
+
+def chunk_file(info: TrackInfo, frames: int = 15, first_seq: int = 0) -> bytes:
+    """A capture chunk of real VP8 packets with the header the capture writes."""
+    header = {"codec": info.codec, "clock_rate": 90_000, "session": info.session}
+    header |= {"case": info.case_no, "case_id": info.case_id, "participant": info.participant}
+    header |= {"source": info.source, "kind": info.kind, "track": info.track, "chunk": 0}
+    records = [
+        chunkfile.encode_record(n, p.sequence_number, p.timestamp, p.marker, 97, 1, p.payload)
+        for n, (_, p) in enumerate(video_packets("video/vp8", frames, seq=first_seq))
+    ]
+    return chunkfile.encode_header(header) + b"".join(records)
+
+
+async def test_a_chunk_is_stored_before_its_row_and_a_crash_between_is_finished(
+    users, server, monkeypatch
+):
+    """A chunk is in the store before its row exists (a failed move leaves no row); a
+    crash between row and event is finished at the next start: the event is logged
+    once, also when recovery runs again."""
+    app = server.app
+    recorder = app[LIVE].recorder
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id, case_no = started["session"]["id"], started["session"]["case_no"]
+    await clerk_channel.close()
+    await approver_channel.close()
+    async with app[ENGINE].connect() as conn:
+        case_id = await conn.scalar(
+            select(review_sessions.c.case_id).where(review_sessions.c.id == session_id)
+        )
+    info = TrackInfo(
+        session_id, case_no, case_id, "chuangkou", "face", "video", "video/vp8", "z/face/1"
+    )
+
+    # the move into the store fails: no row names bytes that are not stored
+    full = recorder.incoming / f"full{chunkfile.SUFFIX}"
+    full.write_bytes(chunk_file(info, first_seq=100))
+    sha_full = hashlib.sha256(full.read_bytes()).hexdigest()
+
+    def no_space(path: Any) -> Any:
+        raise StoreError("disk_full", "no space")
+
+    monkeypatch.setattr(recorder.store, "adopt", no_space)
+    with pytest.raises(StoreError):
+        await recorder.keep_chunk(info, full, {"chunk": 0}, 1.0, "chunk_closed")
+    assert not any(r.sha256 == sha_full for r in await rows(app, session_id))
+    monkeypatch.undo()
+    full.unlink()
+    for note in recorder.incoming.glob("*.pending"):
+        note.unlink()
+
+    # the process dies between the row and the event
+    path = recorder.incoming / f"torn{chunkfile.SUFFIX}"
+    path.write_bytes(chunk_file(info))
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    log = recorder.log
+
+    async def dies(event_info: TrackInfo, event: str, **detail: Any) -> None:
+        if event == "chunk_closed":
+            raise OperationalError("INSERT", {}, Exception("the process died"))
+        await log(event_info, event, **detail)
+
+    monkeypatch.setattr(recorder, "log", dies)
+    with pytest.raises(OperationalError):
+        await recorder.keep_chunk(info, path, {"chunk": 0}, 1.0, "chunk_closed")
+    monkeypatch.undo()
+    assert any(r.sha256 == sha256 for r in await rows(app, session_id))
+    for _ in range(2):  # the next start, and the one after
+        await recorder.recover()
+    events = await app[AUDIT].events(f"case:{case_no}")
+    filed = [e for e in events if e.detail.get("sha256") == sha256]
+    assert [e.kind for e in filed] == ["chunk_closed"]
+    assert app[EVIDENCE].verify(sha256)
+    assert not list(recorder.incoming.glob(f"*{chunkfile.SUFFIX}*"))

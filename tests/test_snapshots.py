@@ -11,14 +11,16 @@ import io
 
 import numpy as np
 import pytest
+from aiortc.rtp import RtpPacket
 from PIL import Image
 
 from media.room import MediaError
-from media.snapshot import take_snapshot
+from media.snapshot import DECODERS, KeyframeSink, decode_frame, take_snapshot
 from media.synthetic import read_counter
 from signaling.appkeys import AUDIT, LIVE
 from signaling.simulate import ApiError, SignalChannel, connect_media
 from tests.helpers import live_call, wait_until
+from tests.test_depacketize import HEIGHT, WIDTH, packetise
 
 RECENT_FRAMES = 30
 """A snapshot shows one of the last 2 s of frames (15 fps)."""
@@ -144,3 +146,24 @@ async def test_a_track_that_ends_fails_the_snapshot():
     with pytest.raises(MediaError) as failed:
         await waiting
     assert failed.value.code == "track_ended"
+
+
+@pytest.mark.parametrize("mime_type", ["video/H264", "video/VP8"])
+async def test_a_keyframe_packetised_by_aiortc_decodes(mime_type: str) -> None:
+    """A keyframe from aiortc's packetiser (for H264: SPS/PPS in a STAP-A, then IDR
+    packets that also look like keyframe starts) is collected whole and decodes to its
+    stamped counter."""
+    records = packetise(mime_type, 4, 7000, frozenset({0, 2}))
+    timestamps = sorted({r.timestamp for r in records})
+    key_timestamp = timestamps[2]
+    assert len([r for r in records if r.timestamp == key_timestamp]) > 1
+    sink = KeyframeSink(mime_type)
+    for n, r in enumerate(r for r in records if r.timestamp != timestamps[0]):
+        rtp = RtpPacket(96, r.marker, r.sequence_number, r.timestamp, 1, r.payload)
+        sink.packet(rtp, 1000.0 + n)
+    frame, _arrival = sink.result.result()
+    assert frame.keyframe and frame.timestamp & 0xFFFFFFFF == key_timestamp
+    codec = DECODERS[mime_type.lower()]
+    data, width, height = await asyncio.to_thread(decode_frame, codec, frame.data, "png")
+    picture = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    assert (width, height) == (WIDTH, HEIGHT) and read_counter(picture) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import numpy as np
 import pytest
 from aiohttp import web
 from PIL import Image
+from sqlalchemy import select
 
 from signaling import protocol
 from signaling.app import create_app
-from signaling.appkeys import EVIDENCE
+from signaling.appkeys import AUDIT, ENGINE, EVIDENCE
 from signaling.settings import Settings
 from signaling.simulate import ApiClient
+from signaling.tables import evidence_files, review_sessions
 from tests.helpers import demo_password, live_call, start_session, stored_rows
 
 MAX_BYTES = 300_000
@@ -131,6 +134,74 @@ async def test_requested_still_is_stored_listed_served_and_announced(users, app_
         # the same bytes again (a retried upload) answer the stored still, nothing new
         status, body = await upload(clerk, session_id, data, "image/jpeg")
         assert (status, body["still"]) == (200, still)
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+async def test_the_same_still_in_a_second_session_is_filed_for_it(users, app_server):
+    """The same bytes uploaded in a later session of the same case get that session's
+    own row, still_captured event and place in its gallery."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    first, case_no = started["session"]["id"], started["session"]["case_no"]
+    data = image()
+    try:
+        status, body = await upload(clerk, first, data)
+        assert status == 201, body
+        await approver.post(f"/api/v1/sessions/{first}/end")
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+    again = await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True})
+    second = again["session"]["id"]
+    await approver.post(f"/api/v1/sessions/{second}/accept")
+    status, body = await upload(clerk, second, data)
+    assert status == 201, body
+    listed = await approver.get(f"/api/v1/sessions/{second}/stills")
+    assert [s["sha256"] for s in listed["stills"]] == [sha(data)]
+    first_listed = await approver.get(f"/api/v1/sessions/{first}/stills")
+    assert [s["sha256"] for s in first_listed["stills"]] == [sha(data)]
+    events = await app_server.app[AUDIT].events(f"case:{case_no}", "still_captured")
+    assert [e.detail["session"] for e in events] == [first, second]
+    evidence = await approver.get(f"/api/v1/cases/{case_no}/evidence")
+    assert sorted(s["session"] for s in evidence["stills"]) == sorted([first, second])
+
+
+async def test_a_retry_logs_a_still_whose_first_attempt_died_before_its_event(users, app_server):
+    """A still whose row was filed but whose still_captured event was never written (the
+    server died in between) is logged by the retried upload, once."""
+    app = app_server.app
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id, case_no = started["session"]["id"], started["session"]["case_no"]
+    data = image()
+    try:
+        async with app[ENGINE].begin() as conn:
+            case_id = await conn.scalar(
+                select(review_sessions.c.case_id).where(review_sessions.c.id == session_id)
+            )
+            app[EVIDENCE].put(data)
+            await conn.execute(
+                evidence_files.insert().values(
+                    sha256=sha(data),
+                    case_id=case_id,
+                    session_id=session_id,
+                    role="still",
+                    participant="chuangkou",
+                    source="document",
+                    bytes=len(data),
+                    meta={"width": 640, "height": 480, "content_type": "image/png"},
+                    created_at=datetime.now(UTC),
+                )
+            )
+        for _ in range(2):
+            status, body = await upload(clerk, session_id, data)
+            assert status == 200, body
+        events = await app[AUDIT].events(f"case:{case_no}", "still_captured")
+        assert [(e.detail["session"], e.detail["sha256"]) for e in events] == [
+            (session_id, sha(data))
+        ]
     finally:
         await clerk_channel.close()
         await approver_channel.close()

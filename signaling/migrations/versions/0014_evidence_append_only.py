@@ -12,7 +12,7 @@ from alembic import op
 from signaling.migrations.append_only import EVIDENCE_TABLES, allow_changes, refuse_changes
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
