@@ -95,12 +95,15 @@ def playable_counters(store: Any, playable: list[Any], captures: list[Any]) -> l
 
 
 def sender_report_offset(meta: dict[str, Any]) -> float:
-    """First arrival minus the sender's wall time of the chunk's first packet (SR)."""
+    """Last arrival minus the sender's wall time of the chunk's last packet (SR). The
+    last, not the first: a video chunk starts on a requested keyframe, whose encoding
+    delays it at the sender (more so on a loaded machine), which is not the recording's
+    doing."""
     report = meta["sender_report"]
-    delta = (meta["first_rtp_timestamp"] - report["rtp_timestamp"]) & 0xFFFFFFFF
+    delta = (meta["last_rtp_timestamp"] - report["rtp_timestamp"]) & 0xFFFFFFFF
     if delta >= 0x80000000:
         delta -= 0x100000000
-    return float(meta["first_arrival"] - (report["ntp_time"] + delta / meta["clock_rate"]))
+    return float(meta["last_arrival"] - (report["ntp_time"] + delta / meta["clock_rate"]))
 
 
 async def test_every_received_frame_is_in_the_capture_and_the_playable_files(users, server):
