@@ -93,6 +93,7 @@ async function main() {
     devices = await listDevices();
   } catch (error) {
     new DeviceStatus($("#device-status")).unavailable(error);
+    for (const source of ["face", "document", "audio"]) $(`#${source}-info`).textContent = "无法使用（见上方说明）";
     return;
   }
   choices = resolveChoices(devices);
