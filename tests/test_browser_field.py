@@ -172,6 +172,10 @@ async def test_call_controls_co_review_and_way_back_at_1366x768(
         await expect(clerk.page.locator("#people li")).to_have_count(3)
         shot = await viewport(co_approver.page, "field-03-co-approver-live-1366x768")
         await assert_painted(co_approver.page, button(co_approver.page, "挂断"), shot, DANGER)
+        await co_approver.goto("/")  # a co-reviewer is offered the way back too
+        await expect(co_approver.page.locator("#open-sessions tr[data-session-id]")).to_have_count(
+            1
+        )
 
         # The approver leaves for the dashboard: 返回审办 leads back into the call.
         await approver.goto("/")
