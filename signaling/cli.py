@@ -1,4 +1,5 @@
-"""The ``coreview`` command: serve, user, catalog, log, keys, demo-data, simulate."""
+"""The ``coreview`` command: serve, user, catalog, log, keys, demo-data, tls-cert,
+simulate."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ from signaling.messages import ROLE_NAMES, message
 from signaling.middleware import AccessLogger
 from signaling.models import ROLES
 from signaling.services import Services, open_services
+from signaling.serving import (
+    WILDCARD_HOSTS,
+    TlsError,
+    is_loopback,
+    make_demo_certificate,
+    open_urls,
+    server_context,
+)
 from signaling.settings import Settings, SettingsError, load_settings
 from signaling.simulate import SimulateError, simulate
 
@@ -85,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo-data", parents=[common], help="写入演示数据并列出演示账户")
     demo.add_argument("--json", action="store_true", help="以 JSON 输出")
+
+    tls = commands.add_parser(
+        "tls-cert", parents=[common], help="生成自签名 HTTPS 证书（演示用），写入数据目录 tls/"
+    )
+    tls.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME/IP",
+        help="其他电脑访问本机所用的主机名或 IP 地址（可多次给出）",
+    )
+    tls.add_argument("--replace", action="store_true", help="覆盖已有的证书")
 
     simulate = commands.add_parser(
         "simulate", help="模拟审办会话（经公开接口），输出一行 JSON 汇总"
@@ -206,6 +227,58 @@ def _print_accounts(accounts: list[dict[str, Any]], *, as_json: bool) -> None:
         )
 
 
+def _serve(settings: Settings) -> int:
+    try:
+        context = server_context(settings)
+    except TlsError as exc:
+        print(f"配置有误：{exc}", file=sys.stderr)
+        return 2
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=context,
+        access_log_class=AccessLogger,
+        print=lambda _text: _print_started(settings),
+    )
+    return 0
+
+
+def _print_started(settings: Settings) -> None:
+    """Where to open the service: with a wildcard host, each address of this machine."""
+    urls = open_urls(settings.host, settings.port, settings.tls)
+    if settings.host not in WILDCARD_HOSTS:
+        print(f"coreview 已启动：{urls[0]}")
+    else:
+        print(f"coreview 已启动，监听 {settings.host or '*'}:{settings.port}，可在浏览器打开：")
+        for url in urls or ["（本机没有非环回地址，仅能在本机打开）"]:
+            print(f"  {url}")
+        local = open_urls("127.0.0.1", settings.port, settings.tls)[0]
+        print(f"  {local}（仅本机）")
+    if not settings.tls and not is_loopback(settings.host):
+        print(
+            "注意：未启用 HTTPS，其他电脑的浏览器不允许网页使用摄像头和麦克风；"
+            "请用 coreview tls-cert 生成证书并设置 tls_cert、tls_key（见 README）。"
+        )
+
+
+def _tls_cert(settings: Settings, hosts: tuple[str, ...], *, replace: bool) -> int:
+    try:
+        made = make_demo_certificate(settings.data_dir, hosts, replace=replace)
+    except FileExistsError as exc:
+        print(f"证书已存在：{exc}；如需重新生成请加 --replace。", file=sys.stderr)
+        return 1
+    except TlsError as exc:
+        print(f"参数有误：{exc}", file=sys.stderr)
+        return 2
+    print(f"已生成自签名证书（演示用）：{made.cert}")
+    print(f"私钥：{made.key}")
+    print("适用于：" + "、".join(made.names))
+    print(f"SHA-256 指纹：{made.sha256}")
+    print(f"启用 HTTPS：COREVIEW_TLS_CERT={made.cert} COREVIEW_TLS_KEY={made.key} coreview serve")
+    return 0
+
+
 def _account(value: str, option: str) -> tuple[str, str]:
     username, sep, password = value.partition(":")
     if not sep or not username or not password:
@@ -298,14 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     if args.command == "serve":
-        web.run_app(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            access_log_class=AccessLogger,
-            print=lambda _text: print(f"coreview 已启动：http://{settings.host}:{settings.port}"),
-        )
-        return 0
+        return _serve(settings)
+    if args.command == "tls-cert":
+        return _tls_cert(settings, tuple(args.host), replace=args.replace)
     try:
         return asyncio.run(_with_services(settings, args))
     except (SignalingError, LogError) as exc:

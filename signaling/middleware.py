@@ -11,7 +11,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from signaling.access import USER, Handler, login_redirect
 from signaling.api import json_response
-from signaling.appkeys import AUDIT
+from signaling.appkeys import AUDIT, SETTINGS
 from signaling.errors import Forbidden, NotAuthenticated, SignalingError
 from signaling.messages import message
 from webui.pages import render
@@ -41,6 +41,9 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
     "Server": "coreview",  # not aiohttp's name and version
 }
+HSTS = "max-age=31536000"
+"""Strict-Transport-Security when the server speaks HTTPS (a year; no subdomains: halls
+often reach the service by an IP address)."""
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -80,8 +83,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, 500, "internal_error")
 
 
-async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    if request.app[SETTINGS].tls:
+        response.headers["Strict-Transport-Security"] = HSTS
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
 

@@ -91,6 +91,7 @@ def review(session: ReviewSession, user: User) -> dict[str, Any]:
     )
     return {
         "id": session.id,
+        "case_no": session.case_no,
         "state": session.state,
         "state_name": SESSION_STATE_NAMES.get(session.state, session.state),
         "open": open_now,

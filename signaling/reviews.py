@@ -139,6 +139,34 @@ class Reviews:
         async with self._engine.connect() as conn:
             return [self._session(r) for r in (await conn.execute(query)).all()]
 
+    async def taking_part(self, user: User) -> list[ReviewSession]:
+        """Open sessions the user is in: the clerk's own (waiting or live), the live ones
+        an approver accepted or joined by invitation (联审). Newest first."""
+        joined = select(session_invitations.c.session_id).where(
+            session_invitations.c.state == "accepted",
+            session_invitations.c.accepted_by == user.id,
+        )
+        if user.role == "clerk":
+            mine = and_(
+                review_sessions.c.created_by == user.id,
+                review_sessions.c.state.in_(OPEN_STATES),
+            )
+        elif user.role == "approver":
+            mine = and_(
+                review_sessions.c.state == "live",
+                or_(review_sessions.c.accepted_by == user.id, review_sessions.c.id.in_(joined)),
+            )
+        else:
+            return []
+        query = (
+            select(*self._columns)
+            .join(cases, cases.c.id == review_sessions.c.case_id)
+            .where(mine)
+            .order_by(review_sessions.c.created_at.desc())
+        )
+        async with self._engine.connect() as conn:
+            return [self._session(r) for r in (await conn.execute(query)).all()]
+
     async def mark_interrupted(self, session_id: str, **gap: Any) -> ReviewSession:
         """The server was killed while the session was open (中断): mark it and log the
         recording's gap."""

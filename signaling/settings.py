@@ -33,7 +33,12 @@ class Settings:
     session_hours: float = 10.0
     """Lifetime of a login session (a working day)."""
     secure_cookies: bool = False
-    """Set the Secure flag on cookies; turn on behind HTTPS."""
+    """Set the Secure flag on cookies; turn on behind HTTPS (on by itself with TLS)."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with; with ``tls_key``. Browsers allow
+    cameras only over HTTPS (or on loopback): another PC needs it."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
     login_max_failures: int = 5
     """Failed logins of one account from one address, within the window, before that
     address must wait for them to age out (the account stays open elsewhere)."""
@@ -79,6 +84,10 @@ class Settings:
     """While events arrive, a log checkpoint is signed at least this often."""
 
     def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("tls_cert 与 tls_key 须同时设置（证书与其私钥）")
+        if self.tls:
+            object.__setattr__(self, "secure_cookies", True)  # HTTPS: cookies only over it
         if self.witness_file is not None:
             witness = self.witness_file.resolve()
             if witness.is_relative_to(self.data_dir.resolve()):
@@ -88,6 +97,11 @@ class Settings:
                 )
         if self.checkpoint_seconds <= 0:
             raise SettingsError("setting 'checkpoint_seconds' must be positive")
+
+    @property
+    def tls(self) -> bool:
+        """The server speaks HTTPS."""
+        return self.tls_cert is not None
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -375,9 +375,22 @@ class Tab:
     console_errors: list[str] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str, timeout_ms: float = 15_000) -> Tab:
+    async def open(
+        cls,
+        browser: Browser,
+        base_url: str,
+        timeout_ms: float = 15_000,
+        *,
+        size: tuple[int, int] = (1280, 800),
+        permissions: Sequence[str] | None = None,
+    ) -> Tab:
+        """A new context showing ``size`` (CSS pixels); ``permissions`` granted to the
+        site (e.g. camera, microphone) when the browser has no fake-UI switch."""
         context = await browser.new_context(
-            base_url=base_url, locale="zh-CN", viewport={"width": 1280, "height": 800}
+            base_url=base_url,
+            locale="zh-CN",
+            viewport={"width": size[0], "height": size[1]},
+            permissions=list(permissions) if permissions is not None else None,
         )
         context.set_default_timeout(timeout_ms)
         page = await context.new_page()

@@ -180,7 +180,15 @@ async def dashboard(request: web.Request) -> web.Response:
     recent = []
     if user.role in STAFF:
         recent = [lookup.case(c) for c in (await request.app[CASES].search(user))[:10]]
-    return render(request, "dashboard.html", {"me": lookup.user(user), "recent": recent})
+    values = {"me": lookup.user(user), "recent": recent, **await open_sessions(request)}
+    return render(request, "dashboard.html", values)
+
+
+async def open_sessions(request: web.Request) -> dict[str, Any]:
+    """The open review sessions the user takes part in, to go back to (返回审办)."""
+    user = request[USER]
+    taking_part = await request.app[REVIEWS].taking_part(user)
+    return {"open_sessions": [review(s, user) for s in taking_part]}
 
 
 @routes.get("/cases")

@@ -7,12 +7,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.appkeys import CASES, REVIEWS
+from signaling.appkeys import CASES, CATALOG, REVIEWS
 from signaling.consent import consent_json
 from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
 from signaling.presenters import Lookup, review
 from signaling.review_api import grant_for, session_json
-from webui.pages import render
+from webui.pages import open_sessions, render
 
 routes = web.RouteTableDef()
 
@@ -34,7 +34,8 @@ async def review_start_page(request: web.Request) -> web.Response:
 @allow("approver", scope="the approver's department", page=True)
 async def queue_page(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
-    return render(request, "queue.html", {"me": lookup.user(request[USER])})
+    values = {"me": lookup.user(request[USER]), **await open_sessions(request)}
+    return render(request, "queue.html", values)
 
 
 @routes.get("/sessions/{session_id}")
@@ -56,6 +57,8 @@ async def session_page(request: web.Request) -> web.Response:
     # approver of another department sees the case too.
     case = await request.app[CASES].get(user, session.case_no)
     lookup = await Lookup.load(request.app)
+    can_invite = user.role == "approver" and user.id == session.accepted_by
+    departments = await request.app[CATALOG].units("department") if can_invite else []
     values = {
         "session": session_json(session),
         "case": lookup.case(case),
@@ -64,6 +67,8 @@ async def session_page(request: web.Request) -> web.Response:
         "can_end": user.role == "approver"
         and await request.app[REVIEWS].may_end(user.id, session.id),
         "can_decide": user.role == "approver" and user.id == session.accepted_by,
+        "can_invite": can_invite,
+        "departments": [d for d in departments if d.id != session.department_id],
         "outcome_names": OUTCOME_NAMES,
         "score_names": SCORE_NAMES,
     }

@@ -1,5 +1,6 @@
-// Cameras and microphone: which device serves which source (remembered in this
-// browser), the constraints each source is opened with, and a microphone level meter.
+// Cameras and microphone: whether this page may use them at all, which device serves
+// which source (remembered in this browser), the constraints each source is opened
+// with, a watch on a camera that stops sending frames, and a microphone level meter.
 
 const STORE = "coreview.devices";
 export const SOURCES = ["face", "document", "audio"];
@@ -32,8 +33,34 @@ export function saveChoices(choices) {
   }
 }
 
+/** Why this page cannot use cameras and microphones at all, or "". Browsers give them
+ *  only to a secure context: https://, or http:// on this computer (127.0.0.1). */
+export function mediaUnavailable() {
+  if (!window.isSecureContext) {
+    return (
+      `本页面经未加密的 http:// 地址（${location.host}）打开，浏览器不允许网页使用摄像头和麦克风。` +
+      "请改用 https:// 开头的地址打开本系统（由管理员开启 HTTPS，见说明文档“从其他电脑访问”），" +
+      "或在运行服务的电脑上用 http://127.0.0.1 打开。"
+    );
+  }
+  if (!navigator.mediaDevices?.getUserMedia) {
+    return "此浏览器不支持网页使用摄像头和麦克风，请使用新版 Chrome、Edge 或 360 安全浏览器（极速模式）。";
+  }
+  return "";
+}
+
+class MediaUnavailable extends Error {
+  name = "MediaUnavailable";
+}
+
+function ensureMedia() {
+  const why = mediaUnavailable();
+  if (why) throw new MediaUnavailable(why);
+}
+
 /** Cameras and microphones; asks for permission first when labels are hidden. */
 export async function listDevices() {
+  ensureMedia();
   let devices = await navigator.mediaDevices.enumerateDevices();
   const inputs = (list) => list.filter((d) => d.kind === "videoinput" || d.kind === "audioinput");
   if (inputs(devices).some((d) => !d.label)) {
@@ -70,6 +97,7 @@ function constraints(source, deviceId) {
 
 /** Open one source's track. */
 export async function openSource(source, deviceId) {
+  ensureMedia();
   const stream = await navigator.mediaDevices.getUserMedia(constraints(source, deviceId));
   const [track] = stream.getTracks();
   if (source === "document") track.contentHint = "detail";
@@ -99,6 +127,8 @@ export function describeTrack(track) {
 /** A Chinese reason for a getUserMedia failure. */
 export function deviceError(error) {
   switch (error?.name) {
+    case "MediaUnavailable":
+      return error.message;
     case "NotAllowedError":
       return "浏览器未获准使用摄像头或麦克风，请在地址栏中允许后刷新页面。";
     case "NotFoundError":
@@ -109,6 +139,56 @@ export function deviceError(error) {
     default:
       return `无法打开设备：${error?.message ?? error}`;
   }
+}
+
+/** Call ``onChange(seconds)`` when a camera track has sent no frame for ``stallMs``
+ *  (seconds since its last frame, updated each second), and ``onChange(0)`` when frames
+ *  come again. Counts the track's own frames (a clone read by a
+ *  MediaStreamTrackProcessor), so a hidden or scrolled-away preview does not matter.
+ *  Returns a function that stops watching. */
+export function watchFrames(track, onChange, stallMs = 3000) {
+  let last = performance.now();
+  let stalled = 0;
+  let stopSource;
+  if (typeof MediaStreamTrackProcessor === "function") {
+    const clone = track.clone();
+    const reader = new MediaStreamTrackProcessor({ track: clone }).readable.getReader();
+    (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        value.close();
+        last = performance.now();
+      }
+    })().catch(() => {}); // the clone was stopped
+    stopSource = () => {
+      reader.cancel().catch(() => {});
+      clone.stop();
+    };
+  } else {
+    const video = Object.assign(document.createElement("video"), { muted: true });
+    video.srcObject = new MediaStream([track]);
+    const seen = () => {
+      last = performance.now();
+      handle = video.requestVideoFrameCallback(seen);
+    };
+    let handle = video.requestVideoFrameCallback(seen);
+    video.play().catch(() => {});
+    stopSource = () => {
+      video.cancelVideoFrameCallback(handle);
+      video.srcObject = null;
+    };
+  }
+  const timer = setInterval(() => {
+    const quiet = performance.now() - last;
+    const seconds = quiet >= stallMs && track.readyState === "live" ? Math.floor(quiet / 1000) : 0;
+    if (seconds !== stalled) onChange(seconds);
+    stalled = seconds;
+  }, 500);
+  return () => {
+    clearInterval(timer);
+    stopSource();
+  };
 }
 
 /** Drive a <meter> with the track's level; returns a function that stops it. */

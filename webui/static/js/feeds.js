@@ -7,18 +7,27 @@ import { el, ROLE_NAMES, SOURCE_NAMES } from "./ui.js";
 import { describeQuality } from "./stats.js";
 
 const OFF_TEXT = { face: "摄像头已关闭", document: "高拍仪已暂停" };
+const FROZEN_SECONDS = 3; // a received video without a new frame this long is called frozen
 
 function figure(extra = {}) {
   const video = el("video", { autoplay: true, playsinline: true, muted: true });
   video.muted = true;
   const off = el("p", { class: "off", hidden: true });
+  const frozen = el("p", { class: "frozen", role: "status", hidden: true });
   const node = el(
     "figure",
     { class: "feed", hidden: true, ...extra },
-    el("div", { class: "frame" }, video, off),
+    el("div", { class: "frame" }, video, off, frozen),
     el("figcaption", {}, el("span", { class: "name" }), el("span", { class: "quality" })),
   );
-  return { node, video, off, name: node.querySelector(".name"), quality: node.querySelector(".quality") };
+  return {
+    node,
+    video,
+    off,
+    frozen,
+    name: node.querySelector(".name"),
+    quality: node.querySelector(".quality"),
+  };
 }
 
 function play(media) {
@@ -149,12 +158,19 @@ export class Feeds {
     this.viewer.attach(paper?.video ?? null, paper?.node.querySelector(".frame") ?? null);
   }
 
-  /** Captions from a QualityMeter sample. */
+  /** Captions from a QualityMeter sample; a frozen picture says so on the picture
+   *  (unless its sender turned it off, which says that instead). */
   quality(sample) {
     for (const slot of this.remote.values()) {
-      if (slot.kind === "video" && slot.filled) {
-        slot.view.quality.textContent = describeQuality(sample.get(`in:${slot.receiver.track.id}`));
-      }
+      if (slot.kind !== "video") continue;
+      const q = slot.filled ? sample.get(`in:${slot.receiver.track.id}`) : null;
+      if (slot.filled) slot.view.quality.textContent = describeQuality(q);
+      const seconds = q && slot.view.off.hidden ? Math.floor(q.frozen) : 0;
+      slot.view.frozen.hidden = seconds < FROZEN_SECONDS;
+      slot.view.frozen.textContent =
+        seconds < FROZEN_SECONDS
+          ? ""
+          : `${SOURCE_NAMES[slot.filled.source] ?? ""}画面已 ${seconds} 秒没有更新（对方设备或网络故障）`;
     }
     for (const [source, view] of this.locals) {
       const mid = this.localMids.get(source);

@@ -12,7 +12,9 @@ import {
   openSource,
   resolveChoices,
   saveChoices,
+  watchFrames,
 } from "./devices.js";
+import { DeviceStatus } from "./devicestatus.js";
 import { $, el, say } from "./ui.js";
 
 const root = $("#review-start");
@@ -21,6 +23,7 @@ const startButton = $("#start");
 const open = new Map(); // source → track
 let choices = {};
 let stopMeter = () => {};
+let stopWatch = () => {};
 
 function fill(select, devices, chosen, fallback) {
   select.replaceChildren(
@@ -45,6 +48,14 @@ async function preview(source) {
     } else {
       $(`#${source}-preview`).srcObject = new MediaStream([track]);
       info.textContent = describeTrack(track);
+      if (source === "document") {
+        stopWatch();
+        stopWatch = watchFrames(track, (seconds) => {
+          info.textContent = seconds
+            ? `高拍仪已 ${seconds} 秒没有画面，请检查连接线和电源，或重新选择设备。`
+            : describeTrack(track);
+        });
+      }
     }
   } catch (error) {
     info.textContent = deviceError(error);
@@ -68,6 +79,7 @@ async function start() {
     });
     for (const track of open.values()) track.stop();
     stopMeter();
+    stopWatch();
     location.assign(`/sessions/${session.id}`);
   } catch (error) {
     say(alertBox, error.message);
@@ -80,7 +92,8 @@ async function main() {
   try {
     devices = await listDevices();
   } catch (error) {
-    say(alertBox, deviceError(error));
+    new DeviceStatus($("#device-status")).unavailable(error);
+    for (const source of ["face", "document", "audio"]) $(`#${source}-info`).textContent = "无法使用（见上方说明）";
     return;
   }
   choices = resolveChoices(devices);

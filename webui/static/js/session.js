@@ -6,8 +6,10 @@
 import { RatingForm, ReviewPanel } from "./actions.js";
 import { Call, TERMINAL } from "./call.js";
 import { Chat } from "./chat.js";
-import { deviceError, listDevices, loadChoices, openSources, resolveChoices } from "./devices.js";
+import { DeviceStatus } from "./devicestatus.js";
+import { listDevices, loadChoices, mediaUnavailable, openSources, resolveChoices } from "./devices.js";
 import { Feeds } from "./feeds.js";
+import { bindInvite } from "./invite.js";
 import { QualityMeter } from "./stats.js";
 import { Stills } from "./stills.js";
 import { $, duration, el, ROLE_NAMES, say } from "./ui.js";
@@ -38,6 +40,7 @@ const END_REASONS = {
 const root = $("#session");
 const { sessionId, role, me } = root.dataset;
 const alertBox = $("#alert");
+const devices = new DeviceStatus($("#device-status"));
 const viewer = new Viewer($("#viewer-tools"), $("#viewer-zoom"));
 const feeds = new Feeds({
   stage: $("#stage"),
@@ -147,22 +150,31 @@ function bindControls(chat) {
       say(alertBox, `无法播放声音：${error.message}`);
     }
   });
+  bindInvite(sessionId, $("#notice"));
   chat.enable(false);
 }
 
 async function localTracks() {
   const sources = PUBLISH[role] ?? [];
+  if (!sources.length) return new Map();
+  const why = mediaUnavailable();
+  if (why) {
+    devices.set("devices", why);
+    return new Map();
+  }
   let choices = loadChoices();
   if (sources.some((source) => !choices[source])) {
-    // first time on this computer (no start page before): pick as the start page does
+    // first time on this computer (no start page before): pick as the start page does;
+    // if listing fails, each source is opened on its default device and reports itself
     try {
       choices = resolveChoices(await listDevices(), choices);
     } catch (error) {
-      say(alertBox, deviceError(error));
+      console.warn("devices not listed", error);
     }
   }
   const { tracks, failed } = await openSources(sources, choices);
-  if (failed.length) say(alertBox, deviceError(failed[0][1]));
+  for (const [source, error] of failed) devices.failed(source, error);
+  devices.watch(tracks);
   for (const [source, track] of tracks) {
     if (track.kind === "video") feeds.showLocal(source, track);
   }
@@ -233,6 +245,7 @@ async function main() {
   call.on("finished", ({ reason, message }) => {
     clearInterval(sampler);
     stopTicking();
+    devices.stop();
     showEnded(reason === "ended" && TERMINAL.has(call.state) ? call.state : reason, message, endReason);
     // the applicant rates the service once the call with the approver is over
     if (call.state === "ended" || (reason === "hung_up" && call.state === "live")) rating.show();

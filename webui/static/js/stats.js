@@ -1,5 +1,6 @@
 // Quality of each received (and sent) video from getStats: resolution, frame rate,
-// bitrate and packet loss since the previous sample.
+// bitrate and packet loss since the previous sample, and how long a received video
+// has had no new frame.
 
 function rate(now, before, field) {
   if (!before) return null;
@@ -15,9 +16,11 @@ export function formatBitrate(bps) {
 export class QualityMeter {
   constructor() {
     this.previous = new Map();
+    this.lastFrame = new Map(); // "in:<track id>" → stats timestamp of its last new frame
   }
 
-  /** Map: "in:<track id>" or "out:<mid>" → {width, height, fps, bitrate, loss}. */
+  /** Map: "in:<track id>" or "out:<mid>" → {width, height, fps, bitrate, loss, frozen}
+   *  (frozen: seconds without a new received frame, 0 for sent video). */
   async sample(pc) {
     const report = await pc.getStats();
     const found = new Map();
@@ -27,9 +30,14 @@ export class QualityMeter {
       let key;
       let bitrate;
       let loss = null;
+      let frozen = 0;
       if (stat.type === "inbound-rtp") {
         key = `in:${stat.trackIdentifier}`;
         const before = this.previous.get(key);
+        if (!before || (stat.framesDecoded ?? 0) !== (before.framesDecoded ?? 0)) {
+          this.lastFrame.set(key, stat.timestamp);
+        }
+        frozen = (stat.timestamp - (this.lastFrame.get(key) ?? stat.timestamp)) / 1000;
         bitrate = rate(stat, before, "bytesReceived");
         const lost = stat.packetsLost - (before?.packetsLost ?? 0);
         const got = stat.packetsReceived - (before?.packetsReceived ?? 0);
@@ -47,6 +55,7 @@ export class QualityMeter {
         fps: stat.framesPerSecond ?? 0,
         bitrate,
         loss,
+        frozen,
       });
     }
     this.previous = next;
