@@ -14,7 +14,7 @@ from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, CASES, LIVE, REVIEWS, TOKENS
 from signaling.consent import check_consent
 from signaling.errors import Forbidden
-from signaling.live import send
+from signaling.live_session import send
 from signaling.models import User
 from signaling.protocol import Queue
 from signaling.reviews import ReviewSession, department_topic
