@@ -184,6 +184,7 @@ class LiveSession:
         await self.hub.audit.append(
             kind, actor=grant.username, case_no=self.case_no, session=self.id, role=grant.role
         )
+        logger.info("session %s: %s (%s)", self.id, kind.replace("_", " "), grant.role)
         return participant
 
     async def detach(self, participant: Participant, socket: web.WebSocketResponse) -> None:
@@ -222,6 +223,9 @@ class LiveSession:
             await self.room.disconnect(name)
         await self.hub.audit.append(
             "participant_left", actor=name, case_no=self.case_no, session=self.id, reason=reason
+        )
+        logger.info(
+            "session %s: participant left (%s, %s)", self.id, participant.grant.role, reason
         )
         await self.send_participants()
         await self.end_if_empty()

@@ -49,6 +49,14 @@ STATE_CODES = {
     "ended": "session_ended",
 }
 
+TRANSITION_WORDS = {
+    "live": "accepted",
+    "ended": "ended",
+    "cancelled": "cancelled",
+    "timed_out": "timed out",
+}
+"""How the INFO log names a move into each state (ids only, no personal data)."""
+
 
 @dataclass(frozen=True)
 class ReviewSession:
@@ -256,6 +264,9 @@ class Reviews:
         await self._audit.append(
             "session_started", actor=clerk.username, case_no=case_no, session=session_id
         )
+        logger.info(
+            "session %s started: case %s, department %s", session_id, case_no, department_id
+        )
         self._schedule_timeout(session_id, self._timeout)
         await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
         return await self.get(session_id)
@@ -282,6 +293,15 @@ class Reviews:
         if result.rowcount != 1:
             raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
         self._cancel_timer(session_id)  # it no longer waits
+        logger.info(
+            "session %s %s: %s -> %s, case %s%s",
+            session_id,
+            TRANSITION_WORDS.get(to_state, to_state),
+            from_state,
+            to_state,
+            session.case_no,
+            f", reason {session.end_reason}" if session.end_reason else "",
+        )
         await self._audit.append(
             event, actor=actor, case_no=session.case_no, session=session_id, **detail
         )
