@@ -170,7 +170,7 @@ class LiveHub:
                     self.ice_servers(),
                 ),
             )
-            await live.send_participants()
+            await live.send_participants(participant)
             state = protocol.State(session.state, "", message(f"state_{session.state}"))
             await send(socket, state)
             await send(socket, protocol.ChatHistory(await self.chat_history(session)))

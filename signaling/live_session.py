@@ -43,6 +43,8 @@ class Participant:
     state: str = "connected"  # connected | reconnecting
     media: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(protocol.SOURCES, True))
     grace: asyncio.TimerHandle | None = None
+    slots_sent: dict[str, Any] | None = None
+    """The slots last sent on the current socket (None: nothing sent on it yet)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,18 +109,29 @@ class LiveSession:
         for participant in tuple(self.participants.values()):
             await send(participant.socket, msg)
 
-    async def send_participants(self) -> None:
+    async def send_participants(self, changed: Participant | None = None) -> None:
+        """The list to everyone. A change of a hidden participant (``changed``) goes to
+        hidden participants only: the others' list did not change."""
         listed = [p.describe() for p in self.participants.values()]
         visible = [p for p in listed if not p["hidden"]]
+        hidden_change = changed is not None and changed.grant.hidden
         for participant in tuple(self.participants.values()):
-            shown = listed if participant.grant.hidden else visible
-            await send(participant.socket, protocol.Participants(shown))
+            if participant.grant.hidden:
+                await send(participant.socket, protocol.Participants(listed))
+            elif not hidden_change:
+                await send(participant.socket, protocol.Participants(visible))
 
     async def send_slots(self) -> None:
+        """Each participant's slots, to those whose slots changed since last told (a
+        hidden subscriber connecting or leaving changes nobody else's)."""
         if self.room is None:
             return
         for name, participant in tuple(self.participants.items()):
-            await send(participant.socket, protocol.Slots(self.room.slots(name)))
+            slots = self.room.slots(name)
+            if participant.socket is None or slots == participant.slots_sent:
+                continue
+            participant.slots_sent = slots
+            await send(participant.socket, protocol.Slots(slots))
 
     async def on_media_state(self, name: str, state: str) -> None:
         participant = self.participants.get(name)
@@ -176,6 +189,7 @@ class LiveSession:
             participant.grace.cancel()
             participant.grace = None
         participant.grant, participant.socket, participant.state = grant, socket, "connected"
+        participant.slots_sent = None
         kind = (
             "auditor_joined"
             if grant.hidden
@@ -205,7 +219,7 @@ class LiveSession:
             case_no=self.case_no,
             session=self.id,
         )
-        await self.send_participants()
+        await self.send_participants(participant)
 
     def _grace_expired(self, participant: Participant) -> None:
         participant.grace = None
@@ -227,7 +241,7 @@ class LiveSession:
         logger.info(
             "session %s: participant left (%s, %s)", self.id, participant.grant.role, reason
         )
-        await self.send_participants()
+        await self.send_participants(participant)
         await self.end_if_empty()
 
     async def end_if_empty(self) -> None:
@@ -288,7 +302,7 @@ class LiveSession:
             )
         elif isinstance(msg, protocol.MediaState):
             participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
-            await self.send_participants()
+            await self.send_participants(participant)
         elif isinstance(msg, protocol.Hangup):
             await self.leave(participant, "hangup")  # the last to leave ends or cancels it
             return False
@@ -321,6 +335,7 @@ class LiveSession:
         if session.state != "live":
             await send(participant.socket, error("not_live"))
             return
+        participant.slots_sent = None  # a new connection, new mids: always told
         try:
             answer = await self.media_room().connect(
                 participant.grant.username,
@@ -333,4 +348,5 @@ class LiveSession:
             await send(participant.socket, error(exc.code))
             return
         await send(participant.socket, protocol.Answer(answer))
+        participant.slots_sent = None  # the offerer always gets its slots after the answer
         await self.send_slots()
