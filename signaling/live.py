@@ -29,6 +29,7 @@ from signaling.live_session import (
     error,
     send,
 )
+from signaling.login_sockets import LoginSockets
 from signaling.messages import message
 from signaling.reviews import Reviews, ReviewSession
 from signaling.settings import Settings
@@ -89,6 +90,7 @@ class LiveHub:
         self.stills = stills
         self.sessions: dict[str, LiveSession] = {}
         self.queue_sockets: set[web.WebSocketResponse] = set()
+        self.logins = LoginSockets(accounts, bus, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -123,10 +125,17 @@ class LiveHub:
         return msg
 
     async def serve(
-        self, request: web.Request, user_id: int, session_id: str
+        self, request: web.Request, user_id: int, session_id: str, login_token: str
     ) -> web.WebSocketResponse:
+        """The signalling socket of one participant, open while its login session lasts."""
         socket = web.WebSocketResponse(heartbeat=15.0, max_msg_size=protocol.MAX_MESSAGE_BYTES)
         await socket.prepare(request)
+        async with self.logins.hold(login_token, socket):
+            return await self._serve(socket, user_id, session_id)
+
+    async def _serve(
+        self, socket: web.WebSocketResponse, user_id: int, session_id: str
+    ) -> web.WebSocketResponse:
         join = await self._first_message(socket)
         if join is None:
             await socket.close(code=CLOSE_POLICY)
@@ -265,6 +274,7 @@ class LiveHub:
             self.expect(session)
 
     async def close(self) -> None:
+        await self.logins.close()
         for socket in tuple(self.queue_sockets):
             await socket.close(code=CLOSE_RESTART)
         for live in list(self.sessions.values()):

@@ -110,6 +110,7 @@ MESSAGES = {
     "not_live": "会话尚未开始，请等待审批人员接入。",
     "server_restart": "服务器正在重启，稍后将自动重新连接。",
     "media_failed": "音视频连接中断，正在重新连接。",
+    "login_ended": "您的登录已失效（{reason}），连接已断开，请重新登录。",
     "source_not_allowed": "您无权发布该音视频源。",
     "bad_sdp": "音视频协商信息（SDP）无效。",
     "bad_publish_map": "发布的音视频源与协商信息不一致。",
@@ -172,6 +173,15 @@ RECORDING_FAILURES = {
     "write_failed": "写入录像文件出错",
     "store_failed": "录像文件入库出错",
 }
+
+LOGIN_END_REASONS = {
+    "logout": "已退出登录",
+    "password_changed": "密码已修改",
+    "password_reset": "密码已被管理员重置",
+    "account_disabled": "账户已被停用",
+    "expired": "登录已过期",
+}
+"""Why a login session ended, as ``login_ended`` says it (its sockets close)."""
 
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}
 MODE_NAMES = {

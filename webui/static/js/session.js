@@ -28,7 +28,9 @@ const ENDED_TITLES = {
   hung_up: "您已挂断",
   replaced: "已在其他窗口打开",
   refused: "无法加入会话",
+  logged_out: "登录已失效",
 };
+const LOGIN_REDIRECT_MS = 4000;
 const END_REASONS = {
   ended_by_approver: "审批人员已结束本次审办。",
   all_left: "参会人员均已离开，审办会话已结束。",
@@ -94,6 +96,10 @@ function showPeople(list) {
   );
   const away = list.some((p) => p.participant !== me && p.state === "reconnecting");
   $("#peer-banner").hidden = !away;
+}
+
+function loginUrl() {
+  return `/login?next=${encodeURIComponent(location.pathname)}`;
 }
 
 function tickWaiting() {
@@ -234,6 +240,11 @@ async function main() {
     clearInterval(sampler);
     stopTicking();
     showEnded(reason === "ended" && TERMINAL.has(call.state) ? call.state : reason, message, endReason);
+    if (reason === "logged_out") {
+      // the login that opened this page ended (logout, password changed, account disabled)
+      setTimeout(() => location.assign(loginUrl()), LOGIN_REDIRECT_MS);
+      return;
+    }
     // the applicant rates the service once the call with the approver is over
     if (call.state === "ended" || (reason === "hung_up" && call.state === "live")) rating.show();
   });
