@@ -183,6 +183,7 @@ class LiveHub:
             state = protocol.State(session.state, "", message(f"state_{session.state}"))
             await send(socket, state)
             await send(socket, protocol.ChatHistory(await self.chat_history(session)))
+            await live.tell_absence(participant)
             hung_up = await self._read(live, participant, socket)
         finally:
             if not hung_up:
@@ -256,9 +257,6 @@ class LiveHub:
                 logger.exception("session %s: %s failed", live.id, msg.type)
                 await send(socket, error("internal_error"))
         return False
-
-    def spawn_end_if_empty(self, live: LiveSession) -> None:
-        self.spawn(live.end_if_empty())
 
     def expect(self, session: ReviewSession) -> None:
         """A session went live (or survived a restart): it ends if nobody is in it

@@ -18,7 +18,7 @@ from recorder.recording import SessionRecording
 from signaling import protocol
 from signaling.cases import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
-from signaling.messages import RECORDING_FAILURES, message
+from signaling.messages import CLERK_LEAVE_REASONS, RECORDING_FAILURES, message
 from signaling.recordings import attach, close_quietly
 from signaling.reviews import ReviewSession, session_topic
 from signaling.tokens import Grant
@@ -66,6 +66,10 @@ async def send(socket: web.WebSocketResponse | None, msg: protocol.Message) -> N
 
 def error(code: str, **params: Any) -> protocol.Error:
     return protocol.Error(code, message(code, params))
+
+
+def notice(code: str, **params: Any) -> protocol.Notice:
+    return protocol.Notice(code, message(code, params))
 
 
 class LiveSession:
@@ -165,13 +169,39 @@ class LiveSession:
     # -- joining and leaving --------------------------------------------------------------
 
     def expect_rejoin(self) -> None:
-        """End the session if nobody is in it after the grace period."""
+        """After the grace period, end the session if nobody is in it, or tell those in it
+        who is missing (an approver who accepted but never came)."""
         if self._vacancy is not None:
             self._vacancy.cancel()
         loop = asyncio.get_running_loop()
         self._vacancy = loop.call_later(
-            self.hub.settings.reconnect_grace_seconds, self.hub.spawn_end_if_empty, self
+            self.hub.settings.reconnect_grace_seconds, self._vacancy_expired
         )
+
+    def _vacancy_expired(self) -> None:
+        self._vacancy = None
+        self.hub.spawn(self._vacant())
+
+    async def _vacant(self) -> None:
+        await self.end_if_empty()
+        await self.tell_absence()
+
+    def _present(self, role: str) -> bool:
+        """A visible participant of ``role`` is in the session (reconnecting counts)."""
+        return any(p.grant.role == role and not p.grant.hidden for p in self.participants.values())
+
+    async def tell_absence(self, to: Participant | None = None, reason: str = "") -> None:
+        """In a live session, tell the clerk that no approver is there (it may requeue),
+        and the approvers that the clerk is not (``reason``: why it left)."""
+        if self.closed or (await self.hub.reviews.get(self.id)).state != "live":
+            return
+        why = CLERK_LEAVE_REASONS.get(reason, CLERK_LEAVE_REASONS[""])
+        for participant in (to,) if to else tuple(self.participants.values()):
+            role = participant.grant.role
+            if role == "clerk" and not self._present("approver"):
+                await send(participant.socket, notice("approvers_left"))
+            elif role == "approver" and not participant.grant.hidden and not self._present("clerk"):
+                await send(participant.socket, notice("clerk_left", reason=why))
 
     async def attach(
         self, grant: Grant, display_name: str, socket: web.WebSocketResponse
@@ -243,6 +273,8 @@ class LiveSession:
         )
         await self.send_participants(participant)
         await self.end_if_empty()
+        if not participant.grant.hidden:
+            await self.tell_absence(reason=reason)
 
     async def end_if_empty(self) -> None:
         """Nobody visible is left: a live session ends, a waiting one is cancelled."""
@@ -313,7 +345,20 @@ class LiveSession:
                 await self.hub.reviews.end(self.id, "ended_by_approver", grant.username)
         elif isinstance(msg, protocol.StillRequest):
             await self._request_still(participant, msg)
+        elif isinstance(msg, protocol.Requeue):
+            await self._requeue(participant)
         return True
+
+    async def _requeue(self, participant: Participant) -> None:
+        """The clerk puts a live session no approver is in back in the queue."""
+        if participant.grant.role != "clerk" or participant.grant.hidden:
+            await send(participant.socket, error("not_allowed"))
+        elif (await self.hub.reviews.get(self.id)).state != "live":
+            await send(participant.socket, error("not_live"))
+        elif self._present("approver"):
+            await send(participant.socket, error("approver_present"))
+        else:
+            await self.hub.reviews.requeue(self.id, participant.grant.username)
 
     async def _request_still(self, participant: Participant, msg: protocol.StillRequest) -> None:
         """An approver of the session (not a hidden auditor) asks for a still."""

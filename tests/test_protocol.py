@@ -48,6 +48,7 @@ SERVER_MESSAGES: dict[str, type[protocol.Message]] = {
         protocol.Queue,
         protocol.StillRequested,
         protocol.StillAdded,
+        protocol.Notice,
     )
 }
 NEVER_SENT = {"peer_media_state"}
@@ -172,6 +173,7 @@ def test_error_table_matches_the_code():
         "session_not_found",
         "login_ended",
         "server_restart",
+        "approver_present",
     }
     assert socket_codes <= set(rows)
 
