@@ -5,7 +5,7 @@
 // Events (CustomEvent detail): joined (message), state (message), participants (list),
 // slots (map), peer ({slots, publish} of a new connection), chat (message),
 // chat_history (messages), marked (mark), decided (decision),
-// still_requested (message), still_added (the still),
+// still_requested (message), still_added (the still), notice ({code, message}),
 // problem ({code, message}), link ({state: connecting | online | reconnecting}),
 // finished ({reason: ended | hung_up | replaced | refused | logged_out, message}).
 
@@ -72,6 +72,7 @@ export class Call extends EventTarget {
     signal.on("decision_recorded", current((m) => this.emit("decided", m.decision)));
     signal.on("still_requested", current((m) => this.emit("still_requested", m)));
     signal.on("still_added", current((m) => this.emit("still_added", m.still)));
+    signal.on("notice", current((m) => this.emit("notice", m)));
     signal.on("error", current((m) => this.onError(m)));
     signal.on("close", current((d) => this.onClose(d)));
     let joined;
@@ -218,6 +219,11 @@ export class Call extends EventTarget {
 
   end() {
     this.signal?.send("end");
+  }
+
+  /** The clerk puts a session its approvers left back in the department's queue. */
+  requeue() {
+    return this.signal?.send("requeue") ?? false;
   }
 
   async cancel() {
