@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import ColumnElement, Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +31,12 @@ from signaling.login_throttle import LoginThrottle
 from signaling.models import ROLES, Role, User
 from signaling.settings import Settings
 from signaling.tables import departments, jurisdictions, login_sessions, outlets, users
+
+logger = logging.getLogger(__name__)
+
+LoginsEnded = Callable[[list[str], str], Awaitable[None]]
+"""Told the keys (``login_key``) of login sessions that ended, and why: ``logout``,
+``password_changed``, ``password_reset`` or ``account_disabled``."""
 
 USERNAME_PATTERN = r"[a-z][a-z0-9_.-]{2,31}"
 MIN_PASSWORD_LENGTH = 10
@@ -68,8 +75,9 @@ def temporary_password() -> str:
             return password
 
 
-def _session_key(token: str) -> str:
-    """Only a hash of the cookie's token is stored: a leaked table opens no session."""
+def login_key(token: str) -> str:
+    """A login session's key: only a hash of the cookie's token is stored (a leaked table
+    opens no session), and it names the session to the parts that must follow it."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -82,6 +90,24 @@ class Accounts:
         self._settings = settings
         self._audit = audit
         self.throttle = LoginThrottle(engine, clock, settings)
+        self._listeners: list[LoginsEnded] = []
+
+    def on_logins_ended(self, listener: LoginsEnded) -> None:
+        """Call ``listener`` whenever login sessions end (their open sockets must close)."""
+        self._listeners.append(listener)
+
+    async def _end_logins(self, reason: str, *where: ColumnElement[bool]) -> None:
+        """Delete the login sessions matching ``where`` and tell the listeners."""
+        async with self._engine.begin() as conn:
+            keys = list((await conn.execute(select(login_sessions.c.id).where(*where))).scalars())
+            await conn.execute(delete(login_sessions).where(*where))
+        if not keys:
+            return
+        for listener in self._listeners:
+            try:
+                await listener(keys, reason)
+            except Exception:  # the logins ended anyway; their sockets stay until they drop
+                logger.exception("could not announce %d ended login sessions", len(keys))
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(_hasher.hash, password)
@@ -218,7 +244,7 @@ class Accounts:
         async with self._engine.begin() as conn:
             await conn.execute(
                 login_sessions.insert().values(
-                    id=_session_key(token),
+                    id=login_key(token),
                     user_id=user.id,
                     csrf_token=csrf,
                     created_at=now,
@@ -233,7 +259,7 @@ class Accounts:
         query = (
             select(users, login_sessions.c.csrf_token, login_sessions.c.expires_at)
             .join(login_sessions, login_sessions.c.user_id == users.c.id)
-            .where(login_sessions.c.id == _session_key(token))
+            .where(login_sessions.c.id == login_key(token))
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
@@ -242,10 +268,15 @@ class Accounts:
         return _user(row), row.csrf_token
 
     async def close_session(self, token: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(login_sessions).where(login_sessions.c.id == _session_key(token))
+        await self._end_logins("logout", login_sessions.c.id == login_key(token))
+
+    async def login_expiry(self, token: str) -> dt.datetime | None:
+        """When the login session of ``token`` expires (None: it does not exist)."""
+        async with self._engine.connect() as conn:
+            expires = await conn.scalar(
+                select(login_sessions.c.expires_at).where(login_sessions.c.id == login_key(token))
             )
+        return as_utc(expires) if expires is not None else None
 
     async def _set_password(self, user_id: int, password: str, must_change: bool) -> None:
         password_hash = await self._hash(password)
@@ -275,13 +306,11 @@ class Accounts:
             raise InvalidInput("password_unchanged", field="new_password")
         check_password_policy(new)
         await self._set_password(user.id, new, must_change=False)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(login_sessions).where(
-                    login_sessions.c.user_id == user.id,
-                    login_sessions.c.id != _session_key(keep_session),
-                )
-            )
+        await self._end_logins(
+            "password_changed",
+            login_sessions.c.user_id == user.id,
+            login_sessions.c.id != login_key(keep_session),
+        )
         await self._audit.append("password_changed", actor=user.username)
 
     async def reset_password(self, user_id: int, *, actor: str) -> str:
@@ -289,8 +318,7 @@ class Accounts:
         target = await self.get(user_id)
         password = temporary_password()
         await self._set_password(user_id, password, must_change=True)
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
+        await self._end_logins("password_reset", login_sessions.c.user_id == user_id)
         await self.throttle.clear(target.username)
         await self._audit.append("password_reset", actor=actor, username=target.username)
         return password
@@ -301,10 +329,8 @@ class Accounts:
             raise InvalidInput("cannot_disable_self")
         async with self._engine.begin() as conn:
             await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
-            if disabled:
-                await conn.execute(
-                    delete(login_sessions).where(login_sessions.c.user_id == user_id)
-                )
+        if disabled:  # session_user refuses a disabled account's logins meanwhile
+            await self._end_logins("account_disabled", login_sessions.c.user_id == user_id)
         await self._audit.append(
             "user_disabled" if disabled else "user_enabled", actor=actor, username=target.username
         )

@@ -109,6 +109,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
             stills,
             recorder if settings.recording else None,
         )
+        await live.logins.start()
         await live.resume()
         app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS] = bus, reviews, media, tokens
         app[LIVE], app[STILLS], app[ACTIONS] = live, stills, actions

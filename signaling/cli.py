@@ -356,6 +356,19 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if summary["all_clean"] else 1
 
 
+MEDIA_LOGGERS = ("aioice", "aiortc")
+"""Libraries logging every ICE/DTLS step at INFO: their detail is shown at DEBUG only."""
+
+
+def configure_logging(level: str) -> None:
+    """The service's log at ``level``; the media libraries' detail only at DEBUG."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level.upper())
+    debug = logging.getLevelName(level.upper()) == logging.DEBUG
+    for name in MEDIA_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # whatever this process writes (data, exports) is the owner's only
     args = _parser().parse_args(argv)
@@ -367,9 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, OSError) as exc:
         print(f"配置有误：{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "tls-cert":

@@ -1,31 +1,37 @@
-"""Live review sessions in this process: participants' sockets, reconnect grace, chat,
-and the media room — driven by the signalling protocol (signaling/protocol.py)."""
+"""Live review sessions in this process: the hub owns the sessions (signaling/live_session.py)
+and serves the signalling sockets: the join handshake, reading with a rate limit."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from media.forwarder import PublishedTrack
-from media.room import MediaError, MediaRoom, MediaServer
+from media.room import MediaServer
 from recorder.auditlog import AuditLog, chain_of
 from recorder.clock import Clock
-from recorder.recording import Recorder, SessionRecording
+from recorder.recording import Recorder
 from signaling import protocol
 from signaling.accounts import Accounts
 from signaling.bus import Bus
 from signaling.cases import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
-from signaling.messages import RECORDING_FAILURES, message
-from signaling.recordings import attach, close_quietly
-from signaling.reviews import Reviews, ReviewSession, session_topic
+from signaling.live_session import (
+    CLOSE_ENDED,
+    CLOSE_POLICY,
+    CLOSE_RESTART,
+    LiveSession,
+    Participant,
+    error,
+    send,
+)
+from signaling.login_sockets import LoginSockets
+from signaling.messages import message
+from signaling.reviews import Reviews, ReviewSession
 from signaling.settings import Settings
 from signaling.stills import Stills
 from signaling.tokens import Grant, JoinTokens
@@ -37,11 +43,6 @@ RATE_CAPACITY = 40
 RATE_PER_SECOND = 10.0
 RATE_CLOSE_AFTER = 400
 """Messages dropped for flooding before the socket is closed."""
-CLOSE_REPLACED = 4000
-CLOSE_ENDED = 4001
-CLOSE_POLICY = 1008
-CLOSE_RESTART = 1012
-"""The server is going down: reconnect (the session goes on)."""
 
 
 class RateLimit:
@@ -61,303 +62,6 @@ class RateLimit:
             return True
         self.dropped += 1
         return False
-
-
-@dataclass
-class Participant:
-    grant: Grant
-    display_name: str
-    socket: web.WebSocketResponse | None = None
-    state: str = "connected"  # connected | reconnecting
-    media: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(protocol.SOURCES, True))
-    grace: asyncio.TimerHandle | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "participant": self.grant.username,
-            "display_name": self.display_name,
-            "role": self.grant.role,
-            "state": self.state,
-            "hidden": self.grant.hidden,
-            **{f"{k}_on": v for k, v in self.media.items()},
-        }
-
-
-async def send(socket: web.WebSocketResponse | None, msg: protocol.Message) -> None:
-    if socket is None or socket.closed:
-        return
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await socket.send_str(msg.to_json())
-
-
-def error(code: str, **params: Any) -> protocol.Error:
-    return protocol.Error(code, message(code, params))
-
-
-class LiveSession:
-    def __init__(self, hub: LiveHub, session: ReviewSession) -> None:
-        self.hub = hub
-        self.id = session.id
-        self.case_no = session.case_no
-        self.case_id = session.case_id
-        self.participants: dict[str, Participant] = {}
-        self.room: MediaRoom | None = None
-        self.recording: SessionRecording | None = None
-        self._recording_failures: set[str] = set()
-        self.closed = False
-        self.watching = asyncio.Event()
-        """Set once state changes are subscribed to: only then is a state read current."""
-        self._vacancy: asyncio.TimerHandle | None = None
-        self._watch = asyncio.create_task(self._watch_state())
-
-    async def _watch_state(self) -> None:
-        async with self.hub.bus.subscribe(session_topic(self.id)) as queue:
-            self.watching.set()
-            while True:
-                event = await queue.get()
-                kind = event.get("event")
-                if kind == "material_marked":
-                    await self.broadcast(protocol.MaterialMarked(event["mark"]))
-                elif kind == "decision_recorded":
-                    await self.broadcast(protocol.DecisionRecorded(event["decision"]))
-                elif kind == "still_added":
-                    await self.broadcast(protocol.StillAdded(event["still"]))
-                if kind != "state":
-                    continue
-                state = str(event["state"])
-                reason = str(event.get("reason") or "")
-                await self.broadcast(protocol.State(state, reason, message(f"state_{state}")))
-                if state in ("ended", "cancelled", "timed_out"):
-                    await self.close()
-                    return
-
-    async def broadcast(self, msg: protocol.Message) -> None:
-        for participant in tuple(self.participants.values()):
-            await send(participant.socket, msg)
-
-    async def send_participants(self) -> None:
-        listed = [p.describe() for p in self.participants.values()]
-        visible = [p for p in listed if not p["hidden"]]
-        for participant in tuple(self.participants.values()):
-            shown = listed if participant.grant.hidden else visible
-            await send(participant.socket, protocol.Participants(shown))
-
-    async def send_slots(self) -> None:
-        if self.room is None:
-            return
-        for name, participant in tuple(self.participants.items()):
-            await send(participant.socket, protocol.Slots(self.room.slots(name)))
-
-    async def on_media_state(self, name: str, state: str) -> None:
-        participant = self.participants.get(name)
-        if participant is not None and state == "failed":
-            await send(participant.socket, error("media_failed"))
-
-    def media_room(self) -> MediaRoom:
-        if self.room is None:
-            recorder = self.hub.recorder
-            if recorder is not None and self.recording is None:
-                self.recording = recorder.session(
-                    self.id, self.case_no, self.case_id, self.on_recording_failed
-                )
-            self.room = self.hub.media.room(
-                self.id, self.on_media_state, self.send_slots, self.on_track
-            )
-        return self.room
-
-    def on_track(self, track: PublishedTrack) -> None:
-        if self.recording is not None:
-            attach(self.recording, track, self.hub.spawn)
-
-    def on_recording_failed(self, code: str) -> None:
-        """Tell everyone once per cause; forwarding goes on."""
-        if code in self._recording_failures:
-            return
-        self._recording_failures.add(code)
-        reason = RECORDING_FAILURES.get(code, RECORDING_FAILURES["write_failed"])
-        self.hub.spawn(self.broadcast(error("recording_failed", reason=reason)))
-
-    # -- joining and leaving --------------------------------------------------------------
-
-    def expect_rejoin(self) -> None:
-        """End the session if nobody is in it after the grace period."""
-        if self._vacancy is not None:
-            self._vacancy.cancel()
-        loop = asyncio.get_running_loop()
-        self._vacancy = loop.call_later(
-            self.hub.settings.reconnect_grace_seconds, self.hub.spawn_end_if_empty, self
-        )
-
-    async def attach(
-        self, grant: Grant, display_name: str, socket: web.WebSocketResponse
-    ) -> Participant:
-        if self.closed:
-            raise Conflict("session_ended")
-        participant = self.participants.get(grant.username)
-        rejoin = participant is not None
-        if participant is None:
-            participant = self.participants[grant.username] = Participant(grant, display_name)
-        elif participant.socket is not None and participant.socket is not socket:
-            # closed in the background: a dead client's close may take seconds
-            self.hub.spawn(participant.socket.close(code=CLOSE_REPLACED, message=b"replaced"))
-        if participant.grace is not None:
-            participant.grace.cancel()
-            participant.grace = None
-        participant.grant, participant.socket, participant.state = grant, socket, "connected"
-        kind = (
-            "auditor_joined"
-            if grant.hidden
-            else ("participant_rejoined" if rejoin else "participant_joined")
-        )
-        await self.hub.audit.append(
-            kind, actor=grant.username, case_no=self.case_no, session=self.id, role=grant.role
-        )
-        return participant
-
-    async def detach(self, participant: Participant, socket: web.WebSocketResponse) -> None:
-        """The socket closed without a hang-up: keep the place for the grace period."""
-        if self.closed or participant.socket is not socket:
-            return
-        participant.socket = None
-        if self.participants.get(participant.grant.username) is not participant:
-            return
-        participant.state = "reconnecting"
-        # armed before any await, so a rejoin meanwhile finds and cancels it
-        participant.grace = asyncio.get_running_loop().call_later(
-            self.hub.settings.reconnect_grace_seconds, self._grace_expired, participant
-        )
-        await self.hub.audit.append(
-            "participant_reconnecting",
-            actor=participant.grant.username,
-            case_no=self.case_no,
-            session=self.id,
-        )
-        await self.send_participants()
-
-    def _grace_expired(self, participant: Participant) -> None:
-        participant.grace = None
-        if participant.socket is None:  # not back in time
-            self.hub.spawn(self.leave(participant, "grace_expired"))
-
-    async def leave(self, participant: Participant, reason: str) -> None:
-        name = participant.grant.username
-        if self.participants.get(name) is not participant:
-            return
-        del self.participants[name]
-        if participant.grace is not None:
-            participant.grace.cancel()
-        if self.room is not None:
-            await self.room.disconnect(name)
-        await self.hub.audit.append(
-            "participant_left", actor=name, case_no=self.case_no, session=self.id, reason=reason
-        )
-        await self.send_participants()
-        await self.end_if_empty()
-
-    async def end_if_empty(self) -> None:
-        """Nobody visible is left: a live session ends, a waiting one is cancelled."""
-        if any(not p.grant.hidden for p in self.participants.values()):
-            return
-        with contextlib.suppress(SignalingError):
-            session = await self.hub.reviews.get(self.id)
-            if session.state == "live":
-                await self.hub.reviews.end(self.id, "all_left", None)
-            elif session.state == "waiting":
-                await self.hub.reviews.cancel(self.id, None)
-
-    async def close(self, code: int = CLOSE_ENDED) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.hub.sessions.pop(self.id, None)  # first: a new join makes a new LiveSession
-        if self._vacancy is not None:
-            self._vacancy.cancel()
-        for participant in tuple(self.participants.values()):
-            if participant.grace is not None:
-                participant.grace.cancel()
-            if participant.socket is not None:
-                if code == CLOSE_RESTART:
-                    await send(participant.socket, error("server_restart"))
-                await participant.socket.close(code=code)
-        self.participants.clear()
-        await self.hub.media.close_room(self.id)
-        if self.recording is not None:  # the last chunks close, are stored and converted
-            await close_quietly(self.recording)
-        self.hub.sessions.pop(self.id, None)
-        if asyncio.current_task() is not self._watch:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
-
-    # -- messages -------------------------------------------------------------------------
-
-    async def handle(self, participant: Participant, msg: protocol.Message) -> bool:
-        """Act on one message; False when the participant hung up."""
-        grant = participant.grant
-        if isinstance(msg, protocol.Ping):
-            await send(participant.socket, protocol.Pong())
-        elif isinstance(msg, protocol.Join):
-            await send(participant.socket, error("out_of_order"))
-        elif isinstance(msg, protocol.Offer):
-            await self._offer(participant, msg)
-        elif isinstance(msg, protocol.Chat):
-            if grant.hidden:
-                await send(participant.socket, error("not_allowed"))
-                return True
-            at = self.hub.clock.now().astimezone(CHINA_TIME).isoformat(timespec="seconds")
-            await self.hub.audit.append(
-                "chat", actor=grant.username, case_no=self.case_no, session=self.id, text=msg.text
-            )
-            await self.broadcast(
-                protocol.ChatPosted(grant.username, participant.display_name, msg.text, at)
-            )
-        elif isinstance(msg, protocol.MediaState):
-            participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
-            await self.send_participants()
-        elif isinstance(msg, protocol.Hangup):
-            await self.leave(participant, "hangup")  # the last to leave ends or cancels it
-            return False
-        elif isinstance(msg, protocol.End):
-            if not await self.hub.reviews.may_end(grant.user_id, self.id):
-                await send(participant.socket, error("not_allowed"))
-            else:
-                await self.hub.reviews.end(self.id, "ended_by_approver", grant.username)
-        elif isinstance(msg, protocol.StillRequest):
-            await self._request_still(participant, msg)
-        return True
-
-    async def _request_still(self, participant: Participant, msg: protocol.StillRequest) -> None:
-        """An approver of the session (not a hidden auditor) asks for a still."""
-        grant = participant.grant
-        if grant.role != "approver" or grant.hidden:
-            await send(participant.socket, error("not_allowed"))
-            return
-        session = await self.hub.reviews.get(self.id)
-        if session.state != "live":
-            await send(participant.socket, error("not_live"))
-            return
-        requested = await self.hub.stills.request(
-            session, grant.username, participant.display_name, msg.material
-        )
-        await self.broadcast(requested)
-
-    async def _offer(self, participant: Participant, msg: protocol.Offer) -> None:
-        session = await self.hub.reviews.get(self.id)
-        if session.state != "live":
-            await send(participant.socket, error("not_live"))
-            return
-        try:
-            answer = await self.media_room().connect(
-                participant.grant.username,
-                msg.sdp,
-                msg.publish,
-                frozenset(participant.grant.publish),
-            )
-        except MediaError as exc:
-            logger.info("offer refused in session %s: %s", self.id, exc)
-            await send(participant.socket, error(exc.code))
-            return
-        await send(participant.socket, protocol.Answer(answer))
-        await self.send_slots()
 
 
 class LiveHub:
@@ -386,6 +90,7 @@ class LiveHub:
         self.stills = stills
         self.sessions: dict[str, LiveSession] = {}
         self.queue_sockets: set[web.WebSocketResponse] = set()
+        self.logins = LoginSockets(accounts, bus, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -420,10 +125,17 @@ class LiveHub:
         return msg
 
     async def serve(
-        self, request: web.Request, user_id: int, session_id: str
+        self, request: web.Request, user_id: int, session_id: str, login_token: str
     ) -> web.WebSocketResponse:
+        """The signalling socket of one participant, open while its login session lasts."""
         socket = web.WebSocketResponse(heartbeat=15.0, max_msg_size=protocol.MAX_MESSAGE_BYTES)
         await socket.prepare(request)
+        async with self.logins.hold(login_token, socket):
+            return await self._serve(socket, user_id, session_id)
+
+    async def _serve(
+        self, socket: web.WebSocketResponse, user_id: int, session_id: str
+    ) -> web.WebSocketResponse:
         join = await self._first_message(socket)
         if join is None:
             await socket.close(code=CLOSE_POLICY)
@@ -467,10 +179,11 @@ class LiveHub:
                     self.ice_servers(),
                 ),
             )
-            await live.send_participants()
+            await live.send_participants(participant)
             state = protocol.State(session.state, "", message(f"state_{session.state}"))
             await send(socket, state)
             await send(socket, protocol.ChatHistory(await self.chat_history(session)))
+            await live.tell_absence(participant)
             hung_up = await self._read(live, participant, socket)
         finally:
             if not hung_up:
@@ -545,9 +258,6 @@ class LiveHub:
                 await send(socket, error("internal_error"))
         return False
 
-    def spawn_end_if_empty(self, live: LiveSession) -> None:
-        self.spawn(live.end_if_empty())
-
     def expect(self, session: ReviewSession) -> None:
         """A session went live (or survived a restart): it ends if nobody is in it
         within the grace period."""
@@ -562,6 +272,7 @@ class LiveHub:
             self.expect(session)
 
     async def close(self) -> None:
+        await self.logins.close()
         for socket in tuple(self.queue_sockets):
             await socket.close(code=CLOSE_RESTART)
         for live in list(self.sessions.values()):

@@ -112,6 +112,13 @@ MESSAGES = {
     "not_live": "会话尚未开始，请等待审批人员接入。",
     "server_restart": "服务器正在重启，稍后将自动重新连接。",
     "media_failed": "音视频连接中断，正在重新连接。",
+    "approvers_left": (
+        "审批人员已离开本次审办。可点击“重新排队”，将本会话放回部门队列，"
+        "由其他审批人员接入继续审办（案件和已有记录保留）。"
+    ),
+    "clerk_left": "窗口人员已离开本次审办（{reason}）。",
+    "approver_present": "审批人员仍在会话中，不能重新排队。",
+    "login_ended": "您的登录已失效（{reason}），连接已断开，请重新登录。",
     "source_not_allowed": "您无权发布该音视频源。",
     "bad_sdp": "音视频协商信息（SDP）无效。",
     "bad_publish_map": "发布的音视频源与协商信息不一致。",
@@ -184,6 +191,22 @@ RECORDING_FAILURES = {
     "store_failed": "录像文件入库出错",
 }
 
+CLERK_LEAVE_REASONS = {
+    "hangup": "已挂断",
+    "grace_expired": "网络中断后未能重新连接",
+    "": "不在会话中",
+}
+"""Why a participant left, as ``clerk_left`` says it."""
+
+LOGIN_END_REASONS = {
+    "logout": "已退出登录",
+    "password_changed": "密码已修改",
+    "password_reset": "密码已被管理员重置",
+    "account_disabled": "账户已被停用",
+    "expired": "登录已过期",
+}
+"""Why a login session ended, as ``login_ended`` says it (its sockets close)."""
+
 ROLE_NAMES = {"clerk": "窗口人员", "approver": "审批人员", "auditor": "监察人员", "admin": "管理员"}
 MODE_NAMES = {
     "remote_approval": "通办地受理、归属地审批",
@@ -223,6 +246,7 @@ EVENT_NAMES = {
     "session_accepted": "审批人员接入",
     "session_cancelled": "取消会话",
     "session_timed_out": "会话等待超时",
+    "session_requeued": "重新排队（审批人员已离开）",
     "session_ended": "会话结束",
     "session_interrupted": "会话中断",
     "co_review_invited": "邀请联审",

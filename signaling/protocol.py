@@ -84,8 +84,15 @@ class Hangup(Message):
 
 
 @dataclass(frozen=True)
+class Requeue(Message):
+    """The clerk puts a live session no approver is in any more back in the queue."""
+
+    type: ClassVar[str] = "requeue"
+
+
+@dataclass(frozen=True)
 class End(Message):
-    """The accepting approver ends the session for everyone."""
+    """The accepting approver or a co-approver ends the session for everyone."""
 
     type: ClassVar[str] = "end"
 
@@ -219,6 +226,16 @@ class Error(Message):
 
 
 @dataclass(frozen=True)
+class Notice(Message):
+    """Who is (not) there: ``approvers_left`` to the clerk (it may ``requeue``),
+    ``clerk_left`` to the approvers."""
+
+    type: ClassVar[str] = "notice"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Pong(Message):
     type: ClassVar[str] = "pong"
 
@@ -232,7 +249,7 @@ class Queue(Message):
 
 
 CLIENT_MESSAGES: dict[str, type[Message]] = {
-    m.type: m for m in (Join, Offer, Chat, MediaState, Hangup, End, Ping, StillRequest)
+    m.type: m for m in (Join, Offer, Chat, MediaState, Hangup, End, Ping, StillRequest, Requeue)
 }
 
 

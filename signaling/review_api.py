@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from signaling.access import USER, allow, foreign_origin
+from signaling.access import SESSION_TOKEN, USER, allow, foreign_origin
 from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, CASES, LIVE, REVIEWS, TOKENS
 from signaling.consent import check_consent
 from signaling.errors import Forbidden
-from signaling.live import send
+from signaling.live_session import send
 from signaling.models import User
 from signaling.protocol import Queue
 from signaling.reviews import ReviewSession, department_topic
@@ -161,8 +161,12 @@ async def queue_socket(request: web.Request) -> web.WebSocketResponse:
     reviews = request.app[REVIEWS]
     socket = web.WebSocketResponse(heartbeat=15.0, max_msg_size=4096)
     await socket.prepare(request)
-    request.app[LIVE].queue_sockets.add(socket)
-    async with request.app[LIVE].bus.subscribe(department_topic(user.department_id or 0)) as events:
+    live = request.app[LIVE]
+    live.queue_sockets.add(socket)
+    async with (
+        live.logins.hold(request[SESSION_TOKEN], socket),
+        live.bus.subscribe(department_topic(user.department_id or 0)) as events,
+    ):
         await send(socket, Queue(await reviews.queue(user)))
         reader = asyncio.ensure_future(socket.receive())
         try:
@@ -177,7 +181,7 @@ async def queue_socket(request: web.Request) -> web.WebSocketResponse:
                     continue
                 await send(socket, Queue(await reviews.queue(user)))
         finally:
-            request.app[LIVE].queue_sockets.discard(socket)
+            live.queue_sockets.discard(socket)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -189,5 +193,5 @@ async def queue_socket(request: web.Request) -> web.WebSocketResponse:
 async def session_socket(request: web.Request) -> web.WebSocketResponse:
     same_origin(request)
     return await request.app[LIVE].serve(
-        request, request[USER].id, request.match_info["session_id"]
+        request, request[USER].id, request.match_info["session_id"], request[SESSION_TOKEN]
     )

@@ -1,8 +1,9 @@
 """Review sessions (远程审办会话): the department queue and the session state machine.
 
     waiting ──accept──▶ live ──end / all left──▶ ended
-       │ └─cancel──▶ cancelled
-       └──timeout──▶ timed_out
+     ▲ │ └─cancel──▶ cancelled   │
+     │ └──timeout──▶ timed_out   │
+     └──requeue (no approver)────┘
 
 Every transition is one conditional UPDATE (``WHERE state = 'waiting'``), so of many
 approvers accepting at once exactly one wins, and a cancel racing an accept has exactly
@@ -19,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,12 +42,22 @@ from signaling.tables import (
 logger = logging.getLogger(__name__)
 
 OPEN_STATES = ("waiting", "live")
+FINAL_STATES = ("ended", "cancelled", "timed_out")
 STATE_CODES = {
     "live": "already_taken",
     "cancelled": "session_cancelled",
     "timed_out": "session_timed_out",
     "ended": "session_ended",
 }
+
+TRANSITION_WORDS = {
+    "waiting": "requeued",
+    "live": "accepted",
+    "ended": "ended",
+    "cancelled": "cancelled",
+    "timed_out": "timed out",
+}
+"""How the INFO log names a move into each state (ids only, no personal data)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,9 @@ class Reviews:
         base = (
             select(
                 review_sessions.c.id,
-                review_sessions.c.created_at,
+                func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at).label(
+                    "queued_at"
+                ),
                 cases.c.case_no,
                 cases.c.applicant_name,
                 matters.c.name.label("matter"),
@@ -247,7 +260,7 @@ class Reviews:
             "matter": row.matter,
             "outlet": row.outlet,
             "position": position,
-            "waiting_seconds": int((now - as_utc(row.created_at)).total_seconds()),
+            "waiting_seconds": int((now - as_utc(row.queued_at)).total_seconds()),
             "invitation_from": invited_by,
         }
 
@@ -283,6 +296,9 @@ class Reviews:
         await self._audit.append(
             "session_started", actor=clerk.username, case_no=case_no, session=session_id
         )
+        logger.info(
+            "session %s started: case %s, department %s", session_id, case_no, department_id
+        )
         self._schedule_timeout(session_id, self._timeout)
         await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
         return await self.get(session_id)
@@ -308,7 +324,16 @@ class Reviews:
         session = await self.get(session_id)
         if result.rowcount != 1:
             raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
-        self._cancel_timer(session_id)  # it no longer waits
+        self._cancel_timer(session_id)  # it no longer waits (or waits anew: re-armed)
+        logger.info(
+            "session %s %s: %s -> %s, case %s%s",
+            session_id,
+            TRANSITION_WORDS.get(to_state, to_state),
+            from_state,
+            to_state,
+            session.case_no,
+            f", reason {session.end_reason}" if session.end_reason else "",
+        )
         await self._audit.append(
             event, actor=actor, case_no=session.case_no, session=session_id, **detail
         )
@@ -317,7 +342,7 @@ class Reviews:
             session_topic(session_id),
             {"event": "state", "state": to_state, "reason": session.end_reason},
         )
-        if to_state != "live":
+        if to_state in FINAL_STATES:
             await self._checkpoint()
         return session
 
@@ -369,6 +394,26 @@ class Reviews:
             from_state="live",
             reason=reason,
         )
+        await self._withdraw_invitations(session_id)
+        return session
+
+    async def requeue(self, session_id: str, actor: str) -> ReviewSession:
+        """A live session no approver is in any more goes back to its department's queue
+        (the same session: its case, consent, stills, marks, chat and recording go on);
+        any approver of the department may accept it. The caller checks that the clerk
+        asks and that no approver is there."""
+        now = self._clock.now()
+        values = {"accepted_by": None, "accepted_at": None, "queued_at": now}
+        session = await self._transition(
+            session_id, "waiting", values, "session_requeued", actor, from_state="live"
+        )
+        self._schedule_timeout(session_id, self._timeout)
+        await self._withdraw_invitations(session_id)
+        return session
+
+    async def _withdraw_invitations(self, session_id: str) -> None:
+        """Pending co-review invitations of a session that ended or went back to the
+        queue are withdrawn (the next accepting approver invites anew)."""
         pending = (
             session_invitations.c.session_id == session_id,
             session_invitations.c.state == "pending",
@@ -384,7 +429,6 @@ class Reviews:
             )
         for department_id in set(invited):  # their queues drop the invitation
             await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
-        return session
 
     async def invite(
         self, approver: User, session_id: str, department_code: str, approver_name: str | None
@@ -501,14 +545,15 @@ class Reviews:
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(review_sessions.c.id, review_sessions.c.created_at).where(
-                        review_sessions.c.state == "waiting"
-                    )
+                    select(
+                        review_sessions.c.id,
+                        func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at),
+                    ).where(review_sessions.c.state == "waiting")
                 )
             ).all()
-        for row in rows:
-            remaining = self._timeout - (now - as_utc(row.created_at)).total_seconds()
-            self._schedule_timeout(row.id, remaining)
+        for session_id, queued_at in rows:
+            remaining = self._timeout - (now - as_utc(queued_at)).total_seconds()
+            self._schedule_timeout(session_id, remaining)
 
     async def close(self) -> None:
         for timer in self._timers.values():

@@ -118,14 +118,19 @@ class Stills:
                 return event.detail
         raise InvalidInput("unknown_still_request")
 
-    async def of_session(self, session_id: str, role: str = "still") -> list[dict[str, Any]]:
+    async def of_session(
+        self, session_id: str, role: str = "still", *, hidden: bool = False
+    ) -> list[dict[str, Any]]:
+        """Stills (or snapshots) of a session; those taken by a hidden auditor only for a
+        ``hidden`` viewer (the others must not learn that someone watched)."""
         query = (
             select(evidence_files)
             .where(and_(evidence_files.c.session_id == session_id, evidence_files.c.role == role))
             .order_by(evidence_files.c.id)
         )
         async with self._engine.connect() as conn:
-            return [image_json(row) for row in await conn.execute(query)]
+            rows = (await conn.execute(query)).all()
+        return [image_json(row) for row in rows if hidden or not row.meta.get("hidden")]
 
     async def file(self, session_id: str, role: str, sha256: str) -> tuple[Path, str]:
         """Path and content type of a still (or snapshot) of this session."""
@@ -280,7 +285,13 @@ class Stills:
     # -- snapshots ------------------------------------------------------------------------
 
     async def snapshot(
-        self, session: ReviewSession, actor: str, track: PublishedTrack, image_format: ImageFormat
+        self,
+        session: ReviewSession,
+        actor: str,
+        track: PublishedTrack,
+        image_format: ImageFormat,
+        *,
+        hidden: bool = False,
     ) -> dict[str, Any]:
         """A picture of the track's next keyframe, stored and logged."""
         try:
@@ -292,6 +303,7 @@ class Stills:
             "height": shot.height,
             "content_type": shot.content_type,
             "taken_by": actor,
+            "hidden": hidden,
             "codec": shot.codec,
             "rtp_timestamp": shot.rtp_timestamp,
             "arrival": shot.arrival,

@@ -85,7 +85,7 @@ async def list_stills(request: web.Request) -> web.Response:
     stills = request.app[STILLS]
     body: dict[str, Any] = {"stills": await stills.of_session(session.id)}
     if grant.role != "clerk":
-        body["snapshots"] = await stills.of_session(session.id, "snapshot")
+        body["snapshots"] = await stills.of_session(session.id, "snapshot", hidden=grant.hidden)
     return json_response(body)
 
 
@@ -133,5 +133,7 @@ async def take_snapshot(request: web.Request) -> web.Response:
     track = None if live is None or live.room is None else live.room.track(participant, source)
     if track is None:
         raise NotFound("track_not_found")
-    shot = await request.app[STILLS].snapshot(session, grant.username, track, image_format)
+    shot = await request.app[STILLS].snapshot(
+        session, grant.username, track, image_format, hidden=grant.hidden
+    )
     return json_response({"snapshot": shot}, status=201)

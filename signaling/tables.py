@@ -170,6 +170,9 @@ review_sessions = Table(
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("end_reason", String(32), nullable=True),
     Column("interrupted", Boolean, nullable=False, server_default=false()),
+    Column(
+        "queued_at", DateTime(timezone=True), nullable=True
+    ),  # back in the queue; null: created_at
     Index(
         "one_open_session_per_case",
         "case_id",

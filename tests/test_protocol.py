@@ -49,6 +49,7 @@ SERVER_MESSAGES: dict[str, type[protocol.Message]] = {
         protocol.Queue,
         protocol.StillRequested,
         protocol.StillAdded,
+        protocol.Notice,
     )
 }
 NEVER_SENT = {"peer_media_state"}
@@ -169,9 +170,34 @@ def test_error_table_matches_the_code():
         "bad_publish_map",
         "token_expired",
         "token_invalid",
+        "token_used",
         "session_not_found",
+        "login_ended",
+        "server_restart",
+        "approver_present",
     }
     assert socket_codes <= set(rows)
+
+
+def section(title: str) -> str:
+    """The text of one ``### title`` section of docs/protocol.md."""
+    text = DOC.read_text("utf-8")
+    start = text.index(f"\n### {title}\n")
+    return text[start : text.index("\n#", start + 1)]
+
+
+def test_docs_say_what_the_code_does_about_ending_hanging_up_and_token_reuse():
+    """Who may end (the accepting approver and co-approvers), what a clerk's hang-up
+    while waiting does (cancels), and token reuse (refused, token_used) are documented as
+    the code does them (tests/test_review_faults.py and test_review_sessions.py prove
+    the behaviour)."""
+    text = DOC.read_text("utf-8")
+    assert "co-approvers included, gets `not_allowed`" not in text
+    assert "accepting approver or a co-approver" in section("end")
+    assert "does **not**\ncancel it" not in section("hangup")
+    assert "`cancelled_by_clerk`" in section("hangup")
+    assert "It is not single-use" not in text
+    assert "`token_used`" in text.split("## 2.")[0]
 
 
 # -- writing and round trips ----------------------------------------------------------

@@ -5,13 +5,13 @@
 // Events (CustomEvent detail): joined (message), state (message), participants (list),
 // slots (map), peer ({slots, publish} of a new connection), chat (message),
 // chat_history (messages), marked (mark), decided (decision),
-// still_requested (message), still_added (the still),
+// still_requested (message), still_added (the still), notice ({code, message}),
 // problem ({code, message}), link ({state: connecting | online | reconnecting}),
-// finished ({reason: ended | hung_up | replaced | refused, message}).
+// finished ({reason: ended | hung_up | replaced | refused | logged_out, message}).
 
 import { post, socketUrl } from "./api.js";
 import { makeOffer } from "./peer.js";
-import { CLOSE_ENDED, CLOSE_POLICY, CLOSE_REPLACED, SignalClient } from "./signal.js";
+import { CLOSE_ENDED, CLOSE_LOGIN_ENDED, CLOSE_POLICY, CLOSE_REPLACED, SignalClient } from "./signal.js";
 
 export const TERMINAL = new Set(["ended", "cancelled", "timed_out"]);
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -72,6 +72,7 @@ export class Call extends EventTarget {
     signal.on("decision_recorded", current((m) => this.emit("decided", m.decision)));
     signal.on("still_requested", current((m) => this.emit("still_requested", m)));
     signal.on("still_added", current((m) => this.emit("still_added", m.still)));
+    signal.on("notice", current((m) => this.emit("notice", m)));
     signal.on("error", current((m) => this.onError(m)));
     signal.on("close", current((d) => this.onClose(d)));
     let joined;
@@ -157,6 +158,8 @@ export class Call extends EventTarget {
     this.pcSignal = null;
     if (code === CLOSE_REPLACED) {
       this.finish("replaced", "本会话已在其他窗口打开，本窗口已断开。");
+    } else if (code === CLOSE_LOGIN_ENDED) {
+      this.finish("logged_out", this.lastError?.message ?? "您的登录已失效，请重新登录。");
     } else if (code === CLOSE_ENDED) {
       this.finish("ended", "审办会话已结束。");
     } else if (code === CLOSE_POLICY && !RETRYABLE.has(this.lastError?.code)) {
@@ -216,6 +219,11 @@ export class Call extends EventTarget {
 
   end() {
     this.signal?.send("end");
+  }
+
+  /** The clerk puts a session its approvers left back in the department's queue. */
+  requeue() {
+    return this.signal?.send("requeue") ?? false;
   }
 
   async cancel() {

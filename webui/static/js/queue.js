@@ -2,6 +2,7 @@
 // WebSocket, waiting times ticking, 接入 to accept; invitations to co-review (联审).
 
 import { post, socketUrl } from "./api.js";
+import { CLOSE_LOGIN_ENDED } from "./signal.js";
 import { $, duration, el, say } from "./ui.js";
 
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -68,11 +69,20 @@ function connect() {
     failures = 0;
     status.textContent = "已连接，队列实时更新。";
   });
+  let ended = null;
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "queue") show(message.items);
+    if (message.type === "error" && message.code === "login_ended") ended = message.message;
   });
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
+    if (event.code === CLOSE_LOGIN_ENDED) {
+      // the login ended (logout elsewhere, password changed, account disabled): log in again
+      status.textContent = "";
+      say(alertBox, ended ?? "您的登录已失效，请重新登录。");
+      setTimeout(() => location.assign(`/login?next=${encodeURIComponent(location.pathname)}`), 4000);
+      return;
+    }
     failures += 1;
     status.textContent = "队列连接中断，正在重连…";
     setTimeout(connect, RETRY_MS[Math.min(failures, RETRY_MS.length) - 1]);

@@ -30,7 +30,9 @@ const ENDED_TITLES = {
   hung_up: "您已挂断",
   replaced: "已在其他窗口打开",
   refused: "无法加入会话",
+  logged_out: "登录已失效",
 };
+const LOGIN_REDIRECT_MS = 4000;
 const END_REASONS = {
   ended_by_approver: "审批人员已结束本次审办。",
   all_left: "参会人员均已离开，审办会话已结束。",
@@ -53,13 +55,51 @@ const feeds = new Feeds({
   },
 });
 let call = null;
+let present = []; // the latest participants list
+let stateMessage = $("#state-message").textContent;
+// the header says who is there: the other side's presence, in a live session
+const OTHER_SIDE = {
+  clerk: { role: "approver", away: "审批人员网络中断，正在重连…", gone: "审批人员已离开本次审办。" },
+  approver: { role: "clerk", away: "窗口人员网络中断，正在重连…", gone: "窗口人员已离开本次审办。" },
+};
+
+function showHeader() {
+  const other = OTHER_SIDE[role];
+  let text = stateMessage;
+  if (other && root.dataset.state === "live" && call && !call.done) {
+    const there = present.filter((p) => p.role === other.role);
+    if (!there.length) text = other.gone;
+    else if (there.every((p) => p.state === "reconnecting")) text = other.away;
+  }
+  $("#state-message").textContent = text;
+}
+
+function showPresence(notice) {
+  const banner = $("#presence-banner");
+  if (!notice) {
+    banner.hidden = true;
+    return;
+  }
+  $("#presence-text").textContent = notice.message;
+  const requeue = $("#requeue");
+  if (requeue) {
+    requeue.hidden = notice.code !== "approvers_left";
+    requeue.disabled = false;
+  }
+  banner.hidden = false;
+}
 
 function showState(state, message) {
   const pill = $("#state-name");
   pill.textContent = STATE_NAMES[state] ?? state;
   pill.className = `status session-${state}`;
-  if (message) $("#state-message").textContent = message;
+  if (message) stateMessage = message;
+  if (state === "waiting" && root.dataset.state === "live") {
+    root.dataset.createdAt = new Date().toISOString(); // back in the queue: wait anew
+  }
   root.dataset.state = state;
+  if (state !== "live") showPresence(null);
+  showHeader();
   $("#waiting").hidden = state !== "waiting";
   feeds.setWaiting(state === "waiting");
 }
@@ -69,6 +109,7 @@ function showEnded(kind, message, endReason = "") {
   $("#live").hidden = true;
   $("#peer-banner").hidden = true;
   $("#self-banner").hidden = true;
+  $("#presence-banner").hidden = true;
   $("#ended").hidden = false;
   $("#ended-title").textContent = ENDED_TITLES[kind] ?? ENDED_TITLES.ended;
   $("#ended-message").textContent = END_REASONS[endReason] ?? message ?? "";
@@ -77,6 +118,10 @@ function showEnded(kind, message, endReason = "") {
 }
 
 function showPeople(list) {
+  present = list;
+  const other = OTHER_SIDE[role];
+  if (other && list.some((p) => p.role === other.role)) showPresence(null); // back again
+  showHeader();
   feeds.setPeople(list);
   const people = $("#people");
   people.replaceChildren(
@@ -97,6 +142,10 @@ function showPeople(list) {
   );
   const away = list.some((p) => p.participant !== me && p.state === "reconnecting");
   $("#peer-banner").hidden = !away;
+}
+
+function loginUrl() {
+  return `/login?next=${encodeURIComponent(location.pathname)}`;
 }
 
 function tickWaiting() {
@@ -128,6 +177,9 @@ function bindControls(chat) {
     });
   }
   $("#hangup").addEventListener("click", () => call.hangup());
+  $("#requeue")?.addEventListener("click", (event) => {
+    event.target.disabled = call.requeue();
+  });
   const dialog = $("#end-dialog");
   $("#end")?.addEventListener("click", () => dialog.showModal());
   dialog?.addEventListener("close", () => {
@@ -235,6 +287,7 @@ async function main() {
   call.on("peer", (offer) => feeds.bind(offer.slots, offer.publish));
   call.on("chat", (m) => chat.add(m));
   call.on("problem", (m) => say(alertBox, m.message));
+  call.on("notice", showPresence);
   call.on("link", ({ state: link }) => {
     $("#self-banner").hidden = link !== "reconnecting";
     if (link === "reconnecting") {
@@ -247,6 +300,11 @@ async function main() {
     stopTicking();
     devices.stop();
     showEnded(reason === "ended" && TERMINAL.has(call.state) ? call.state : reason, message, endReason);
+    if (reason === "logged_out") {
+      // the login that opened this page ended (logout, password changed, account disabled)
+      setTimeout(() => location.assign(loginUrl()), LOGIN_REDIRECT_MS);
+      return;
+    }
     // the applicant rates the service once the call with the approver is over
     if (call.state === "ended" || (reason === "hung_up" && call.state === "live")) rating.show();
   });

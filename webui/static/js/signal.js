@@ -4,6 +4,7 @@
 
 export const CLOSE_REPLACED = 4000;
 export const CLOSE_ENDED = 4001;
+export const CLOSE_LOGIN_ENDED = 4002;
 export const CLOSE_POLICY = 1008;
 
 export class SignalClient extends EventTarget {
