@@ -173,7 +173,7 @@ class MediaRoom:
                     participant,
                     source,
                     transceiver.kind,
-                    transceiver._codecs[0].mimeType,
+                    hooks.codec_mime_type(transceiver),
                     transceiver.receiver,
                 )
                 if self._on_track is not None:
@@ -301,7 +301,6 @@ class MediaServer:
     """Owns the rooms of this node."""
 
     def __init__(self, config: MediaConfig) -> None:
-        hooks.check_aiortc_version()
         self.config = config
         self._rooms: dict[str, MediaRoom] = {}
 
