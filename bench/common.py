@@ -296,8 +296,8 @@ class Publisher:
         for source, track in self.video.items():
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             # aiortc's sender only flags its encoder on a PLI, which the packet path
-            # ignores: hand the request to the track instead (private, aiortc 1.16.0)
-            transceiver.sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+            # ignores: hand the request to the track instead
+            hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
             self._sending[source] = transceiver
         self._sending["audio"] = self.pc.addTransceiver(self.audio, direction="sendonly")
 

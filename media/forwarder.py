@@ -2,7 +2,8 @@
 leg and sent as it arrives — no jitter buffer, no decoding, no re-encoding.
 
     PublishedTrack   one upstream stream (participant, source); asks for keyframes,
-                     re-sends NACKs for upstream gaps on a timer, falls back to a PLI
+                     re-sends NACKs for upstream gaps timed by the round trip
+                     (media/upstream.py), falls back to a PLI
     Slot             one outgoing sender of a subscriber's connection; owns the leg's
                      sequence space and the packet cache that answers its NACKs
     Leg              a track forwarded into a slot: offsets fixed at the first keyframe
@@ -23,6 +24,7 @@ from aiortc.rtp import RtcpSrPacket, RtpPacket
 from media import hooks
 from media.keyframes import keyframe_detector
 from media.rtpwrite import PacketWriter
+from media.upstream import UpstreamGaps, seq_newer
 
 logger = logging.getLogger(__name__)
 
@@ -30,65 +32,10 @@ KEYFRAME_REQUEST_INTERVAL = 0.5
 """At most one PLI upstream per track per this many seconds."""
 KEYFRAME_RETRY_INTERVAL = 1.0
 """While a leg still waits for its first keyframe, ask again this often."""
-NACK_RETRY_INTERVAL = 0.04
-"""Upstream gaps are NACKed again after this long."""
-NACK_MAX_RETRIES = 6
-"""After this many NACKs for a gap, give up on it and ask for a keyframe."""
-MAX_RECOVERABLE_GAP = 64
-"""A longer upstream gap (an outage) is not NACKed: the legs wait for a keyframe."""
 CONGESTION_LOSS = 5
 """Fraction lost (of 256, ~2 %) above which a subscriber's estimate clamps publishers."""
 CACHE_SIZE = 1024
 """Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
-
-
-def seq_newer(a: int, b: int) -> bool:
-    """``a`` comes after ``b`` in 16-bit sequence space."""
-    return a != b and ((a - b) & 0xFFFF) < 0x8000
-
-
-class UpstreamGaps:
-    """Missing upstream sequence numbers, NACKed with retries."""
-
-    def __init__(self) -> None:
-        self.highest: int | None = None
-        self.missing: dict[int, int] = {}  # seq -> NACKs sent so far
-        self.jumped = False
-
-    def add(self, seq: int) -> tuple[list[int], bool]:
-        """Record an arrival; return sequence numbers newly found missing, and whether
-        this packet filled a gap (a retransmission arrived). A jump past
-        MAX_RECOVERABLE_GAP is an outage: nothing is recorded (see ``jumped``)."""
-        self.jumped = False
-        if self.highest is None:
-            self.highest = seq
-            return [], False
-        recovered = self.missing.pop(seq, None) is not None
-        if not seq_newer(seq, self.highest):
-            return [], recovered
-        gap = (seq - self.highest - 1) & 0xFFFF
-        self.highest = seq
-        if gap > MAX_RECOVERABLE_GAP:
-            self.jumped = True
-            self.missing.clear()
-            return [], recovered
-        new = [(seq - gap + i) & 0xFFFF for i in range(gap)]
-        for missing in new:
-            self.missing[missing] = 1
-        return new, recovered
-
-    def due(self) -> tuple[list[int], bool]:
-        """Gaps to NACK again, and whether some were given up (ask for a keyframe)."""
-        retry = []
-        gave_up = False
-        for seq, count in list(self.missing.items()):
-            if count >= NACK_MAX_RETRIES:
-                del self.missing[seq]
-                gave_up = True
-            else:
-                self.missing[seq] = count + 1
-                retry.append(seq)
-        return retry, gave_up
 
 
 class PacketSink(Protocol):
@@ -123,12 +70,15 @@ class PublishedTrack:
         self.packets = 0
         self.recovered = 0
         """Upstream gaps filled by a retransmission."""
+        self.late = 0
+        """Retransmissions that came after their gap was given up (still forwarded)."""
         self.keyframe_requests = 0
         self.last_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
         self._gaps = UpstreamGaps()
         self._starts_keyframe = keyframe_detector(mime_type)
         self._last_keyframe_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
+        self._new_gaps = asyncio.Event()
         hooks.tap_receiver(receiver, self.on_packet)
         hooks.watch_sender_reports(receiver, self.on_sender_report)
 
@@ -140,12 +90,14 @@ class PublishedTrack:
             for sink in self.sinks:
                 sink.packet(packet, arrival)
         if self.kind == "video":
-            new_gaps, recovered = self._gaps.add(packet.sequence_number)
+            new_gaps, recovered, late = self._gaps.add(packet.sequence_number, time.monotonic())
             self.recovered += recovered
+            self.late += late
             if self._gaps.jumped:
                 await self._resync()
             if new_gaps:
                 await hooks.send_nack(self.receiver, packet.ssrc, new_gaps)
+                self._new_gaps.set()
                 self._ensure_retry_task()
         # a leg starts only on the newest packet: a late retransmission of an old
         # keyframe would leave a hole after it that the subscriber cannot fill
@@ -160,8 +112,8 @@ class PublishedTrack:
             await self.request_keyframe()
 
     async def _resync(self) -> None:
-        """Packets were lost for good: every leg waits for the next keyframe (and then
-        numbers on from its last packet, so the subscriber sees no hole)."""
+        """An outage (a jump in sequence numbers): every leg waits for the next keyframe
+        and then numbers on from its last packet, so the subscriber sees no jump."""
         for leg in self.legs:
             leg.started = False
         self._last_keyframe_request = 0.0
@@ -187,14 +139,31 @@ class PublishedTrack:
         if self._retry_task is None or self._retry_task.done():
             self._retry_task = asyncio.create_task(self._retry_nacks())
 
+    @property
+    def round_trip(self) -> float | None:
+        """Smoothed round trip to the publisher (s), if measured."""
+        return self._gaps.round_trip.srtt
+
     async def _retry_nacks(self) -> None:
-        while self._gaps.missing and self.ssrc is not None:
-            await asyncio.sleep(NACK_RETRY_INTERVAL)
-            retry, gave_up = self._gaps.due()
+        """NACK each gap again when its answer is overdue; a gap given up asks for a
+        keyframe, but the legs keep forwarding: a retransmission that comes later still
+        completes the subscribers' frames."""
+        while self.ssrc is not None:
+            due = self._gaps.next_due()
+            if due is None:
+                return
+            self._new_gaps.clear()
+            try:
+                async with asyncio.timeout(max(0.0, due - time.monotonic())):
+                    await self._new_gaps.wait()
+                continue  # a new gap may be due before the one waited for
+            except TimeoutError:
+                pass
+            retry, gave_up = self._gaps.due(time.monotonic())
             if retry:
                 await hooks.send_nack(self.receiver, self.ssrc, retry)
             if gave_up:
-                await self._resync()
+                await self.request_keyframe()
 
     async def close(self) -> None:
         if self._retry_task is not None:

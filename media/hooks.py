@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiortc
-from aioice import Candidate
+from aioice import Candidate, Connection
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
 from aiortc import (
+    RTCDtlsTransport,
+    RTCIceGatherer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -51,11 +53,60 @@ class HookError(RuntimeError):
     """aiortc is not the version these hooks were written for."""
 
 
-def check_aiortc_version() -> None:
-    if aiortc.__version__ != PINNED_AIORTC:
+HOOKED: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (class, methods used or replaced, attributes its __init__ sets that we use)
+    (
+        RTCRtpReceiver,
+        ("_handle_rtp_packet", "_handle_rtcp_packet"),
+        ("__codecs", "__remote_streams", "__rtx_ssrc", "__rtcp_ssrc"),
+    ),
+    (
+        RTCRtpSender,
+        ("_handle_rtcp_packet", "_send_keyframe"),
+        (
+            "_ssrc",
+            "_rtx_ssrc",
+            "__ntp_timestamp",
+            "__rtp_timestamp",
+            "__packet_count",
+            "__octet_count",
+        ),
+    ),
+    (RTCRtpTransceiver, (), ("_codecs", "_headerExtensions")),
+    (RTCDtlsTransport, ("_send_rtp",), ("_rtp_router",)),
+    (RTCIceGatherer, (), ("_connection",)),
+    (Connection, ("get_component_candidates",), ("_protocols",)),
+    (StreamStatistics, ("add",), ()),
+)
+"""Every aiortc/aioice internal used below, checked once when this module is imported."""
+
+
+def missing_internals() -> list[str]:
+    """The hooked internals this aiortc lacks (methods, and attributes set in __init__,
+    read from its byte code)."""
+    missing = []
+    for cls, methods, attributes in HOOKED:
+        missing += [f"{cls.__name__}.{m}()" for m in methods if not callable(getattr(cls, m, None))]
+        init = vars(cls).get("__init__")
+        names = init.__code__.co_names if init is not None else ()
+        for attribute in attributes:
+            mangled = f"_{cls.__name__}{attribute}" if attribute.startswith("__") else attribute
+            if mangled not in names:
+                missing.append(f"{cls.__name__}.{attribute}")
+    return missing
+
+
+def check_aiortc() -> None:
+    """Refuse another aiortc than the pinned one, naming each hooked internal it lacks."""
+    missing = missing_internals()
+    if missing or aiortc.__version__ != PINNED_AIORTC:
+        lacks = f"; it lacks {', '.join(missing)}" if missing else ""
         raise HookError(
-            f"coreview's media hooks need aiortc {PINNED_AIORTC}, not {aiortc.__version__}"
+            f"coreview's media hooks need aiortc {PINNED_AIORTC}, not {aiortc.__version__}{lacks}"
         )
+
+
+check_aiortc()
 
 
 # -- receiving side -----------------------------------------------------------------------
@@ -206,9 +257,10 @@ def sender_params(transceiver: RTCRtpTransceiver) -> SenderParams:
         ),
         None,
     )
+    ssrc, rtx_ssrc = sender_ssrcs(sender)
     return SenderParams(
-        ssrc=sender._ssrc,
-        rtx_ssrc=sender._rtx_ssrc,
+        ssrc=ssrc,
+        rtx_ssrc=rtx_ssrc,
         payload_type=primary.payloadType,
         rtx_payload_type=rtx,
         mime_type=primary.mimeType,
@@ -216,6 +268,23 @@ def sender_params(transceiver: RTCRtpTransceiver) -> SenderParams:
         mid=transceiver.mid,
         extension_ids={ext.uri: ext.id for ext in transceiver._headerExtensions},
     )
+
+
+def codec_mime_type(transceiver: RTCRtpTransceiver) -> str:
+    """The negotiated (preferred) codec, e.g. ``video/VP8``. Relies on ``_codecs``."""
+    return str(transceiver._codecs[0].mimeType)
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The sender's media and RTX SSRCs (``_ssrc``, ``_rtx_ssrc``)."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` instead of flagging the encoder when a PLI/FIR reaches this
+    sender (a sender fed encoded packets has no encoder to flag). Relies on
+    ``RTCRtpSender._send_keyframe`` (replaced on the instance)."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
 async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:

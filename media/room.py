@@ -22,6 +22,7 @@ from aiortc import (
 )
 
 from media import hooks
+from media.candidates import CandidatePolicy
 from media.forwarder import Leg, PublishedTrack, Slot
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ class MediaConfig:
     """Addresses announced in ICE; empty: this host's addresses."""
     udp_port_min: int = 0
     udp_port_max: int = 0
+    ice_allowed_networks: tuple[str, ...] = ()
+    """Remote candidates in these networks are always accepted."""
+    ice_denied_networks: tuple[str, ...] = ()
+    """Remote candidates in these networks are dropped, besides the defaults
+    (media/candidates.py)."""
 
 
 @dataclass
@@ -95,6 +101,9 @@ class MediaRoom:
         self._on_state = on_state
         self._on_slots = on_slots
         self._on_track = on_track
+        self._candidates = CandidatePolicy.for_server(
+            config.announced_addresses, config.ice_allowed_networks, config.ice_denied_networks
+        )
         self._peers: dict[str, Peer] = {}
         self._remb_task = asyncio.create_task(self._send_remb())
 
@@ -111,6 +120,10 @@ class MediaRoom:
         for mid, source in publish.items():
             if source not in allowed:
                 raise MediaError("source_not_allowed", f"{source} on mid {mid}")
+        offer_sdp, refused = self._candidates.filter_sdp(offer_sdp)
+        if refused:
+            logger.info("room %s: dropped %d refused ICE candidates", self.room_id, len(refused))
+            logger.debug("room %s: refused candidate addresses %s", self.room_id, refused)
         try:
             offer = sdp.SessionDescription.parse(offer_sdp)
         except Exception as exc:  # aiortc's parser raises anything from ValueError to StopIteration
@@ -173,7 +186,7 @@ class MediaRoom:
                     participant,
                     source,
                     transceiver.kind,
-                    transceiver._codecs[0].mimeType,
+                    hooks.codec_mime_type(transceiver),
                     transceiver.receiver,
                 )
                 if self._on_track is not None:
@@ -301,7 +314,6 @@ class MediaServer:
     """Owns the rooms of this node."""
 
     def __init__(self, config: MediaConfig) -> None:
-        hooks.check_aiortc_version()
         self.config = config
         self._rooms: dict[str, MediaRoom] = {}
 

@@ -87,7 +87,13 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     reviews = Reviews(app[ENGINE], clock, app[AUDIT], bus, settings.queue_timeout_seconds)
     await reviews.resume()
     media = MediaServer(
-        MediaConfig(settings.announced_addresses, settings.udp_port_min, settings.udp_port_max)
+        MediaConfig(
+            settings.announced_addresses,
+            settings.udp_port_min,
+            settings.udp_port_max,
+            settings.ice_allowed_networks,
+            settings.ice_denied_networks,
+        )
     )
     tokens = JoinTokens(app[KEYS].jwt_key, clock, bus)
     stills = Stills(app[ENGINE], clock, app[AUDIT], app[EVIDENCE], bus, settings)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from media.candidates import parse_networks
+
 
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or an unknown name."""
@@ -60,6 +62,12 @@ class Settings:
     """Lowest UDP port for media (0: any)."""
     udp_port_max: int = 0
     """Highest UDP port for media (0: any)."""
+    ice_allowed_networks: tuple[str, ...] = ()
+    """Networks (CIDR) a peer's ICE candidates may always name."""
+    ice_denied_networks: tuple[str, ...] = ()
+    """Networks (CIDR) a peer's ICE candidates may never name, besides the defaults:
+    link-local and cloud metadata, multicast, unspecified, and loopback unless every
+    announced address is loopback. The server sends no connectivity check there."""
     queue_timeout_seconds: int = 600
     """A waiting review session nobody accepts times out after this long."""
     reconnect_grace_seconds: int = 60
@@ -95,6 +103,11 @@ class Settings:
                     f"见证文件 witness_file（{self.witness_file}）须位于数据目录"
                     f"（{self.data_dir}）之外，否则清空服务器时会一并丢失"
                 )
+        for name in ("ice_allowed_networks", "ice_denied_networks"):
+            try:
+                parse_networks(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"setting {name!r}: {exc}") from exc
         if self.checkpoint_seconds <= 0:
             raise SettingsError("setting 'checkpoint_seconds' must be positive")
 

@@ -18,6 +18,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media import hooks
 from media.keyframes import vp8_keyframe_start
 from media.participant import SyntheticParticipant, make_sources
 from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
@@ -223,22 +224,16 @@ async def test_subscriber_keyframe_requests_are_forwarded_throttled():
         for t in pair.clerk.pc.getTransceivers()
         if t.sender.track is pair.clerk.sources["document"]
     )
-    original = publisher_sender._send_keyframe
-
-    def send_keyframe() -> None:
-        pli_seen.append(time.monotonic())
-        original()
-
-    publisher_sender._send_keyframe = send_keyframe
+    hooks.on_keyframe_request(publisher_sender, lambda: pli_seen.append(time.monotonic()))
     try:
         document = pair.seen_by_approver("document")
         await wait_until(lambda: len(document.counters) >= 5)
         mid = slot_of(pair.room, "approver", "clerk", "document")
         receiver = next(t.receiver for t in pair.approver.pc.getTransceivers() if t.mid == mid)
-        ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))
+        ssrc = hooks.remote_ssrcs(receiver)[0]
         started = time.monotonic()
         for _ in range(20):
-            await receiver._send_rtcp_pli(ssrc)
+            await hooks.send_pli(receiver, ssrc)
         await wait_until(lambda: len(pli_seen) >= 1, what="a PLI at the publisher")
         elapsed = time.monotonic() - started
         assert 1 <= len(pli_seen) <= 1 + elapsed / 0.5
@@ -364,7 +359,7 @@ async def test_publisher_that_never_sends_a_keyframe():
         if is_rtcp(data) or not block["on"]:
             return True
         packet = RtpPacket.parse(data)
-        payload = packet.payload[2:] if packet.ssrc == sender._rtx_ssrc else packet.payload
+        payload = packet.payload[2:] if packet.ssrc == rtx_ssrc else packet.payload
         return not (packet.ssrc in document_ssrc and vp8_keyframe_start(payload))
 
     on_outgoing(pair.clerk, drop_keyframes)
@@ -373,7 +368,8 @@ async def test_publisher_that_never_sends_a_keyframe():
         for t in pair.clerk.pc.getTransceivers()
         if t.sender.track is pair.clerk.sources["document"]
     )
-    document_ssrc.update((sender._ssrc, sender._rtx_ssrc))  # retransmissions too
+    document_ssrc.update(hooks.sender_ssrcs(sender))  # retransmissions too
+    rtx_ssrc = hooks.sender_ssrcs(sender)[1]
     await pair.start()
     try:
         back = pair.clerk.received[slot_of(pair.room, "clerk", "approver", "face")]

@@ -4,6 +4,10 @@ behaves as assumed. An aiortc upgrade that changes any of them fails here first.
 from __future__ import annotations
 
 import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import aiortc
 from aioice import Connection
@@ -17,7 +21,7 @@ from media import hooks
 def test_aiortc_is_the_pinned_version():
     """The hooks were written and measured against one aiortc version."""
     assert aiortc.__version__ == hooks.PINNED_AIORTC
-    hooks.check_aiortc_version()
+    hooks.check_aiortc()
 
 
 def test_receiver_internals_used_by_tap_receiver():
@@ -91,3 +95,50 @@ def test_router_drops_rtx_without_the_fix():
     assert router.route_rtp(packet) is None
     router.ssrc_table[11] = first
     assert router.route_rtp(packet) is first
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_missing_internal_is_named_when_media_hooks_is_imported():
+    """Importing media.hooks against an aiortc that lacks a hooked method or attribute
+    fails at once with a HookError naming each missing part."""
+    code = """
+import aiortc.rtcrtpsender as sender, aiortc.rtcrtptransceiver as transceiver
+del sender.RTCRtpSender._send_keyframe
+original = transceiver.RTCRtpTransceiver.__init__
+def init(self, *args, **kwargs):  # sets nothing itself: _codecs is no longer seen
+    original(self, *args, **kwargs)
+transceiver.RTCRtpTransceiver.__init__ = init
+try:
+    import media.hooks
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("HookError"), done.stdout + done.stderr
+    assert "RTCRtpSender._send_keyframe()" in done.stdout
+    assert "RTCRtpTransceiver._codecs" in done.stdout
+    assert not hooks.missing_internals()
+
+
+def test_no_aiortc_internal_is_used_outside_media_hooks():
+    """Only media/hooks.py touches aiortc's private parts: no other module of the
+    application or the bench names a hooked internal."""
+    names: set[str] = set()
+    for _cls, methods, attributes in hooks.HOOKED:
+        names |= {m for m in methods if m.startswith("_")}
+        names |= {a for a in attributes if not a.startswith("__")}
+    # private names (mangled ones included: ._RTCRtpSender__...) of aiortc's classes
+    pattern = re.compile(r"\.(_RTC\w+|" + "|".join(sorted(names)) + r")\b")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for package in ("media", "bench", "signaling", "recorder", "webui")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != REPO / "media" / "hooks.py"
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
