@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= var
-APT_PACKAGES := chromium ffmpeg redis-server fonts-noto-cjk
+APT_PACKAGES := chromium ffmpeg redis-server fonts-noto-cjk iproute2
 
 .PHONY: run test lint typecheck pytest system-packages
 
