@@ -123,11 +123,13 @@ class SyntheticParticipant:
                     slot.sizes.add((frame.width, frame.height))
                 elif isinstance(frame, AudioFrame):
                     slot.audio_frames += 1
-                    if len(audio) < AUDIO_RATE:  # one second of the first channel
+                    if len(audio) < AUDIO_RATE:  # up to one second of the first channel
                         channels = len(frame.layout.channels)
                         audio.extend(frame.to_ndarray().reshape(-1)[::channels].tolist())
-                    elif slot.frequency is None:
-                        slot.frequency = dominant_frequency(np.array(audio), frame.sample_rate)
+                        # a quarter second already tells the tone (4 Hz bins): a short
+                        # session on a loaded machine may get no more
+                        if len(audio) >= AUDIO_RATE // 4:
+                            slot.frequency = dominant_frequency(np.array(audio), frame.sample_rate)
         except MediaStreamError:
             return
 

@@ -170,7 +170,7 @@ class TrackReport:
     lost: int = 0
     first_frame_ms: float | None = None
     frequency: float | None = None
-    """Audio only: the tone heard (after one second of audio), in Hz."""
+    """Audio only: the tone heard (from a quarter to one second of audio), in Hz."""
 
 
 @dataclass

@@ -6,7 +6,6 @@ no STUN request while the allowed candidate connects."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from media.candidates import CandidatePolicy
 from signaling.settings import Settings, SettingsError
+from tests import netns
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE_SETUP = (
@@ -23,16 +23,7 @@ NAMESPACE_SETUP = (
 )
 
 
-def _can_unshare() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    done = subprocess.run(
-        ["unshare", "--net", "sh", "-c", "ip link set lo up"], capture_output=True, check=False
-    )
-    return done.returncode == 0
-
-
-@pytest.mark.skipif(not _can_unshare(), reason="needs unshare --net and ip (root)")
+@pytest.mark.skipif(not netns.available(), reason="needs network namespaces (root)")
 def test_no_stun_check_goes_to_a_refused_candidate():
     """An offer naming the metadata address, loopback (the server announces 10.77.0.1)
     and a denied private network: the server checks none of them — decoy sockets there
