@@ -31,6 +31,7 @@ from signaling.appkeys import (
     KEYS,
     LIVE,
     MEDIA,
+    RENDER,
     REVIEWS,
     SETTINGS,
     STILLS,
@@ -139,6 +140,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
+    app[RENDER] = pages.render  # the error middleware's pages
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("webui", "templates"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,3 +42,7 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
+
+PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
+"""(request, template, values, status) → page; the app factory sets the pages' one."""
+RENDER: web.AppKey[PageRenderer] = web.AppKey("render")

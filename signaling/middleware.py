@@ -11,10 +11,9 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from signaling.access import USER, Handler, login_redirect
 from signaling.api import json_response
-from signaling.appkeys import AUDIT, SETTINGS
+from signaling.appkeys import AUDIT, RENDER, SETTINGS
 from signaling.errors import Forbidden, NotAuthenticated, SignalingError
 from signaling.messages import message
-from webui.pages import render
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,8 @@ def error_response(
     text = message(code, params)
     if is_api(request):
         return json_response({"error": {"code": code, "message": text}}, status=status)
-    return render(request, "error.html", {"message": text, "status": status}, status=status)
+    render = request.app[RENDER]
+    return render(request, "error.html", {"message": text, "status": status}, status)
 
 
 @web.middleware

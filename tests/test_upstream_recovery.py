@@ -76,7 +76,7 @@ async def stall_loop(stop: asyncio.Event) -> None:
     for 10 ms, again and again. (Blocking on every pass of the loop instead would starve
     asyncio's UDP transports, which read one datagram per socket per pass.)"""
     while not stop.is_set():
-        time.sleep(STALL)  # noqa: ASYNC251 - blocks the loop on purpose: the load under test
+        time.sleep(STALL)  # noqa: ASYNC251  # ok-sleep: blocks the loop on purpose (the load)
         await asyncio.sleep(STALL_EVERY)  # ok-sleep: the staller's period
 
 

@@ -18,7 +18,7 @@ def started_then_wait(started: str, release: str) -> int:
     while not Path(release).exists():
         if time.monotonic() > deadline:
             raise TimeoutError("never released")
-        time.sleep(0.01)
+        time.sleep(0.01)  # ok-sleep: polling interval of a deadline-bound wait
     return os.getpid()
 
 
