@@ -305,6 +305,8 @@ class LiveSession:
         await self.hub.media.close_room(self.id)
         if self.recording is not None:  # the last chunks close, are stored and converted
             await close_quietly(self.recording)
+        if code == CLOSE_ENDED:  # its last events are logged now: sign over them too
+            await self.hub.reviews.sign_checkpoint()
         self.hub.sessions.pop(self.id, None)
         if asyncio.current_task() is not self._watch:
             self._watch.cancel()

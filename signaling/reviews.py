@@ -343,13 +343,14 @@ class Reviews:
             {"event": "state", "state": to_state, "reason": session.end_reason},
         )
         if to_state in FINAL_STATES:
-            await self._checkpoint()
+            await self.sign_checkpoint()
         return session
 
-    async def _checkpoint(self) -> None:
-        """A session closed: sign a log checkpoint over its events now."""
+    async def sign_checkpoint(self) -> None:
+        """A session closed (and again once its live part has logged its last chunks):
+        sign a log checkpoint over its events now, if the log grew."""
         try:
-            await self._audit.checkpoint()
+            await self._audit.checkpoint_if_grown()
         except Exception:  # also a database error: the session is closed all the same
             logger.exception("could not sign a log checkpoint at the end of a session")
 

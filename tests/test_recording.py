@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from media.participant import SyntheticParticipant
 from media.synthetic import read_counter
 from recorder import chunkfile
+from recorder.auditlog import chain_of
 from recorder.capture import TrackInfo
 from recorder.errors import StoreError
 from recorder.rtpcodecs import vp8_keyframe_start
@@ -110,7 +111,8 @@ async def test_every_received_frame_is_in_the_capture_and_the_playable_files(use
     """What the approver received is, payload for payload, in the clerk's capture
     chunks; each chunk starts on a keyframe and is stored under its hash; the playable
     files decode to the approver's frames in order; audio and video line up within
-    100 ms; the session's end closes, stores and converts the last chunks."""
+    100 ms; the session's end closes, stores and converts the last chunks, and a checkpoint
+    is signed over them (not only over the session_ended before them)."""
     app = server.app
     clerk, approver = await users("chuangkou"), await users("shenpi")
     started, clerk_channel, approver_channel = await live_call(clerk, approver)
@@ -130,6 +132,13 @@ async def test_every_received_frame_is_in_the_capture_and_the_playable_files(use
             limit=60,
             what="the last chunks stored and converted",
         )
+        last_chunk = (await app[AUDIT].events(chain_of(case_no), kind="chunk_closed"))[-1]
+
+        async def signed_over_the_last_chunk() -> bool:
+            latest = await app[AUDIT].latest_checkpoint()
+            return latest is not None and latest.tree_size > last_chunk.log_index
+
+        await wait_until(signed_over_the_last_chunk, limit=10, what="a checkpoint at the end")
     finally:
         for closing in (clerk_peer, approver_peer, clerk_channel, approver_channel):
             await closing.close()
