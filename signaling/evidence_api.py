@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from recorder.stills import sniff
 from recorder.store import HASH_PATTERN
 from signaling.access import USER, allow
 from signaling.api import STAFF, json_response
@@ -24,12 +25,9 @@ def content_type(head: bytes, role: str, meta: dict[str, Any], source: str | Non
     declared = meta.get("content_type")
     if isinstance(declared, str) and declared:
         return declared
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
+    image = sniff(head)
+    if image is not None:
+        return image
     if role == "playable":
         kind = "audio" if source == "audio" else "video"
         if head.startswith(b"\x1a\x45\xdf\xa3"):
