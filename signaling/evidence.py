@@ -20,6 +20,8 @@ from signaling.tables import evidence_files, review_sessions, users
 
 RECORDING_ROLES = ("capture", "playable")
 IMAGE_ROLES = ("still", "snapshot")
+SUPERVISORS = ("auditor", "admin")
+"""Roles that see a case's supervision (auditors' events and snapshots)."""
 GAP_EVENT = "recording_gap"
 INTERRUPTED_EVENT = "session_interrupted"
 
@@ -109,6 +111,20 @@ def images(rows: list[Row[Any]], role: str) -> list[dict[str, Any]]:
     return found
 
 
+def _log(events: list[AuditEvent], supervised: bool) -> dict[str, Any]:
+    """The chain whole with its head for supervisors; for reviewers only what happened
+    (a chain with the supervision left out would show its gaps)."""
+    if supervised:
+        return {
+            "events": [e.to_dict() for e in events],
+            "head": events[-1].hash if events else None,
+        }
+    return {"events": [{k: e.to_dict()[k] for k in REVIEWER_FIELDS} for e in events]}
+
+
+REVIEWER_FIELDS = ("at", "kind", "actor", "detail")
+
+
 class CaseEvidence:
     def __init__(
         self, engine: AsyncEngine, audit: AuditLog, cases: Cases, actions: ReviewActions
@@ -129,8 +145,19 @@ class CaseEvidence:
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).all())
 
-    async def build(self, case: Case) -> dict[str, Any]:
+    async def _supervisors(self) -> set[str]:
+        async with self._engine.connect() as conn:
+            found = await conn.execute(select(users.c.username).where(users.c.role == "auditor"))
+            return set(found.scalars())
+
+    async def build(self, case: Case, viewer: User) -> dict[str, Any]:
+        """The case's evidence as ``viewer`` may see it: supervision is not observable
+        by the reviewers, so clerks and approvers get neither the auditors' events nor
+        their snapshots, nor the chain's numbering and hashes (which move with them)."""
         events = await self._audit.events(chain_of(case.case_no))
+        supervised = viewer.role in SUPERVISORS
+        hidden = set() if supervised else await self._supervisors()
+        events = [e for e in events if e.actor not in hidden]
         async with self._engine.connect() as conn:
             rows = list(
                 (
@@ -141,6 +168,7 @@ class CaseEvidence:
                     )
                 ).all()
             )
+        rows = [r for r in rows if supervised or not (r.meta or {}).get("hidden")]
         actions = await self._actions.of_case(case.id)
         materials = await case_materials(self._engine, case.id)
         sessions = [
@@ -172,10 +200,7 @@ class CaseEvidence:
             "decision": actions["decision"],
             "rating": next((s["rating"] for s in reversed(sessions) if s["rating"]), None),
             "interrupted": any(s["interrupted"] for s in sessions),
-            "log": {
-                "events": [e.to_dict() for e in events],
-                "head": events[-1].hash if events else None,
-            },
+            "log": _log(events, supervised),
         }
 
     async def find_file(self, user: User, sha256: str) -> tuple[Row[Any], str] | None:

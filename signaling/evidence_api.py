@@ -57,7 +57,7 @@ def _from_start(request: web.Request) -> bool:
 )
 async def case_evidence(request: web.Request) -> web.Response:
     case = await request.app[CASES].get(request[USER], request.match_info["case_no"])
-    return json_response(await request.app[CASE_EVIDENCE].build(case))
+    return json_response(await request.app[CASE_EVIDENCE].build(case, request[USER]))
 
 
 @routes.get("/api/v1/evidence/{sha256}")

@@ -91,7 +91,8 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     gaps (lost packets and outages from the files, recording_gap events not already
     there, the crash on the tracks it cut); stills carry size and
     material; the consent is there; interrupted follows the session's mark (a crash); the log
-    is the case's chain in order and its head is the last hash."""
+    is the case's chain in order and its head is the last hash (for the auditor; the clerk
+    gets the events without the chain's numbering and hashes)."""
     app = client.app
     clerk = await as_user("chuangkou")
     case_no = (await demo_cases(clerk))["LZ-SCJG-0101"]
@@ -195,7 +196,12 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
     assert evidence["consent"]["session"] == session_id
     assert (evidence["marks"], evidence["decision"], evidence["rating"]) == ([], None, None)
     assert evidence["interrupted"] is False
-    log = evidence["log"]
+    assert set(evidence["log"]) == {"events"}  # reviewers: what happened, not the chain
+    assert {tuple(e) for e in evidence["log"]["events"]} == {("at", "kind", "actor", "detail")}
+    auditor = await as_user("jiancha")
+    log = (await json_of(await auditor.get(f"/api/v1/cases/{case_no}/evidence")))["log"]
+    seen = [e["kind"] for e in log["events"] if e["actor"] != "jiancha"]
+    assert seen == [e["kind"] for e in evidence["log"]["events"]]
     assert [e["case_seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
     assert log["events"][0]["kind"] == "case_created"
     assert log["head"] == log["events"][-1]["hash"]

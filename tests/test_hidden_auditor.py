@@ -31,7 +31,8 @@ async def settled(channel: SignalChannel, mark: int) -> list[dict[str, Any]]:
 async def test_auditor_join_media_drop_rejoin_and_leave_send_the_others_nothing(users, server):
     """While an auditor joins, receives media, toggles its media state, drops, rejoins,
     takes a snapshot and hangs up, the clerk and the approver receive no message at all,
-    and the approver's list of snapshots does not show the auditor's."""
+    the approver's list of snapshots does not show the auditor's, and the case's record
+    (API and page) shows the reviewers none of the auditor's events or snapshots."""
     clerk, approver, auditor = (
         await users("chuangkou"),
         await users("shenpi"),
@@ -100,6 +101,18 @@ async def test_auditor_join_media_drop_rejoin_and_leave_send_the_others_nothing(
         assert shot["snapshot"]["sha256"] not in taken
         own = await auditor.get(f"/api/v1/sessions/{session_id}/stills")
         assert shot["snapshot"]["sha256"] in [s["sha256"] for s in own["snapshots"]]
+
+        # Nor does the case's record show the reviewers anything of the auditor.
+        case_no = started["session"]["case_no"]
+        for reviewer in (clerk, approver):
+            record = await reviewer.get(f"/api/v1/cases/{case_no}/evidence")
+            assert "jiancha" not in {e["actor"] for e in record["log"]["events"]}
+            assert shot["snapshot"]["sha256"] not in [s["sha256"] for s in record["snapshots"]]
+            async with reviewer.http.get(f"{reviewer.base_url}/cases/{case_no}") as response:
+                page = await response.text()
+            assert "jiancha" not in page and auditor.user["display_name"] not in page
+        record = await auditor.get(f"/api/v1/cases/{case_no}/evidence")
+        assert "auditor_joined" in {e["kind"] for e in record["log"]["events"]}
     finally:
         for peer in peers:
             await peer.close()

@@ -109,14 +109,14 @@ def event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The case's log, in order, in words."""
     return [
         {
-            "seq": e["case_seq"],
+            "seq": e.get("case_seq", number),
             "at": local_time(str(e["at"])),
             "kind": e["kind"],
             "name": EVENT_NAMES.get(e["kind"], e["kind"]),
             "actor": e["actor"] or "系统",
             "text": _describe(e["kind"], e["detail"] or {}),
         }
-        for e in events
+        for number, e in enumerate(events, 1)
     ]
 
 

@@ -248,7 +248,7 @@ async def case_page(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
     sessions = [review(s, user) for s in await request.app[REVIEWS].for_case(case.id)]
     current = next((s for s in sessions if s["open"]), None)
-    evidence = await request.app[CASE_EVIDENCE].build(case)
+    evidence = await request.app[CASE_EVIDENCE].build(case, user)
     times = {s["id"]: s for s in evidence["sessions"]}
     for listed in sessions:
         found = times[listed["id"]]
