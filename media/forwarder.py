@@ -32,6 +32,10 @@ KEYFRAME_REQUEST_INTERVAL = 0.5
 """At most one PLI upstream per track per this many seconds."""
 KEYFRAME_RETRY_INTERVAL = 1.0
 """While a leg still waits for its first keyframe, ask again this often."""
+QUIET_KEYFRAME_WAIT = 12.0
+"""A quiet leg (a hidden subscriber's) asks for a keyframe only after waiting this long
+for one that someone else caused: the recording cuts a chunk on a requested keyframe
+every ``chunk_seconds`` (10 s by default), so with recording on it never asks."""
 CONGESTION_LOSS = 5
 """Fraction lost (of 256, ~2 %) above which a subscriber's estimate clamps publishers."""
 CACHE_SIZE = 1024
@@ -107,7 +111,7 @@ class PublishedTrack:
         waiting = False
         for leg in tuple(self.legs):
             await leg.forward(packet, keyframe)
-            waiting = waiting or (not leg.started and leg.connected)
+            waiting = waiting or leg.awaits_keyframe()
         if waiting and time.monotonic() - self._last_keyframe_request > KEYFRAME_RETRY_INTERVAL:
             await self.request_keyframe()
 
@@ -193,6 +197,9 @@ class Slot:
     rtx_seq: int = 0
     retransmitted: int = 0
     leg: Leg | None = None
+    quiet: bool = False
+    """A hidden subscriber's: it never asks the publisher for anything (keyframes,
+    lower bitrate), so the publisher cannot tell it is there."""
     cache: dict[int, tuple[int, int, int, bytes]] = field(default_factory=dict)
     """(sequence number, marker, timestamp, payload) of recent packets, by seq % size."""
 
@@ -232,7 +239,7 @@ class Slot:
             await self._send(data)
 
     async def on_keyframe_request(self) -> None:
-        if self.leg is not None:
+        if self.leg is not None and not self.quiet:
             await self.leg.track.request_keyframe()
 
     def on_remb(self, bitrate: int) -> None:
@@ -243,8 +250,9 @@ class Slot:
 
     @property
     def congested(self) -> bool:
-        """The subscriber loses more than ~2 % of this leg's packets."""
-        return self.fraction_lost > CONGESTION_LOSS
+        """The subscriber loses more than ~2 % of this leg's packets (a quiet one never
+        counts: its loss must not lower what the publisher sends)."""
+        return self.fraction_lost > CONGESTION_LOSS and not self.quiet
 
     async def _send(self, data: bytes) -> None:
         try:
@@ -285,6 +293,7 @@ class Leg:
         self.ts_offset = 0
         self.forwarded = 0
         self.since_start = 0
+        self.connected_at: float | None = None
         slot.leg = self
         track.legs.add(self)
 
@@ -293,6 +302,15 @@ class Leg:
         """The subscriber's transport is up: what the leg sends now arrives. (The room
         asks for a keyframe when it comes up.)"""
         return bool(self.slot.sender.transport.state == "connected")
+
+    def awaits_keyframe(self) -> bool:
+        """Not started, its subscriber connected, and entitled to ask for a keyframe."""
+        if self.started or not self.connected:
+            return False
+        now = time.monotonic()
+        if self.connected_at is None:
+            self.connected_at = now
+        return not self.slot.quiet or now - self.connected_at > QUIET_KEYFRAME_WAIT
 
     def detach(self) -> None:
         self.track.legs.discard(self)

@@ -74,6 +74,7 @@ class Peer:
     pc: RTCPeerConnection
     tracks: dict[str, PublishedTrack] = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)  # by mid
+    quiet: bool = False  # a hidden subscriber: asks publishers for nothing
 
 
 StateCallback = Callable[[str, str], Awaitable[None]]
@@ -113,10 +114,14 @@ class MediaRoom:
         offer_sdp: str,
         publish: Mapping[str, str],
         allowed: frozenset[str],
+        *,
+        quiet: bool = False,
     ) -> str:
         """Answer a participant's offer. ``publish`` maps the mids of its sendonly
         transceivers to sources; ``allowed`` is what its join token lets it publish.
-        A participant that connects again replaces its old connection."""
+        A ``quiet`` participant (a hidden auditor) asks the publishers for nothing: its
+        legs start on the next keyframe someone else causes, and its loss never lowers
+        their bitrate. A participant that connects again replaces its old connection."""
         for mid, source in publish.items():
             if source not in allowed:
                 raise MediaError("source_not_allowed", f"{source} on mid {mid}")
@@ -141,7 +146,7 @@ class MediaRoom:
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        peer = Peer(participant, pc)
+        peer = Peer(participant, pc, quiet=quiet)
         self._peers[participant] = peer
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -179,6 +184,7 @@ class MediaRoom:
                     next_seq=random.randrange(0x10000),  # noqa: S311 - not a secret
                     last_timestamp=random.randrange(0x100000000),  # noqa: S311
                     rtx_seq=random.randrange(0x10000),  # noqa: S311
+                    quiet=quiet,
                 )
             elif transceiver.direction == "recvonly":
                 source = publish[mid]
@@ -263,7 +269,7 @@ class MediaRoom:
                     if slot is None:
                         continue
                     Leg(track, slot)
-                    if subscriber.pc.connectionState == "connected":
+                    if subscriber.pc.connectionState == "connected" and not subscriber.quiet:
                         await track.request_keyframe()  # else once it is (on_state)
         if self._on_slots is not None:
             await self._on_slots()
@@ -272,7 +278,7 @@ class MediaRoom:
         """A subscriber's legs cannot start before its connection is up: ask for the
         keyframes they wait for once it is."""
         for slot in subscriber.slots.values():
-            if slot.leg is not None and not slot.leg.started:
+            if slot.leg is not None and slot.leg.awaits_keyframe():
                 await slot.leg.track.request_keyframe()
 
     async def _send_remb(self) -> None:

@@ -389,6 +389,7 @@ class LiveSession:
                 msg.sdp,
                 msg.publish,
                 frozenset(participant.grant.publish),
+                quiet=participant.grant.hidden,
             )
         except MediaError as exc:
             logger.info("offer refused in session %s: %s", self.id, exc)

@@ -213,6 +213,51 @@ async def test_late_subscriber_gets_a_picture_within_a_second():
         await pair.close()
 
 
+async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
+    """A hidden auditor's connection (quiet) makes no keyframe request when it joins or
+    waits, nor by its own PLIs, and its loss does not lower the publisher's bitrate; its
+    picture starts on the next keyframe someone else causes (the recording's next cut)."""
+    room = MediaRoom("session", CONFIG)
+    clerk = SyntheticParticipant(make_sources(("document",)))
+    hidden = SyntheticParticipant({})
+    try:
+        await connect(room, "clerk", clerk)
+        await wait_until(
+            lambda: (track := room.track("clerk", "document")) is not None and track.packets > 30,
+            what="the clerk's document arriving",
+        )
+        track = room.track("clerk", "document")
+        asked = track.keyframe_requests
+        on_incoming_rtp(hidden, lose_every(5))
+        offer, mapping = await hidden.offer()
+        answer = await room.connect("auditor", offer, mapping, frozenset(), quiet=True)
+        await hidden.accept(answer)
+        mid = slot_of(room, "auditor", "clerk", "document")
+        receiver = next(t.receiver for t in hidden.pc.getTransceivers() if t.mid == mid)
+        [leg] = track.legs
+        await wait_until(lambda: leg.connected, what="the auditor's transport")
+        for _ in range(3):  # the leg's SSRC: nothing has arrived yet to learn it from
+            await hooks.send_pli(receiver, leg.slot.params.ssrc)
+        await wait_until(
+            lambda: leg.connected_at is not None and time.monotonic() - leg.connected_at > 3,
+            what="3 s of waiting",
+        )
+        assert track.keyframe_requests == asked
+        assert hidden.received[mid].first_at is None
+
+        cut = time.monotonic()
+        track._last_keyframe_request = 0.0  # as the recording's cut would, past the throttle
+        await track.request_keyframe()
+        await wait_until(lambda: hidden.received[mid].first_at is not None, limit=5)
+        assert hidden.received[mid].first_at - cut < 1.0
+        await wait_until(lambda: leg.slot.fraction_lost > 0, what="the auditor's loss reported")
+        assert not leg.slot.congested
+    finally:
+        for peer in (clerk, hidden):
+            await peer.close()
+        await room.close()
+
+
 async def test_subscriber_keyframe_requests_are_forwarded_throttled():
     """A burst of PLIs from a subscriber reaches the publisher as at most one PLI per
     half second."""
