@@ -43,6 +43,7 @@ from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.recordings import open_recorder
 from signaling.reviews import Reviews
+from signaling.runmarker import RunMarker, read_last_run
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.stills import Stills
@@ -101,8 +102,13 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
     async with contextlib.AsyncExitStack() as stack:
         # before sessions resume: chunks a crash left open are kept, sessions marked
+        last_run = await asyncio.to_thread(read_last_run, settings.data_dir)
+        marker = RunMarker(settings.data_dir, clock)
+        stack.push_async_callback(marker.stop)  # last: after the recorder has closed
         recorder = await stack.enter_async_context(
-            open_recorder(settings, app[ENGINE], app[EVIDENCE], app[AUDIT], clock, reviews)
+            open_recorder(
+                settings, app[ENGINE], app[EVIDENCE], app[AUDIT], clock, reviews, last_run
+            )
         )
         live = LiveHub(
             settings,
@@ -118,6 +124,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         )
         await live.logins.start()
         await live.resume()
+        await marker.start(live.open_session_ids)
         app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS] = bus, reviews, media, tokens
         app[LIVE], app[STILLS], app[ACTIONS] = live, stills, actions
         app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)

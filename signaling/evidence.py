@@ -76,7 +76,7 @@ def recordings(rows: list[Row[Any]], events: list[AuditEvent]) -> list[dict[str,
                         {
                             "at": event.at,
                             "reason": "interrupted",
-                            "from": detail.get("last_packet_at"),
+                            "from": detail.get("last_packet_at", detail.get("last_seen_at")),
                             "to": detail.get("restarted_at"),
                             "seconds": detail.get("gap_seconds"),
                         }

@@ -266,6 +266,9 @@ class LiveHub:
             live = self.sessions[session.id] = LiveSession(self, session)
         live.expect_rejoin()
 
+    def open_session_ids(self) -> list[str]:
+        return [session_id for session_id, live in self.sessions.items() if not live.closed]
+
     async def resume(self) -> None:
         """After a restart, live sessions wait for their participants to rejoin."""
         for session in await self.reviews.live_sessions():

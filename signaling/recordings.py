@@ -20,6 +20,7 @@ from recorder.store import EvidenceStore
 from recorder.workers import WorkerPool
 from signaling.errors import NotFound
 from signaling.reviews import Reviews
+from signaling.runmarker import LastRun
 from signaling.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,37 +34,53 @@ async def open_recorder(
     audit: AuditLog,
     clock: Clock,
     reviews: Reviews,
+    last_run: LastRun | None,
 ) -> AsyncIterator[Recorder]:
     """The node's recorder, after recovering what the last run left open (chunks still
-    open, and stored chunks whose conversion did not finish). Closing it waits for the
-    chunks being stored and converted."""
+    open, sessions a crash cut, and stored chunks whose conversion did not finish).
+    Closing it waits for the chunks being stored and converted."""
     recorder = Recorder(engine, store, audit, clock, WorkerPool(), settings.chunk_seconds)
     try:
         await recorder.convert_pending()  # first: recovered chunks are converted anyway
-        await recover(recorder, reviews, clock)
+        await recover(recorder, reviews, clock, last_run)
         yield recorder
     finally:
         await recorder.close()
 
 
-async def recover(recorder: Recorder, reviews: Reviews, clock: Clock) -> None:
-    """Keep the chunks left open; mark each of their sessions interrupted, with the gap
-    from its last recorded packet to this start."""
-    last: dict[str, float] = {}
+async def recover(
+    recorder: Recorder, reviews: Reviews, clock: Clock, last_run: LastRun | None
+) -> None:
+    """Keep the chunks left open; mark each session the crash cut interrupted: those
+    with open chunks, with the gap from their last recorded packet, and the other live
+    sessions the killed run held (``last_run``), from its last beat."""
+    since: dict[str, dict[str, float]] = {}
     for chunk in await recorder.recover():
         session = chunk.info.session
-        last[session] = max(last.get(session, 0.0), float(chunk.meta["last_arrival"]))
+        last = since.setdefault(session, {"last_packet_at": 0.0})
+        last["last_packet_at"] = max(last["last_packet_at"], float(chunk.meta["last_arrival"]))
+    if last_run is not None:
+        for session_id in last_run.sessions:
+            if session_id not in since and await _live(reviews, session_id):
+                since[session_id] = {"last_seen_at": last_run.beat}
     restarted = clock.now().timestamp()
-    for session_id, last_packet in last.items():
+    for session_id, gap_from in since.items():
         try:
             await reviews.mark_interrupted(
                 session_id,
-                last_packet_at=last_packet,
+                **gap_from,
                 restarted_at=restarted,
-                gap_seconds=round(restarted - last_packet, 3),
+                gap_seconds=round(restarted - next(iter(gap_from.values())), 3),
             )
         except NotFound:
             logger.error("recovered chunks of unknown session %s", session_id)
+
+
+async def _live(reviews: Reviews, session_id: str) -> bool:
+    try:
+        return (await reviews.get(session_id)).state == "live"
+    except NotFound:
+        return False
 
 
 def attach(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from recorder.chunkfile import SUFFIX
+from signaling.runmarker import BEAT_SECONDS, MARKER_NAME
 from signaling.simulate import ApiClient, connect_media, slot_for
 from tests.helpers import live_call, wait_until
 from tests.live import LiveServer, start_server, stop_process
@@ -185,3 +186,58 @@ async def test_normal_shutdown_closes_and_converts_every_capture(live_server: Li
     assert captures == {r["derived_from"] for r in rows if r["role"] == "playable"}
     logged = [kind for kind, _ in events(data_dir, case_no)]
     assert logged.count("chunk_closed") == 5 and logged.count("track_ended") == 5
+    assert not (data_dir / MARKER_NAME).exists()  # a clean stop: nothing to call a crash
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_server_marks_its_live_sessions_interrupted_without_media(
+    live_server: LiveServer, live_server_env: dict[str, str]
+):
+    """SIGKILL while a session is live but nothing is recording (no media yet): the next
+    start still marks it interrupted (中断), its gap from the run marker's last beat, at
+    most a beat before the kill; a session that had ended before is left alone."""
+    data_dir = live_server.data_dir
+    clerk, approver = ApiClient(live_server.url), ApiClient(live_server.url)
+    channels: list[Any] = []
+    restarted: LiveServer | None = None
+    try:
+        await clerk.login("chuangkou", live_server.password("chuangkou"))
+        await approver.login("shenpi", live_server.password("shenpi"))
+        ended, *earlier = await live_call(clerk, approver)
+        channels += earlier
+        await approver.post(f"/api/v1/sessions/{ended['session']['id']}/end")
+        started, *more = await live_call(clerk, approver)
+        channels += more
+        session_id = started["session"]["id"]
+
+        def listed() -> bool:
+            marker = data_dir / MARKER_NAME
+            return marker.exists() and session_id in json.loads(marker.read_text())["sessions"]
+
+        await wait_until(listed, what="the session in the run marker")
+        killed_at = time.time()
+        os.kill(live_server.process.pid, signal.SIGKILL)
+        live_server.process.wait(timeout=10)
+        assert not list((data_dir / "evidence" / "incoming").glob(f"*{SUFFIX}"))
+
+        restarted = start_server(
+            data_dir, live_server.log_path, live_server.accounts, env=live_server_env
+        )
+        (interrupted,) = [
+            d
+            for k, d in events(data_dir, started["session"]["case_no"])
+            if k == "session_interrupted"
+        ]
+        assert interrupted["session"] == session_id
+        assert killed_at - BEAT_SECONDS - 1 < interrupted["last_seen_at"] <= killed_at
+        assert 0 < interrupted["gap_seconds"] < 30
+        flags = dict(query(data_dir, "SELECT id, interrupted FROM review_sessions"))
+        assert (flags[session_id], flags[ended["session"]["id"]]) == (1, 0)
+    finally:
+        for channel in channels:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await channel.close()
+        await clerk.close()
+        await approver.close()
+        if restarted is not None:
+            stop_process(restarted.process)
