@@ -57,6 +57,17 @@ def events(data_dir: Path, case_no: str) -> list[tuple[str, dict[str, Any]]]:
     return [(row["kind"], json.loads(row["detail"])) for row in found]
 
 
+async def close_all(peers: list[Any], channels: list[Any], clients: tuple[ApiClient, ...]) -> None:
+    """Media peers, signalling channels (their server may be dead), then API clients."""
+    for peer in peers:
+        await peer.close()
+    for channel in channels:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await channel.close()
+    for client in clients:
+        await client.close()
+
+
 def stored(data_dir: Path, sha256: str) -> Path:
     return data_dir / "evidence" / "sha256" / sha256[:2] / sha256
 
@@ -139,13 +150,7 @@ async def test_sigkill_mid_session_loses_at_most_the_last_second(
         # recovered chunks, and closed ones whose conversion the kill cut short
         await wait_until(all_converted, limit=60, what="every chunk converted")
     finally:
-        for peer in peers:
-            await peer.close()
-        for channel in channels:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await channel.close()
-        await clerk.close()
-        await approver.close()
+        await close_all(peers, channels, (clerk, approver))
         if restarted is not None:
             stop_process(restarted.process)
 
@@ -172,13 +177,7 @@ async def test_normal_shutdown_closes_and_converts_every_capture(live_server: Li
         stop_process(live_server.process, deadline=60)
         assert live_server.process.returncode == 0
     finally:
-        for peer in peers:
-            await peer.close()
-        for channel in channels:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await channel.close()
-        await clerk.close()
-        await approver.close()
+        await close_all(peers, channels, (clerk, approver))
     assert not list((data_dir / "evidence" / "incoming").glob(f"*{SUFFIX}"))
     rows = query(data_dir, "SELECT role, sha256, derived_from FROM evidence_files")
     captures = {r["sha256"] for r in rows if r["role"] == "capture"}
@@ -234,10 +233,6 @@ async def test_a_killed_server_marks_its_live_sessions_interrupted_without_media
         flags = dict(query(data_dir, "SELECT id, interrupted FROM review_sessions"))
         assert (flags[session_id], flags[ended["session"]["id"]]) == (1, 0)
     finally:
-        for channel in channels:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await channel.close()
-        await clerk.close()
-        await approver.close()
+        await close_all([], channels, (clerk, approver))
         if restarted is not None:
             stop_process(restarted.process)
