@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder import chunkfile
@@ -39,6 +39,7 @@ from recorder.recovery import (
     trim,
     write_note,
 )
+from recorder.rows import file_evidence
 from recorder.schema import audit_events, evidence_files
 from recorder.store import EvidenceStore
 from recorder.workers import JobFailed, WorkerPool
@@ -98,25 +99,19 @@ class Recorder:
 
     async def _row(self, info: TrackInfo, role: str, sha256: str, size: int, **values: Any) -> bool:
         """Add an evidence_files row; False if the case already has that file."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    evidence_files.insert().values(
-                        sha256=sha256,
-                        case_id=info.case_id,
-                        session_id=info.session,
-                        role=role,
-                        track=info.track,
-                        participant=info.participant,
-                        source=info.source,
-                        bytes=size,
-                        created_at=self.clock.now(),
-                        **values,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        return await file_evidence(
+            self.engine,
+            sha256=sha256,
+            case_id=info.case_id,
+            session_id=info.session,
+            role=role,
+            track=info.track,
+            participant=info.participant,
+            source=info.source,
+            bytes=size,
+            created_at=self.clock.now(),
+            **values,
+        )
 
     async def keep_chunk(
         self, info: TrackInfo, path: Path, meta: dict[str, Any], seconds: float, event: str

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, and_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from media.forwarder import PublishedTrack
@@ -25,6 +24,7 @@ from media.snapshot import ImageFormat, take_snapshot
 from recorder.auditlog import AuditLog, chain_of
 from recorder.clock import Clock
 from recorder.errors import StoreError
+from recorder.rows import file_evidence
 from recorder.stills import StillError, StillInfo, inspect_still
 from recorder.store import EvidenceStore
 from signaling.bus import Bus
@@ -252,24 +252,18 @@ class Stills:
             sha256 = (await asyncio.to_thread(self._store.put, data)).sha256
         except StoreError as exc:
             raise stored_error(exc) from exc
-        created = True
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    evidence_files.insert().values(
-                        sha256=sha256,
-                        case_id=session.case_id,
-                        session_id=session.id,
-                        role=role,
-                        participant=participant,
-                        source=source,
-                        bytes=len(data),
-                        meta=meta,
-                        created_at=self._clock.now(),
-                    )
-                )
-        except IntegrityError:
-            created = False
+        created = await file_evidence(
+            self._engine,
+            sha256=sha256,
+            case_id=session.case_id,
+            session_id=session.id,
+            role=role,
+            participant=participant,
+            source=source,
+            bytes=len(data),
+            meta=meta,
+            created_at=self._clock.now(),
+        )
         query = select(evidence_files).where(
             and_(
                 evidence_files.c.case_id == session.case_id,
