@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recorder.rtpcodecs import keyframe_detector, keyframe_size
+from recorder.rtpnumbers import extend_seq, extend_timestamp
 
 OUTAGE_SECONDS = 1.0
 """No packet for longer than this inside a track is an outage (a logged gap)."""
@@ -73,15 +74,9 @@ class ChunkStats:
             return self._previous
         return Continuity(self.highest, self.last_arrival, self.size)
 
-    def _extend(self, seq: int) -> int:
-        if self.highest is None:
-            return seq + 0x10000  # room below for packets older than the first
-        delta = (seq - self.highest) & 0xFFFF
-        return self.highest + delta if delta < 0x8000 else self.highest - (0x10000 - delta)
-
     def is_fresh(self, seq: int) -> bool:
         """Newer than every packet so far (not a late retransmission)."""
-        return self.highest is None or self._extend(seq) > self.highest
+        return self.highest is None or extend_seq(seq, self.highest) > self.highest
 
     def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
         """Count one packet; return the seconds since the track's previous packet
@@ -102,7 +97,7 @@ class ChunkStats:
                 )
         self.packets += 1
         self.bytes += len(payload)
-        extended = self._extend(seq)
+        extended = extend_seq(seq, self.highest)
         before = self.last_arrival
         self.last_arrival = arrival
         if self.highest is None:
@@ -116,9 +111,9 @@ class ChunkStats:
                 self._losses.append((self.highest + 1, extended - 1, before, arrival))
             self.highest = extended
             if self.packets > 1:
-                delta = (timestamp - self.highest_timestamp) & 0xFFFFFFFF
-                if delta < 0x80000000:
-                    self.highest_timestamp += delta
+                self.highest_timestamp = max(
+                    self.highest_timestamp, extend_timestamp(timestamp, self.highest_timestamp)
+                )
         else:
             self.missing.discard(extended)
         if self.kind != "video" or marker:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from recorder.chunkfile import Record
 from recorder.rtpcodecs import vp8_descriptor_size
+from recorder.rtpnumbers import extend_seq, extend_timestamp
 
 START_CODE = b"\x00\x00\x00\x01"
 VP8_START_CODE = b"\x9d\x01\x2a"
@@ -46,11 +47,7 @@ class _Unwrap:
         self.last: int | None = None
 
     def __call__(self, timestamp: int) -> int:
-        if self.last is None:
-            self.last = timestamp
-        else:
-            delta = (timestamp - self.last) & 0xFFFFFFFF
-            self.last += delta if delta < 0x80000000 else delta - 0x100000000
+        self.last = timestamp if self.last is None else extend_timestamp(timestamp, self.last)
         return self.last
 
 
@@ -59,13 +56,8 @@ def in_sequence(records: Iterable[Record]) -> list[Record]:
     by_seq: dict[int, Record] = {}
     highest: int | None = None
     for record in records:
-        seq = record.sequence_number
-        if highest is None:
-            extended = highest = seq + 0x10000
-        else:
-            delta = (seq - highest) & 0xFFFF
-            extended = highest + delta if delta < 0x8000 else highest - (0x10000 - delta)
-            highest = max(highest, extended)
+        extended = extend_seq(record.sequence_number, highest)
+        highest = extended if highest is None else max(highest, extended)
         by_seq.setdefault(extended, record)
     return [by_seq[k] for k in sorted(by_seq)]
 
