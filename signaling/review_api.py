@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -71,8 +72,13 @@ async def start_session(request: web.Request) -> web.Response:
     case = await request.app[CASES].get(user, request.match_info["case_no"])
     body = await read_json(request) if request.body_exists else {}
     check_consent(body)
-    session = await request.app[REVIEWS].start(user, case.id, case.case_no, case.department_id)
-    await request.app[ACTIONS].record_consent(user, session)
+    session = await request.app[REVIEWS].start(
+        user,
+        case.id,
+        case.case_no,
+        case.department_id,
+        functools.partial(request.app[ACTIONS].record_consent, user),
+    )
     return await token_response(request, session, status=201)
 
 

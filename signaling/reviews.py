@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,10 +268,17 @@ class Reviews:
     # -- transitions ---------------------------------------------------------------------
 
     async def start(
-        self, clerk: User, case_id: int, case_no: str, department_id: int
+        self,
+        clerk: User,
+        case_id: int,
+        case_no: str,
+        department_id: int,
+        before_queue: Callable[[ReviewSession], Awaitable[object]],
     ) -> ReviewSession:
         """Put a case in its department's queue. One open session per case (a unique
-        index on open sessions decides between concurrent starts)."""
+        index on open sessions decides between concurrent starts). ``before_queue``
+        (recording the consent) runs before any approver can see the session; if it
+        fails, the session is cancelled (``not_started``) and the error raised."""
         session_id = str(uuid.uuid4())
         try:
             async with self._engine.begin() as conn:
@@ -296,12 +304,19 @@ class Reviews:
         await self._audit.append(
             "session_started", actor=clerk.username, case_no=case_no, session=session_id
         )
+        session = await self.get(session_id)
+        try:
+            await before_queue(session)
+        except BaseException:
+            values = {"ended_at": self._clock.now(), "end_reason": "not_started"}
+            await self._transition(session_id, "cancelled", values, "session_cancelled", None)
+            raise
         logger.info(
             "session %s started: case %s, department %s", session_id, case_no, department_id
         )
         self._schedule_timeout(session_id, self._timeout)
         await self._bus.publish(department_topic(department_id), {"event": "queue_changed"})
-        return await self.get(session_id)
+        return session
 
     async def _transition(
         self,

@@ -10,9 +10,11 @@ import hashlib
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from signaling import protocol
 from signaling.actions import add_working_days
+from signaling.appkeys import ENGINE
 from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
 from signaling.simulate import ApiClient, ApiError, SignalChannel
 from tests.helpers import live_call, valid_id
@@ -90,6 +92,31 @@ async def test_a_session_starts_only_with_the_applicants_consent(users):
         e["kind"] for e in (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["log"]["events"]
     ]
     assert kinds.index("consent_recorded") == kinds.index("session_started") + 1
+
+
+async def test_a_consent_that_cannot_be_recorded_starts_no_session(users, server):
+    """If the consent cannot be stored (the database refuses it), the start fails and
+    the session never reaches the queue: it is cancelled (not_started), no approver saw
+    it, and the clerk can start again once the fault is gone."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    case_no = await new_case(clerk)
+    refuse = text(
+        "CREATE TRIGGER refuse_consent BEFORE INSERT ON review_consents "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    async with server.app[ENGINE].begin() as conn:
+        await conn.execute(refuse)
+    path = f"/api/v1/cases/{case_no}/sessions"
+    await refused(clerk.post(path, {"consent": True}), 500, "internal_error")
+    assert (await approver.get("/api/v1/queue"))["items"] == []
+    [session] = (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["sessions"]
+    assert (session["state"], session["end_reason"]) == ("cancelled", "not_started")
+
+    async with server.app[ENGINE].begin() as conn:
+        await conn.execute(text("DROP TRIGGER refuse_consent"))
+    started = await clerk.post(path, {"consent": True})
+    queued = (await approver.get("/api/v1/queue"))["items"]
+    assert [s["session_id"] for s in queued] == [started["session"]["id"]]
 
 
 async def test_marks_are_pushed_live_and_later_ones_supersede(users):

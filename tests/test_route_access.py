@@ -7,6 +7,7 @@ The tests enumerate ``app.router.routes()`` so that a route added later is cover
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web_urldispatcher import StaticResource
 
 from signaling.access import ALL_ROLES, POLICY_ATTR, Policy
-from signaling.appkeys import ACCOUNTS, AUDIT, CASES, REVIEWS
+from signaling.appkeys import ACCOUNTS, ACTIONS, AUDIT, CASES, REVIEWS
 from signaling.models import Role
 from tests.helpers import Session, login, stored_rows, valid_id
 
@@ -101,7 +102,11 @@ async def path_values(app: web.Application) -> dict[str, str]:
     assert clerk is not None and target is not None
     demo_case = (await cases.search(clerk))[-1]
     session = await app[REVIEWS].start(
-        clerk, demo_case.id, demo_case.case_no, demo_case.department_id
+        clerk,
+        demo_case.id,
+        demo_case.case_no,
+        demo_case.department_id,
+        functools.partial(app[ACTIONS].record_consent, clerk),
     )
     return {
         "session_id": session.id,

@@ -22,6 +22,7 @@ END_REASONS = {
     "ended_by_approver": "审批人员结束",
     "all_left": "参会人员均已离开",
     "cancelled_by_clerk": "窗口人员取消",
+    "not_started": "未能开始（告知同意未能记录）",
     "nobody_accepted": "无人接入",
 }
 
