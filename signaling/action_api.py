@@ -7,7 +7,7 @@ from aiohttp import web
 
 from signaling.access import USER, allow
 from signaling.api import json_response, read_json
-from signaling.appkeys import ACTIONS, ENGINE, REVIEWS
+from signaling.appkeys import ACTIONS, CASES, ENGINE, FOLLOWUPS, REVIEWS
 from signaling.cases import case_materials
 from signaling.consent import consent_json
 from signaling.review_api import grant_for
@@ -65,3 +65,15 @@ async def post_rating(request: web.Request) -> web.Response:
         request[USER], request.match_info["session_id"], await read_json(request)
     )
     return json_response({"rating": rating}, status=201)
+
+
+@routes.post("/api/v1/sessions/{session_id}/followup")
+@allow("auditor", scope="a case in the auditor's jurisdiction")
+async def post_followup(request: web.Request) -> web.Response:
+    """The open stage of a bad rating's follow-up done: 回访核实 (with whether the
+    complaint holds) or 整改."""
+    user = request[USER]
+    session = await request.app[REVIEWS].get(request.match_info["session_id"])
+    await request.app[CASES].get(user, session.case_no)
+    followup = await request.app[FOLLOWUPS].advance(user, session, await read_json(request))
+    return json_response({"followup": followup})

@@ -23,12 +23,14 @@ from signaling.bus import Bus
 from signaling.cases import CHINA_TIME, case_material, china_iso
 from signaling.consent import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
+from signaling.followups import standing
 from signaling.messages import FOLLOWUP_STAGE_NAMES, MARK_NAMES, OUTCOME_NAMES, SCORE_NAMES
 from signaling.models import User
 from signaling.reviews import STATE_CODES, Reviews, ReviewSession, session_topic
 from signaling.tables import (
     case_decisions,
     cases,
+    followup_steps,
     followups,
     material_marks,
     review_consents,
@@ -36,6 +38,7 @@ from signaling.tables import (
     session_ratings,
     users,
 )
+from signaling.workdays import add_working_days
 
 OUTCOME_STATUS = {"approve": "approved", "reject": "rejected", "supplement": "supplement"}
 REASON_REQUIRED = frozenset({"reject", "supplement"})
@@ -45,16 +48,6 @@ FOLLOWUP_WORKING_DAYS = 3
 China time; public holidays are not known to coreview and count as working days)."""
 MAX_COMMENT = 500
 RATING_STATES = ("live", "ended")
-
-
-def add_working_days(start: dt.date, days: int) -> dt.date:
-    """The date ``days`` working days (Monday to Friday) after ``start``."""
-    current = start
-    while days > 0:
-        current += dt.timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
 
 
 class ReviewActions:
@@ -304,8 +297,10 @@ class ReviewActions:
         return {
             "stage": stage,
             "stage_name": FOLLOWUP_STAGE_NAMES[stage],
-            "next_stage": "rectify" if stage == "verify" else None,
-            "next_stage_name": FOLLOWUP_STAGE_NAMES["rectify"] if stage == "verify" else None,
+            "next_stage": "rectify" if stage == "verify" and state == "open" else None,
+            "next_stage_name": (
+                FOLLOWUP_STAGE_NAMES["rectify"] if stage == "verify" and state == "open" else None
+            ),
             "state": state,
             "due_date": due.isoformat(),
             "opened_at": china_iso(at),
@@ -370,14 +365,20 @@ class ReviewActions:
                     select(
                         session_ratings,
                         who(session_ratings.c.rated_by).label("by"),
-                        followups.c.stage,
-                        followups.c.state,
+                        followups.c.id.label("followup_id"),
                         followups.c.due_date,
                         followups.c.opened_at,
                     )
                     .outerjoin(followups, followups.c.rating_id == session_ratings.c.id)
                     .where(session_ratings.c.case_id == case_id)
                     .order_by(session_ratings.c.id)
+                )
+            ).all()
+            steps = (
+                await conn.execute(
+                    select(followup_steps)
+                    .join(followups, followups.c.id == followup_steps.c.followup_id)
+                    .where(followups.c.case_id == case_id)
                 )
             ).all()
         return {
@@ -394,14 +395,15 @@ class ReviewActions:
             )
             if decision
             else None,
-            "ratings": {r.session_id: self._rating_row(r) for r in ratings},
+            "ratings": {r.session_id: self._rating_row(r, steps) for r in ratings},
         }
 
     @classmethod
-    def _rating_row(cls, row: Row[Any]) -> dict[str, Any]:
-        followup = (
-            cls._followup(row.stage, row.state, row.due_date, row.opened_at) if row.stage else None
-        )
+    def _rating_row(cls, row: Row[Any], steps: Sequence[Row[Any]]) -> dict[str, Any]:
+        followup = None
+        if row.followup_id is not None:
+            now = standing(row.due_date, (s for s in steps if s.followup_id == row.followup_id))
+            followup = cls._followup(now.stage, now.state, now.due_date, row.opened_at)
         return cls._rating(
             row.session_id, row.score, row.comment, row.reason, row.by, row.rated_at, followup
         )

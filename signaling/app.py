@@ -28,6 +28,7 @@ from signaling.appkeys import (
     CLOCK,
     ENGINE,
     EVIDENCE,
+    FOLLOWUPS,
     KEYS,
     LIVE,
     MEDIA,
@@ -39,6 +40,7 @@ from signaling.appkeys import (
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
+from signaling.followups import Followups
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.recordings import open_recorder
@@ -127,6 +129,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         await marker.start(live.open_session_ids)
         app[BUS], app[REVIEWS], app[MEDIA], app[TOKENS] = bus, reviews, media, tokens
         app[LIVE], app[STILLS], app[ACTIONS] = live, stills, actions
+        app[FOLLOWUPS] = Followups(app[ENGINE], clock, app[AUDIT])
         app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
         yield
         await live.close()  # closes the sessions' recordings before the recorder

@@ -18,6 +18,7 @@ from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
+from signaling.followups import Followups
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews
@@ -40,6 +41,7 @@ TOKENS = web.AppKey("tokens", JoinTokens)
 LIVE = web.AppKey("live", LiveHub)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
+FOLLOWUPS = web.AppKey("followups", Followups)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
 

@@ -261,3 +261,19 @@ followups = Table(
     Column("due_date", Date, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
 )
+"""As opened (append-only, like every evidence table): the steps taken since are rows of
+``followup_steps``; signaling/followups.py says where a follow-up stands."""
+
+followup_steps = Table(
+    "followup_steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("followup_id", Integer, ForeignKey("followups.id"), nullable=False),
+    Column("stage", String(16), nullable=False),  # the stage this step completes
+    Column("upheld", Boolean, nullable=True),  # verify: the complaint holds (→ rectify)
+    Column("note", Text, nullable=False),
+    Column("next_due_date", Date, nullable=True),  # verify upheld: rectify's due date
+    Column("taken_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("followup_id", "stage"),  # each stage done once
+)

@@ -341,7 +341,7 @@ async def test_the_evidence_record_is_append_only(client, as_user):
             .scalars()
             .all()
         )
-    for table in EVIDENCE_TABLES:
+    for table in (*EVIDENCE_TABLES, "followup_steps"):
         assert {f"{table}_no_update", f"{table}_no_delete"} <= triggers, table
 
 

@@ -280,6 +280,98 @@ async def test_rating_only_by_the_sessions_clerk_once_and_bad_ones_open_a_follow
         await approver_channel.close()
 
 
+async def bad_rating(clerk: ApiClient, approver: ApiClient) -> dict[str, Any]:
+    """An ended session the clerk rated 非常不满意: its start answer."""
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id = started["session"]["id"]
+    try:
+        await approver.post(f"/api/v1/sessions/{session_id}/end")
+        await clerk_channel.wait("state", lambda m: m["state"] == "ended")
+        body = {"score": "very_dissatisfied", "reason": "态度生硬"}
+        await clerk.post(f"/api/v1/sessions/{session_id}/rating", body)
+        return started
+    finally:
+        await clerk_channel.close()
+        await approver_channel.close()
+
+
+async def outside_auditor(users: Any, server: Any) -> ApiClient:
+    """An auditor of 柳州市城中区, which holds none of the demo clerk's cases."""
+    password = "Chengzhong-Audit-2026"
+    await (await users("admin")).post(
+        "/api/v1/users",
+        {
+            "username": "shen_cz",
+            "display_name": "城中区监察员",
+            "role": "auditor",
+            "jurisdiction": "450202",
+            "password": password,
+            "temporary": False,
+        },
+    )
+    outsider = ApiClient(str(server.make_url("")))
+    await outsider.login("shen_cz", password)
+    return outsider
+
+
+async def test_a_bad_ratings_follow_up_moves_to_rectify_and_closes(users, server):
+    """An auditor of the jurisdiction records the 回访核实 (complaint holds) with a note:
+    整改 opens, due in 10 working days; recording 整改 closes it. Each step is logged
+    and shown in words on the case page. A step twice, the wrong stage, a missing note or
+    verdict, another role or an auditor of another jurisdiction are refused; a complaint
+    that does not hold closes the follow-up at once."""
+    clerk, approver, auditor = (
+        await users("chuangkou"),
+        await users("shenpi"),
+        await users("jiancha"),
+    )
+    started = await bad_rating(clerk, approver)
+    session_id, case_no = started["session"]["id"], started["session"]["case_no"]
+    path = f"/api/v1/sessions/{session_id}/followup"
+    verify = {"stage": "verify", "upheld": True, "note": "电话回访，申请人反映属实"}
+    await refused(clerk.post(path, verify), 403, "wrong_role")
+    await refused(auditor.post(path, {**verify, "note": ""}), 400, "field_required")
+    await refused(auditor.post(path, {**verify, "upheld": "yes"}), 400, "field_invalid")
+    await refused(auditor.post(path, {**verify, "stage": "rectify"}), 409, "followup_not_open")
+    done = (await auditor.post(path, verify))["followup"]
+    rated_on = dt.date.fromisoformat(
+        (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["rating"]["rated_at"][:10]
+    )
+    assert done == {
+        "stage": "rectify",
+        "state": "open",
+        "due_date": add_working_days(rated_on, 10).isoformat(),
+    }
+    await refused(auditor.post(path, verify), 409, "followup_not_open")
+    followup = (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["rating"]["followup"]
+    assert (followup["stage_name"], followup["state"]) == ("整改", "open")
+    closed = await auditor.post(path, {"stage": "rectify", "note": "已对窗口人员批评教育"})
+    assert closed["followup"]["state"] == "closed"
+    steps = [
+        (e["kind"], e["actor"], e["detail"].get("upheld"))
+        for e in (await auditor.get(f"/api/v1/cases/{case_no}/evidence"))["log"]["events"]
+        if e["kind"].startswith("followup_")
+    ]
+    assert steps == [
+        ("followup_opened", None, None),
+        ("followup_verified", "jiancha", True),
+        ("followup_rectified", "jiancha", None),
+    ]
+    async with auditor.http.get(f"{auditor.base_url}/cases/{case_no}") as response:
+        page = await response.text()
+    assert "已办结" in page and "反映属实，转入整改" in page and "整改完成，办结" in page
+
+    started = await bad_rating(clerk, approver)
+    other = f"/api/v1/sessions/{started['session']['id']}/followup"
+    outsider = await outside_auditor(users, server)
+    try:
+        await refused(outsider.post(other, verify), 403, "out_of_scope")
+    finally:
+        await outsider.close()
+    not_upheld = {**verify, "upheld": False, "note": "经核实，等待时间在规定内"}
+    assert (await auditor.post(other, not_upheld))["followup"]["state"] == "closed"
+
+
 async def test_a_good_rating_opens_no_follow_up(users):
     """满意 needs no reason and opens nothing."""
     clerk, approver = await users("chuangkou"), await users("shenpi")

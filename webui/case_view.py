@@ -52,6 +52,15 @@ def _describe(kind: str, d: dict[str, Any]) -> str:
         return SCORE_NAMES.get(d.get("score", ""), "") + (f"（{extra}）" if extra else "")
     if kind == "followup_opened":
         return f"{FOLLOWUP_STAGE_NAMES.get(d.get('stage', ''), '')}，期限 {d.get('due_date', '')}"
+    if kind == "followup_verified":
+        found = (
+            f"反映属实，转入整改，期限 {d.get('due_date')}"
+            if d.get("upheld")
+            else "反映不属实，办结"
+        )
+        return f"{found}：{d.get('note', '')}"
+    if kind == "followup_rectified":
+        return f"整改完成，办结：{d.get('note', '')}"
     if kind == "consent_recorded":
         return f"告知书版本 {d.get('version', '')}"
     if kind in ("participant_joined", "participant_rejoined", "auditor_joined"):

@@ -16,7 +16,7 @@ EVIDENCE_TABLES = (
     "session_ratings",
     "followups",
 )
-"""Made append-only by migration 0014 (the log's tables: by 0005)."""
+"""Made append-only by migration 0014 (the log's tables: by 0005; followup_steps: 0017)."""
 
 
 def refuse_changes(dialect: str, tables: Iterable[str]) -> None:
