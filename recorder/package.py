@@ -20,6 +20,7 @@ and carries link types::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import zipfile
@@ -32,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from recorder import merkle
 from recorder.auditlog import AuditEvent
 from recorder.canonical import canonical_json
 from recorder.checkpoints import Checkpoint
@@ -144,6 +146,35 @@ class Written:
     bytes: int
     missing: list[str]
     """Media the store no longer holds (and no purge explains): left out, verify says so."""
+
+
+def attest(
+    events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint], tree: merkle.MerkleTree
+) -> tuple[dict[int, Inclusion], list[Checkpoint], list[dict[str, Any]]]:
+    """Each event's inclusion proof against the first checkpoint that covers it (so it
+    shows the event was signed soon after it happened); those checkpoints and the last
+    one, in signing order, with a consistency proof between each successive pair.
+    ``checkpoints`` in signing order, the last covering every event; ``tree`` at least
+    as large as the last."""
+    inclusion: dict[int, Inclusion] = {}
+    used: list[Checkpoint] = []
+    for event in events:
+        first = next(c for c in checkpoints if c.tree_size > event.log_index)
+        if first not in used:
+            used.append(first)
+        proof = tree.inclusion_proof(event.log_index, first.tree_size)
+        inclusion[event.log_index] = Inclusion(first.tree_size, [h.hex() for h in proof])
+    if checkpoints and checkpoints[-1] not in used:
+        used.append(checkpoints[-1])
+    consistency = [
+        {
+            "from": old.tree_size,
+            "to": new.tree_size,
+            "proof": [h.hex() for h in tree.consistency_proof(old.tree_size, new.tree_size)],
+        }
+        for old, new in itertools.pairwise(used)
+    ]
+    return inclusion, used, consistency
 
 
 def event_line(event: AuditEvent, inclusion: Inclusion | None) -> bytes:

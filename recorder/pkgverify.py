@@ -147,7 +147,12 @@ def _manifest_signature(
         report.problems.append(Problem("file_missing", where, "the manifest is not signed"))
         return
     try:
-        sig = _json(archive.read(where, 64 * 1024))
+        data = archive.read(where, 64 * 1024)
+        sig = _json(data)
+        if canonical_json(sig) != data or _get(sig, "algorithm", str) != "Ed25519":
+            raise Unreadable("not a canonical Ed25519 signature statement")
+        if set(sig) != {"algorithm", "key_id", "signature"}:
+            raise Unreadable("unexpected fields")
         key_id = _hex(_get(sig, "key_id", str))
         signature = bytes.fromhex(_get(sig, "signature", str))
     except (Unreadable, ValueError) as exc:
