@@ -267,10 +267,14 @@ def write_package(
     temporary = out.with_name(f".{out.name}.partial")
     files: list[dict[str, Any]] = []
     missing: list[str] = []
+    written: set[str] = set()
     total = 0
     try:
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             for media in contents.media:
+                if media.path in written:
+                    continue  # the same bytes filed twice (another session or role)
+                written.add(media.path)
                 try:
                     listed = _copy(archive, media, progress)
                 except FileNotFoundError:

@@ -33,10 +33,14 @@ TRACK = "chuangkou/document/1772355600000"
 
 
 def chunk_with_meta(
-    index: int, packets: list[Any], start_us: int, drop: tuple[int, ...] = ()
+    index: int,
+    packets: list[Any],
+    start_us: int,
+    drop: tuple[int, ...] = (),
+    hide_loss: bool = False,
 ) -> tuple[bytes, dict[str, Any]]:
     """A capture chunk of the packets (those at the ``drop`` positions lost) and the
-    meta the live capture would log for it."""
+    meta the live capture would log for it (with ``hide_loss``, as if none were lost)."""
     header = {
         "format": "coreview-capture",
         "codec": "video/vp8",
@@ -54,13 +58,13 @@ def chunk_with_meta(
     data = chunkfile.encode_header(header)
     stats = ChunkStats("video/vp8", "video")
     for n, p in enumerate(packets):
-        if n in drop:
-            continue
         arrival = start_us + n * 5_000
-        data += chunkfile.encode_record(
-            arrival, p.sequence_number, p.timestamp, p.marker, p.payload_type, p.ssrc, p.payload
-        )
-        stats.add(p.sequence_number, p.timestamp, p.marker, p.payload, arrival / 1e6)
+        if n not in drop:
+            data += chunkfile.encode_record(
+                arrival, p.sequence_number, p.timestamp, p.marker, p.payload_type, p.ssrc, p.payload
+            )
+        if n not in drop or hide_loss:
+            stats.add(p.sequence_number, p.timestamp, p.marker, p.payload, arrival / 1e6)
     meta = stats.meta(90_000)
     meta["media_kind"] = meta.pop("kind")
     return data, {**meta, "chunk": index, "sender_report": None}
@@ -109,6 +113,7 @@ class Case:
     checkpoints: list[Checkpoint]
     media: list[package.MediaFile]
     path: Path
+    purged: list[dict[str, Any]]
 
     @property
     def events(self) -> list[AuditEvent]:
@@ -132,7 +137,7 @@ class Case:
             "consistency": consistency,
             "keys": self.keys,
             "media": self.media,
-            "purged": [],
+            "purged": self.purged,
         }
         return package.Contents(**{**values, **changes})
 
@@ -141,8 +146,18 @@ class Case:
         return out
 
 
-def build_case(directory: Path) -> Case:
-    """The synthetic case, its package written to ``directory/case.zip``."""
+def build_case(
+    directory: Path,
+    *,
+    hide_loss: bool = False,
+    bad_playable: bool = False,
+    still_size: str = "64x48",
+    purge_still: bool = False,
+) -> Case:
+    """The synthetic case, its package written to ``directory/case.zip``. Options make a
+    case whose log itself disagrees with its media: a loss in chunk 1 the log hides,
+    chunk 1's playable file made from part of it, a still logged at another size; or a
+    still purged by retention (not in the package, a tombstone in the log)."""
     key = Ed25519PrivateKey.generate()
     keys = [RegisteredKey(key_id(key), public_raw(key).hex(), timestamp(T0))]
     numbered = video_packets("video/vp8", 30, keyframes=(0, 15), size=(320, 240))
@@ -150,7 +165,13 @@ def build_case(directory: Path) -> Case:
     cut = next(i for i, (c, _) in enumerate(numbered) if c == 15)
     chunks = [
         chunk_with_meta(0, packets[:cut], T0_US),
-        chunk_with_meta(1, packets[cut:], T0_US + cut * 5_000),
+        chunk_with_meta(
+            1,
+            packets[cut:],
+            T0_US + cut * 5_000,
+            drop=(3,) if hide_loss else (),
+            hide_loss=hide_loss,
+        ),
     ]
     store = directory / "store"
     store.mkdir()
@@ -166,11 +187,18 @@ def build_case(directory: Path) -> Case:
         facts = {"session": "s-1", "track": TRACK, "participant": "chuangkou", "source": "document"}
         media.append(package.MediaFile(sha, "capture", store / sha, facts))
         log.add(chain, "chunk_closed", sha256=sha, bytes=len(data), **facts, **meta)
-        playable = convert(chunkfile.decode(data))
+        decoded = chunkfile.decode(data)
+        if bad_playable and index == 1:  # made from fewer packets than the chunk holds
+            decoded = replace(decoded, records=decoded.records[:-3])
+        playable = convert(decoded)
         psha = _put(store, playable.data)
         media.append(
             package.MediaFile(
-                psha, "playable", store / psha, {**facts, "derived_from": sha}, {"container": "webm"}
+                psha,
+                "playable",
+                store / psha,
+                {**facts, "derived_from": sha},
+                {"container": "webm"},
             )
         )
         if index == 0:
@@ -186,12 +214,28 @@ def build_case(directory: Path) -> Case:
         )
     still = jpeg()
     ssha = _put(store, still)
-    media.append(
-        package.MediaFile(
-            ssha, "still", store / ssha, {"session": "s-1"}, {"content_type": "image/jpeg"}
+    if not purge_still:
+        media.append(
+            package.MediaFile(
+                ssha, "still", store / ssha, {"session": "s-1"}, {"content_type": "image/jpeg"}
+            )
         )
-    )
-    log.add(chain, "still_captured", session="s-1", sha256=ssha, bytes=len(still), size="64x48")
+    log.add(chain, "still_captured", session="s-1", sha256=ssha, bytes=len(still), size=still_size)
+    purged = []
+    if purge_still:
+        purge = log.add(
+            chain,
+            "evidence_purged",
+            sha256=ssha,
+            role="still",
+            bytes=len(still),
+            session="s-1",
+            reason="retention",
+            retention_until="2056-03-01",
+        )
+        purged.append(
+            {"sha256": ssha, "role": "still", "bytes": len(still), "event": purge.log_index}
+        )
     log.add("system", "login", user="shenpi")
     log.add(chain, "decision_recorded", outcome="approve")
     tree = log.tree()
@@ -199,7 +243,7 @@ def build_case(directory: Path) -> Case:
         sign(key, tree, mid, T0 + dt.timedelta(minutes=1)),
         sign(key, tree, tree.size, T0 + dt.timedelta(minutes=2)),
     ]
-    case = Case(directory, key, keys, log, checkpoints, media, directory / "case.zip")
+    case = Case(directory, key, keys, log, checkpoints, media, directory / "case.zip", purged)
     case.write(case.path)
     return case
 
@@ -210,7 +254,9 @@ def _put(store: Path, data: bytes) -> str:
     return str(sha)
 
 
-def rewrite(source: Path, out: Path, change: dict[str, bytes | None], add: dict[str, bytes] | None = None) -> Path:
+def rewrite(
+    source: Path, out: Path, change: dict[str, bytes | None], add: dict[str, bytes] | None = None
+) -> Path:
     """A copy of the package with members replaced (``None``: removed) or added, the
     manifest left as it was (a change without the key)."""
     with zipfile.ZipFile(source) as old, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as new:
