@@ -18,6 +18,7 @@ from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
+from signaling.exports import Exports
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
 from signaling.reviews import Reviews
@@ -42,6 +43,7 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
+EXPORTS = web.AppKey("exports", Exports)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""
