@@ -102,8 +102,9 @@ def image_facts(path: str, member: Member) -> str:
 
 
 class Jobs:
-    """Runs jobs in ``workers`` processes (spawned: nothing of the caller is inherited),
-    or inline when there is little to do."""
+    """Runs jobs in ``workers`` processes, or inline when there is little to do. Forked
+    where the platform can (the verifier is single-threaded; a spawned worker would
+    import everything again, ~1 s each on a busy machine), spawned elsewhere."""
 
     def __init__(self, workers: int, work_bytes: int) -> None:
         self._parallel = workers > 1 and work_bytes >= PARALLEL_BYTES
@@ -112,7 +113,8 @@ class Jobs:
 
     def __enter__(self) -> Jobs:
         if self._parallel:
-            context = multiprocessing.get_context("spawn")
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
         return self
 
