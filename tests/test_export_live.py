@@ -1,5 +1,6 @@
 """Export and offline verify of a case made by ``coreview simulate`` against a running
-``coreview serve``: by the CLI and by the auditor's API (start, progress, download);
+``coreview serve``: by the CLI, by the auditor's API (start, progress, download) and
+from the case page in headless Chromium;
 both packages verify (exit 0, the chain head as the server shows it); each export is a
 ``case_exported`` event; clerks cannot export; bad arguments are clear errors."""
 
@@ -12,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from signaling.simulate import ApiClient, ApiError
 from tests.helpers import wait_until
-from tests.live import LiveServer, coreview_command, server_env
+from tests.live import LiveServer, Tab, coreview_command, server_env
+from tests.pixels import assert_painted, viewport
 from tests.test_simulate import account, complete_evidence, simulate
 
 pytest_plugins = ("tests.live",)
+EXPORT_BAR = (26, 95, 180)
+"""The progress bar's fill (accent-color #1a5fb4 in app.css)."""
 
 
 @pytest.fixture
@@ -145,3 +150,34 @@ def test_export_bad_arguments_are_clear(tmp_path: Path, args: tuple[str, ...], s
     assert done.returncode in (1, 2), done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+@pytest.mark.browser
+async def test_auditor_exports_from_the_case_page(
+    live_server: LiveServer, browser: Browser, tmp_path: Path
+) -> None:
+    """At 1366×768 the auditor presses 导出证据包 on a simulated case's page: the
+    progress bar fills (checked by pixels, in its colour on screen), the package
+    downloads and verifies offline."""
+    evidence = await asyncio.to_thread(simulated_case, live_server)
+    case_no = evidence["case_no"]
+    tab = await Tab.open(browser, live_server.url, size=(1366, 768))
+    try:
+        await tab.log_in("jiancha", live_server.password("jiancha"))
+        await tab.goto(f"/cases/{case_no}")
+        panel = tab.page.locator("#export")
+        await panel.scroll_into_view_if_needed()
+        async with tab.page.expect_download(timeout=60_000) as download:
+            await panel.get_by_role("button", name="导出证据包").click()
+        saved = tmp_path / "page.zip"
+        await (await download.value).save_as(saved)
+        await tab.page.get_by_text("证据包已生成").wait_for()
+        bar = panel.locator("progress")
+        await bar.scroll_into_view_if_needed()
+        shot = await viewport(tab.page, "export-done")
+        await assert_painted(tab.page, bar, shot, EXPORT_BAR, at_least=0.3)  # an empty bar: 0
+        assert tab.console_errors == []
+    finally:
+        await tab.close()
+    checked = await asyncio.to_thread(coreview, "verify", str(saved))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
