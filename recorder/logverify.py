@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from recorder import merkle
 from recorder.auditlog import AuditEvent, AuditLog, verify_chain
@@ -107,14 +109,27 @@ def _check_checkpoint(
         problems.append(Problem("log_truncated", where, f"the log holds {tree.size} events"))
     elif tree.root(checkpoint.tree_size).hex() != checkpoint.root:
         problems.append(Problem("root_mismatch", where, "the events do not give the signed root"))
-    named = next((k for k in keys if k.key_id == checkpoint.key_id), None)
+    check_signature(where, checkpoint.key_id, checkpoint.time, keys, checkpoint.verify, problems)
+
+
+def check_signature(
+    where: str,
+    key_id: str,
+    time: str,
+    keys: Sequence[RegisteredKey],
+    verify: Callable[[Ed25519PublicKey], bool],
+    problems: list[Problem],
+) -> None:
+    """A signature made at ``time`` by key ``key_id``: the key is registered, was the
+    valid key then, and ``verify`` accepts it (checkpoints, export manifests)."""
+    named = next((k for k in keys if k.key_id == key_id), None)
     if named is None:
-        problems.append(Problem("unknown_key", where, f"key {checkpoint.key_id} not registered"))
+        problems.append(Problem("unknown_key", where, f"key {key_id} not registered"))
         return
-    valid = key_valid_at(keys, checkpoint.time)
+    valid = key_valid_at(keys, time)
     if valid is None or valid.key_id != named.key_id:
         problems.append(Problem("key_not_valid", where, f"key {named.key_id} not valid then"))
-    if not checkpoint.verify(named.public()):
+    if not verify(named.public()):
         problems.append(Problem("bad_signature", where, "the signature does not verify"))
 
 

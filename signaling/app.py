@@ -14,7 +14,7 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
+from signaling import action_api, api, evidence_api, export_api, log_api, review_api, stills_api
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -28,6 +28,7 @@ from signaling.appkeys import (
     CLOCK,
     ENGINE,
     EVIDENCE,
+    EXPORTS,
     FOLLOWUPS,
     KEYS,
     LIVE,
@@ -40,6 +41,7 @@ from signaling.appkeys import (
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
+from signaling.exports import Exporter, Exports
 from signaling.followups import Followups
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
@@ -131,7 +133,10 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         app[LIVE], app[STILLS], app[ACTIONS] = live, stills, actions
         app[FOLLOWUPS] = Followups(app[ENGINE], clock, app[AUDIT])
         app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
+        exporter = Exporter(app[ENGINE], app[AUDIT], app[EVIDENCE], clock)
+        app[EXPORTS] = exports = Exports(exporter, settings.data_dir / "exports")
         yield
+        await exports.close()
         await live.close()  # closes the sessions' recordings before the recorder
     await media.close()
     await reviews.close()
@@ -164,6 +169,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(review_api.routes)
     app.router.add_routes(action_api.routes)
     app.router.add_routes(evidence_api.routes)
+    app.router.add_routes(export_api.routes)
     app.router.add_routes(log_api.routes)
     app.router.add_routes(stills_api.routes)
     app.router.add_routes(pages.routes)

@@ -18,6 +18,7 @@ from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
+from signaling.exports import Exports
 from signaling.followups import Followups
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
@@ -44,6 +45,7 @@ ACTIONS = web.AppKey("actions", ReviewActions)
 FOLLOWUPS = web.AppKey("followups", Followups)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
+EXPORTS = web.AppKey("exports", Exports)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""

@@ -1,5 +1,5 @@
-"""The ``coreview`` command: serve, user, catalog, log, keys, demo-data, tls-cert,
-simulate."""
+"""The ``coreview`` command: serve, user, catalog, log, keys, export, verify, demo-data,
+tls-cert, simulate."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from typing import Any
 from aiohttp import web
 
 from recorder.clock import SystemClock
-from recorder.errors import LogError
+from recorder.errors import LogError, StoreError
 from recorder.logverify import LogReport, verify_stored
+from recorder.verify import add_arguments as add_verify_arguments
+from recorder.verify import run as run_verify
 from signaling.app import create_app
 from signaling.demo import seed
 from signaling.errors import SignalingError
+from signaling.exports import Exporter
 from signaling.messages import ROLE_NAMES, message
 from signaling.middleware import AccessLogger
 from signaling.models import ROLES
@@ -91,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("rotate", parents=[common], help="轮换节点签名密钥（旧公钥保留以供验证）")
+
+    export = commands.add_parser("export", parents=[common], help="导出案件证据包（zip）")
+    export.add_argument("case_no", help="案件编号")
+    export.add_argument("--out", type=Path, required=True, help="证据包文件路径（不得已存在）")
+    verify_package = commands.add_parser("verify", help="离线验证证据包（无需服务、数据库或网络）")
+    add_verify_arguments(verify_package)
 
     demo = commands.add_parser("demo-data", parents=[common], help="写入演示数据并列出演示账户")
     demo.add_argument("--json", action="store_true", help="以 JSON 输出")
@@ -183,9 +192,28 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
     elif args.command == "keys":
         old, new = await services.audit.rotate_key(actor="cli")
         print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")
+    elif args.command == "export":
+        return await _export(services, args)
     elif args.command == "demo-data":
         accounts = await seed(services, settings.data_dir)
         _print_accounts(accounts, as_json=args.json)
+    return 0
+
+
+async def _export(services: Services, args: argparse.Namespace) -> int:
+    """``coreview export``: 0 when written, 1 if the case is unknown or writing failed."""
+    exporter = Exporter(services.engine, services.audit, services.evidence, SystemClock())
+    try:
+        written = await exporter.export(args.case_no, args.out, actor="cli")
+    except (OSError, StoreError) as exc:
+        print(f"导出失败：{exc}", file=sys.stderr)
+        return 1
+    print(
+        f"已导出证据包：{written.path}（{written.files} 个文件，{written.bytes} 字节，"
+        f"SHA-256 {written.sha256}）"
+    )
+    for sha256 in written.missing:
+        print(f"警告：证据文件 {sha256} 在存储中缺失，未能写入证据包。", file=sys.stderr)
     return 0
 
 
@@ -375,6 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         return _simulate(args)
+    if args.command == "verify":
+        return run_verify(args)
+    if args.command == "export":
+        if args.out.exists() or not args.out.parent.is_dir():
+            reason = "已存在" if args.out.exists() else "所在目录不存在"
+            print(f"参数有误：--out {args.out} {reason}", file=sys.stderr)
+            return 2
     try:
         settings = _settings(args)
     except (SettingsError, OSError) as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from recorder.problem_text import PROBLEM_TEXT
+
 FIELDS = {
     "username": "用户名",
     "password": "密码",
@@ -77,6 +79,10 @@ MESSAGES = {
     "out_of_scope": "该对象不在您的管辖范围内。",
     "not_found": "页面或资源不存在。",
     "case_not_found": "案件不存在。",
+    "export_not_found": "导出任务不存在。",
+    "export_not_ready": "证据包尚未生成完毕。",
+    "export_running": "您已有一个正在进行的导出任务，请等待其完成。",
+    "export_failed": "证据包导出失败，请联系管理员查看服务日志。",
     "matter_not_found": "事项不存在。",
     "user_not_found": "用户不存在。",
     "outlet_not_found": "网点不存在。",
@@ -170,21 +176,8 @@ MESSAGES = {
     "no_signing_key": "没有可用的节点签名密钥。",
     "bad_tree_size": "请求的日志范围超出当前日志。",
     "bad_detail": "审计事件内容无法规范化。",
-    "index_gap": "日志序号不连续（有条目被删除或插入）",
-    "entry_altered": "条目内容与其哈希不符（内容被改动）",
-    "chain_broken": "案件哈希链断裂（条目被删除、插入、调换或改动）",
-    "root_mismatch": "按日志重算的默克尔树根与签名检查点不符（日志被改写）",
-    "unknown_key": "检查点的签名密钥不在密钥登记表中",
-    "key_not_valid": "检查点签名时该密钥不在有效期内",
-    "bad_signature": "检查点签名验证失败",
-    "checkpoint_order": "检查点的规模或时间倒退",
-    "inconsistent_checkpoints": "相邻检查点之间的一致性证明不成立",
-    "witness_mismatch": "数据库中的日志与见证文件中签名的检查点不符（日志被改写或删减）",
-    "checkpoint_missing": "见证文件中的检查点在数据库中已不存在（检查点被删除）",
-    "witness_bad_signature": "见证文件中的检查点签名无法用其所附公钥验证",
-    "witness_unreadable": "见证文件中有无法读取的行",
-    "no_checkpoint": "有事件长时间未被任何签名检查点覆盖",
     "witness_unwritten": "检查点已签名并保存，但未能写入见证文件；下次签名时将补写。",
+    **PROBLEM_TEXT,
 }
 
 RECORDING_FAILURES = {
@@ -244,6 +237,7 @@ EVENT_NAMES = {
     "case_created": "创建案件",
     "case_viewed": "监察查阅案件",
     "evidence_viewed": "监察查阅证据文件",
+    "case_exported": "导出证据包",
     "session_started": "发起审办会话",
     "session_accepted": "审批人员接入",
     "session_cancelled": "取消会话",

@@ -116,6 +116,7 @@ async def path_values(app: web.Application) -> dict[str, str]:
         "kind": "outlet",
         "code": "LZ-SCJG-0101",
         "sha256": "ab" * 32,
+        "export_id": "0123456789abcdef",
     }
 
 

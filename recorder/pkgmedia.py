@@ -1,0 +1,303 @@
+"""The files of a package against its manifest, and its media against the case's
+events: each listed file present with its SHA-256, SM3 and size, nothing extra; every
+file an event names present (or purged, by an ``evidence_purged`` event) and no media
+file that no event names; each playable file made again from its capture chunk, byte
+for byte; each track's chunks counted again, with gaps only where the log has them;
+each still's type and size as its event says. The heavy parts run in
+recorder/pkgjobs.py, over worker processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from recorder import package, pkgjobs
+from recorder.auditlog import AuditEvent
+from recorder.logverify import Problem
+from recorder.pkgarchive import Archive, Member
+
+if TYPE_CHECKING:
+    from recorder.pkgverify import VerifyReport
+
+FILE_EVENTS = {
+    "chunk_closed": "capture",
+    "chunk_recovered": "capture",
+    "playable_derived": "playable",
+    "still_captured": "still",
+    "snapshot_taken": "snapshot",
+}
+PURGE_EVENT = "evidence_purged"
+OUTAGE_TOLERANCE = 0.01
+"""Seconds: arrival times in the file are whole microseconds, the live counts were not."""
+
+
+@dataclass(frozen=True)
+class MediaReport:
+    files: int
+    bytes: int
+
+
+def hash_members(
+    archive: Archive,
+    files: list[dict[str, Any]],
+    jobs: pkgjobs.Jobs,
+    sm3: bool,
+    report: VerifyReport,
+) -> dict[str, dict[str, Any]]:
+    """Hash every listed member present; name what is missing, extra or different.
+    Returns path → what its bytes hash to."""
+    listed = {f["path"]: f for f in files}
+    for path in sorted(set(archive.members) - set(listed) - {package.MANIFEST, package.SIGNATURE}):
+        report.problems.append(Problem("file_extra", path, "not listed in the manifest"))
+    present = []
+    for path, facts in listed.items():
+        member = archive.members.get(path)
+        if member is None:
+            report.problems.append(Problem("file_missing", path, f"listed as {facts['role']}"))
+        elif member.size != facts["bytes"]:
+            report.problems.append(
+                Problem("size_mismatch", path, f"{member.size} bytes, listed {facts['bytes']}")
+            )
+        else:
+            present.append(member)
+    present.sort(key=lambda m: -m.size)  # the largest first: workers finish together
+    found = jobs.map(pkgjobs.digest, [(str(archive.path), m, sm3) for m in present])
+    digests = {member.name: facts for member, facts in zip(present, found, strict=True)}
+    for path, facts in digests.items():
+        for name in ("sha256", "sm3"):
+            if name in facts and facts[name] != listed[path][name]:
+                report.problems.append(
+                    Problem(
+                        "hash_mismatch", path, f"{name} {facts[name]}, listed {listed[path][name]}"
+                    )
+                )
+    return digests
+
+
+def work_bytes(archive: Archive) -> int:
+    return sum(m.size for m in archive.members.values())
+
+
+class _Media:
+    """The media members by the hash in their names, and which are intact."""
+
+    def __init__(self, archive: Archive, digests: dict[str, dict[str, Any]]) -> None:
+        self.archive = archive
+        self.paths: dict[str, str] = {}
+        self.intact: set[str] = set()
+        self.problems: list[Problem] = []
+        for path in archive.members:
+            match = package.MEDIA_NAME.fullmatch(path)
+            if match is None:
+                continue
+            sha256 = match.group(1)
+            self.paths[sha256] = path
+            computed = digests.get(path)
+            if computed is not None and computed["sha256"] == sha256:
+                self.intact.add(sha256)
+            elif computed is not None and computed["sha256"] != sha256:
+                self.problems.append(
+                    Problem("hash_mismatch", path, f"content hashes to {computed['sha256']}")
+                )
+
+    def member(self, sha256: str) -> Member:
+        return self.archive.members[self.paths[sha256]]
+
+
+def _where(event: AuditEvent) -> str:
+    return f"case_seq {event.case_seq} ({event.kind}, log_index {event.log_index})"
+
+
+def check_media(
+    archive: Archive,
+    manifest: dict[str, Any],
+    events: list[AuditEvent],
+    digests: dict[str, dict[str, Any]],
+    jobs: pkgjobs.Jobs,
+    report: VerifyReport,
+) -> MediaReport:
+    media = _Media(archive, digests)
+    report.problems.extend(media.problems)
+    purges = {e.detail.get("sha256"): e for e in events if e.kind == PURGE_EVENT}
+    named: dict[str, AuditEvent] = {}
+    for event in events:
+        sha256 = event.detail.get("sha256")
+        if event.kind not in FILE_EVENTS or not isinstance(sha256, str):
+            continue
+        named.setdefault(sha256, event)
+        path = media.paths.get(sha256, f"media/{sha256}")
+        if sha256 in purges:
+            purge = purges[sha256]
+            report.purged.append(
+                Problem("evidence_purged", path, f"{purge.detail.get('reason')} {purge.at}")
+            )
+        elif sha256 not in media.paths:
+            report.problems.append(Problem("file_missing", path, f"named by {_where(event)}"))
+        elif media.member(sha256).size != event.detail.get("bytes"):
+            report.problems.append(
+                Problem("size_mismatch", path, f"{_where(event)} says {event.detail.get('bytes')}")
+            )
+    for gone in manifest["purged"]:
+        if gone["sha256"] not in purges:
+            where = f"media/{gone['sha256']}"
+            report.problems.append(Problem("file_missing", where, "purged without a purge event"))
+    for sha256, path in sorted(media.paths.items()):
+        if sha256 not in named:
+            report.problems.append(Problem("file_extra", path, "no event of the case names it"))
+    _playables(media, events, jobs, report)
+    _stills(media, events, jobs, report)
+    _tracks(media, events, jobs, report)
+    present = [m for m in archive.members.values() if m.name in digests]
+    return MediaReport(len(present), sum(m.size for m in present))
+
+
+def _playables(
+    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
+) -> None:
+    from recorder.convert import libavformat_version  # PyAV: only where needed
+
+    pairs = [
+        e
+        for e in events
+        if e.kind == "playable_derived"
+        and e.detail.get("sha256") in media.intact
+        and e.detail.get("derived_from") in media.intact
+    ]
+    results = jobs.map(
+        pkgjobs.reproduce,
+        [
+            (
+                str(media.archive.path),
+                media.member(e.detail["derived_from"]),
+                media.member(e.detail["sha256"]),
+            )
+            for e in pairs
+        ],
+    )
+    local = libavformat_version()
+    for event, result in zip(pairs, results, strict=True):
+        if result == "same":
+            continue
+        path = media.paths[event.detail["sha256"]]
+        made_with = event.detail.get("libavformat")
+        if result == "differs" and made_with != local:
+            report.warnings.append(
+                Problem("libav_version_differs", path, f"made with {made_with}, here {local}")
+            )
+        else:
+            report.problems.append(Problem("playable_not_reproducible", path, result))
+
+
+def _stills(
+    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
+) -> None:
+    images = [
+        e
+        for e in events
+        if e.kind in ("still_captured", "snapshot_taken") and e.detail.get("sha256") in media.intact
+    ]
+    path = str(media.archive.path)
+    results = jobs.map(
+        pkgjobs.image_facts, [(path, media.member(e.detail["sha256"])) for e in images]
+    )
+    for event, result in zip(images, results, strict=True):
+        size = result.partition(" ")[2]
+        if size != event.detail.get("size"):
+            report.problems.append(
+                Problem(
+                    "still_mismatch",
+                    media.paths[event.detail["sha256"]],
+                    f"{result}; {_where(event)} says {event.detail.get('size')}",
+                )
+            )
+
+
+def _number(value: Any) -> float:
+    """A number from an event's detail; anything else counts as none (-1)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+
+
+def _logged_outage(outage: dict[str, float], logged: list[dict[str, Any]]) -> bool:
+    return any(
+        abs(_number(o.get("from")) - outage["from"]) <= OUTAGE_TOLERANCE
+        and abs(_number(o.get("to")) - outage["to"]) <= OUTAGE_TOLERANCE
+        for o in logged
+        if isinstance(o, dict)
+    )
+
+
+def _tracks(
+    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
+) -> None:
+    """Chunks 0, 1, 2, … of each track; each chunk's losses, jumps and outages as the
+    file shows them, the same as its event says (an outage may instead be logged as a
+    ``recording_gap``)."""
+    tracks: dict[str, list[AuditEvent]] = defaultdict(list)
+    gaps: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        track = event.detail.get("track")
+        if event.kind in ("chunk_closed", "chunk_recovered"):
+            tracks[str(track)].append(event)
+        elif event.kind == "recording_gap":
+            gaps[str(track)].append(event.detail)
+    plans: list[tuple[str, list[AuditEvent]]] = []
+    for track, chunks in tracks.items():
+        chunks.sort(key=lambda e: _number(e.detail.get("chunk")))
+        indices = [_number(e.detail.get("chunk")) for e in chunks]
+        for expected, index in enumerate(indices):
+            if index != expected:
+                report.problems.append(
+                    Problem("track_gap_unlogged", track, f"chunk {expected} is not in the log")
+                )
+                break
+        plans.append((track, [e for e in chunks if e.detail.get("sha256") in media.intact]))
+    path = str(media.archive.path)
+    results = jobs.map(
+        pkgjobs.replay,
+        [
+            (
+                path,
+                [(media.member(e.detail["sha256"]), e.kind == "chunk_recovered") for e in chunks],
+            )
+            for _, chunks in plans
+        ],
+    )
+    for (track, chunks), counted in zip(plans, results, strict=True):
+        for event, found in zip(chunks, counted, strict=True):
+            where = f"{track} chunk {event.detail.get('chunk')}"
+            if isinstance(found, str):
+                report.problems.append(Problem("track_gap_unlogged", where, found))
+            elif not event.detail.get("partial"):
+                _compare(where, found, event.detail, gaps[track], report)
+
+
+def _compare(
+    where: str,
+    found: dict[str, Any],
+    logged: dict[str, Any],
+    gap_events: list[dict[str, Any]],
+    report: VerifyReport,
+) -> None:
+    if found["lost"] != logged.get("lost") or found["lost_ranges"] != logged.get("lost_ranges"):
+        report.problems.append(
+            Problem(
+                "track_gap_unlogged",
+                where,
+                f"{found['lost']} packets lost {found['lost_ranges'][:5]}, "
+                f"logged {logged.get('lost')} {str(logged.get('lost_ranges'))[:80]}",
+            )
+        )
+    if found["sequence_jumps"] != logged.get("sequence_jumps"):
+        report.problems.append(Problem("track_gap_unlogged", where, "sequence jumps not logged"))
+    outages = [o for o in logged.get("outages") or [] if isinstance(o, dict)]
+    for outage in found["outages"]:
+        if not _logged_outage(outage, outages + gap_events):
+            report.problems.append(
+                Problem(
+                    "track_gap_unlogged",
+                    where,
+                    f"no packet from {outage['from']:.3f} to {outage['to']:.3f} (not logged)",
+                )
+            )
