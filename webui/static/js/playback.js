@@ -7,6 +7,8 @@
 // in the buffer. A page clock drives all lanes: it waits while a lane that has media at
 // the playhead is still loading, and pulls an element back when it drifts.
 
+import { forMediaSource } from "./webm.js";
+
 const data = JSON.parse(document.getElementById("playback-data").textContent);
 const SOURCE_NAMES = { face: "人像", document: "高拍仪", audio: "声音" };
 const STATUS_TEXT = {
@@ -105,7 +107,7 @@ class Lane {
       const url = `/api/v1/evidence/${chunk.sha256}?view=${encodeURIComponent(data.view)}`;
       const response = await fetch(url, { credentials: "same-origin" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const bytes = await response.arrayBuffer();
+      const bytes = forMediaSource(await response.arrayBuffer());
       await this.trim(chunk.start);
       if (chunk.mime !== this.mime) {
         this.buffer.changeType(chunk.mime);
