@@ -44,6 +44,7 @@ class Lane {
     this.appended = new Set();
     this.queue = [];
     this.busy = false;
+    this.loading = null;
     this.el = document.createElement(this.kind === "audio" ? "audio" : "video");
     this.el.muted = false;
     this.el.playsInline = true;
@@ -93,7 +94,12 @@ class Lane {
   want(t) {
     if (!this.buffer) return;
     const wanted = this.chunks.filter(
-      (c) => c.status === "ok" && c.end > t - 0.5 && c.start < t + AHEAD && !this.appended.has(c),
+      (c) =>
+        c.status === "ok" &&
+        c.end > t - 0.5 &&
+        c.start < t + AHEAD &&
+        !this.appended.has(c) &&
+        c !== this.loading,
     );
     this.queue = wanted;
     this.pump();
@@ -103,6 +109,7 @@ class Lane {
     if (this.busy || !this.queue.length) return;
     this.busy = true;
     const chunk = this.queue.shift();
+    this.loading = chunk;
     try {
       const url = `/api/v1/evidence/${chunk.sha256}?view=${encodeURIComponent(data.view)}`;
       const response = await fetch(url, { credentials: "same-origin" });
@@ -121,6 +128,7 @@ class Lane {
       chunk.status = "error";
     }
     this.busy = false;
+    this.loading = null;
     this.pump();
   }
 
@@ -295,7 +303,7 @@ class Player {
     this.since = performance.now();
     for (const lane of this.lanes) {
       lane.jump(this.t);
-      if (lane.buffered(this.t)) lane.el.currentTime = this.t;
+      lane.el.currentTime = this.t; // also where the lane has nothing (yet): it waits there
     }
   }
 
