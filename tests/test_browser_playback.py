@@ -218,7 +218,7 @@ async def test_playback_is_refused_out_of_scope_and_to_other_roles(
 ) -> None:
     """An auditor of another jurisdiction gets 403 out_of_scope on the playback API and
     page (and nothing is logged as viewed); clerks and approvers get 403 wrong_role; an
-    unknown session is 404."""
+    unknown session is 404; an admin may replay (and the view is logged)."""
     case_no, session_id, _still = simulated_case(live_server)
     await asyncio.to_thread(add_outsider, live_server)
     path = f"/cases/{case_no}/sessions/{session_id}/playback"
@@ -256,5 +256,13 @@ async def test_playback_is_refused_out_of_scope_and_to_other_roles(
         assert share_near(message, (31, 41, 51), 60) > 0.02  # the text itself is painted
     finally:
         await tab.close()
+    admin = ApiClient(live_server.url)
+    try:
+        await admin.login("admin", live_server.password("admin"))
+        seen = await admin.get(f"/api/v1{path}")
+        assert {t["participant"] for t in seen["tracks"]} == {"chuangkou", "shenpi"}
+    finally:
+        await admin.close()
     events = await chain(live_server, case_no)
-    assert not [e for e in events if e["kind"] == "recording_viewed"]
+    viewed = [e["actor"] for e in events if e["kind"] == "recording_viewed"]
+    assert viewed == ["admin"]  # the refusals logged no view

@@ -5,6 +5,7 @@ hands the timeline to its ES module (webui/static/js/playback.js)."""
 from __future__ import annotations
 
 import json
+import math
 
 from aiohttp import web
 
@@ -19,9 +20,9 @@ routes = web.RouteTableDef()
 
 
 def clock(seconds: float) -> str:
-    """12.3 → "00:12"; negative (before the recording) → "-00:05"."""
+    """12.3 → "00:12"; before the recording, rounded away from it: -0.3 → "-00:01"."""
     sign = "-" if seconds < 0 else ""
-    whole = int(abs(seconds))
+    whole = math.ceil(-seconds) if seconds < 0 else int(seconds)
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
     text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
