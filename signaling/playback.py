@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ from sqlalchemy import Row
 from recorder.auditlog import AuditEvent
 from signaling.evidence import recordings
 
+Place = Callable[[int], float]
+"""An RTP timestamp of a track → seconds (the server's clock, or the timeline's)."""
 RTP_MODULO = 1 << 32
 MAX_CLOCK_SKEW = 1.0
 """A track whose send-to-arrival offset differs more from its participant's is placed
@@ -121,7 +123,7 @@ def clock_offsets(tracks: list[Instance]) -> dict[str, float]:
     return offsets
 
 
-def placer(track: Instance, offsets: dict[str, float]) -> tuple[str, Any]:
+def placer(track: Instance, offsets: dict[str, float]) -> tuple[str, Place]:
     """How the track's RTP timestamps become server time: ``sender_report`` or
     ``first_arrival``, and the function doing it."""
     delay, offset = track.delay(), offsets.get(track.participant)
@@ -246,7 +248,7 @@ def _has_span(gap: dict[str, Any]) -> bool:
     return isinstance(gap.get("from"), int | float) and isinstance(gap.get("to"), int | float)
 
 
-def _gap(gap: dict[str, Any], rel: Any) -> dict[str, Any]:
+def _gap(gap: dict[str, Any], rel: Callable[[float], float]) -> dict[str, Any]:
     found = {
         "reason": gap.get("reason"),
         "start": rel(float(gap["from"])),
@@ -258,7 +260,7 @@ def _gap(gap: dict[str, Any], rel: Any) -> dict[str, Any]:
     return found
 
 
-def _event(event: AuditEvent, rel: Any) -> dict[str, Any]:
+def _event(event: AuditEvent, rel: Callable[[float], float]) -> dict[str, Any]:
     return {
         "seq": event.case_seq,
         "kind": event.kind,

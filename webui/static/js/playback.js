@@ -307,39 +307,45 @@ class Player {
     }
   }
 
+  /** What a lane shows at ``t``: a note instead of media, or that it is loading. */
+  state(lane, t) {
+    const chunk = lane.chunkAt(t);
+    if (!chunk) {
+      const note = t < lane.start ? "尚未开始录制" : t >= lane.end ? "录制已结束" : "录制缺口";
+      return { note, loading: false };
+    }
+    if (chunk.status !== "ok") return { note: STATUS_TEXT[chunk.status] ?? chunk.status, loading: false };
+    const soon = Math.min(t + 0.3, chunk.end - 0.01); // a little ahead too, or it stalls at once
+    const loading = !lane.buffered(t) || !lane.buffered(soon);
+    return { note: loading && !lane.buffered(t) ? "加载中…" : "", loading };
+  }
+
   tick() {
     let t = this.now();
     if (t >= duration) {
       this.pause();
       t = this.t = duration;
     }
-    let waiting = false;
-    for (const lane of this.lanes) {
-      const chunk = lane.chunkAt(t);
-      let note = "";
-      if (!chunk) {
-        note = t < lane.start ? "尚未开始录制" : t >= lane.end ? "录制已结束" : "录制缺口";
-      } else if (chunk.status !== "ok") {
-        note = STATUS_TEXT[chunk.status] ?? chunk.status;
-      } else if (!lane.buffered(t)) {
-        note = "加载中…";
-        waiting = true;
-        lane.want(t);
-      }
+    const states = this.lanes.map((lane) => this.state(lane, t));
+    // While any lane loads, the clock and every lane hold, so none runs ahead.
+    const waiting = states.some((s) => s.loading);
+    this.lanes.forEach((lane, i) => {
+      const { note, loading } = states[i];
       lane.note.textContent = note;
       lane.note.hidden = !note;
       lane.el.classList.toggle("pb-off", Boolean(note));
-      if (note) {
+      if (loading || (lane.queue.length === 0 && !lane.busy)) lane.want(t);
+      if (note || waiting || !this.playing) {
         if (!lane.el.paused) lane.el.pause();
-        continue;
+      } else if (lane.el.paused) {
+        lane.el.play().catch(() => {});
       }
-      if (!lane.el.seeking && Math.abs(lane.el.currentTime - t) > DRIFT) lane.el.currentTime = t;
-      if (this.playing && lane.el.paused) lane.el.play().catch(() => {});
-      if (!this.playing && !lane.el.paused) lane.el.pause();
-      if (lane.queue.length === 0 && !lane.busy) lane.want(t);
-    }
+      if (!note && !lane.el.seeking && Math.abs(lane.el.currentTime - t) > DRIFT) {
+        lane.el.currentTime = t;
+      }
+    });
     if (waiting && this.playing) {
-      this.t = t; // hold the clock until the lanes have their media
+      this.t = t;
       this.since = performance.now();
     }
     this.show(t);
