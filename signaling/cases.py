@@ -145,8 +145,9 @@ class Cases:
             raise NotFound("case_not_found")
         return _case(row)
 
-    async def get(self, user: User, case_no: str) -> Case:
-        """The case if it is in the user's scope; Forbidden if it exists outside it."""
+    async def get(self, user: User, case_no: str, *, log_view: bool = True) -> Case:
+        """The case if it is in the user's scope; Forbidden if it exists outside it. An
+        auditor's view is logged (``case_viewed``) unless the caller logs its own."""
         case = await self._get(case_no)
         async with self._engine.connect() as conn:
             visible = await conn.scalar(
@@ -154,7 +155,7 @@ class Cases:
             )
         if visible is None:
             raise Forbidden("out_of_scope")
-        if user.role == "auditor":
+        if user.role == "auditor" and log_view:
             await self._audit.append("case_viewed", actor=user.username, case_no=case_no)
         return case
 
@@ -200,7 +201,7 @@ class Cases:
         self, conn: AsyncConnection, user: User, statement: Select[Any]
     ) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""
-        if user.role == "admin":  # routes open to admins (exports) see every case
+        if user.role == "admin":  # the auditor's side open to admins: every case
             return statement
         if user.role == "clerk":
             return statement.where(cases.c.outlet_id == user.outlet_id)

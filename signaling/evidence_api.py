@@ -9,12 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
+from recorder.auditlog import chain_of
 from recorder.stills import sniff
 from recorder.store import HASH_PATTERN
 from signaling.access import USER, allow
 from signaling.api import STAFF, json_response
-from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE
+from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE, KEYS
 from signaling.errors import NotFound
+from signaling.playback import PURGED_EVENT
+from signaling.playback_api import ticket_valid
 
 routes = web.RouteTableDef()
 SNIFF_BYTES = 16
@@ -60,8 +63,16 @@ async def case_evidence(request: web.Request) -> web.Response:
     return json_response(await request.app[CASE_EVIDENCE].build(case, request[USER]))
 
 
+def _in_playback(request: web.Request, session_id: str | None) -> bool:
+    """Read by the player of a logged playback of the file's session (``?view=``)."""
+    ticket = request.query.get("view")
+    return bool(ticket and session_id) and ticket_valid(
+        request.app[KEYS].cookie_key, request[USER], str(session_id), str(ticket)
+    )
+
+
 @routes.get("/api/v1/evidence/{sha256}")
-@allow(*STAFF, scope="a file of a case in the user's scope (404 otherwise)")
+@allow(*STAFF, "admin", scope="a file of a case in the user's scope (404 otherwise)")
 async def evidence_file(request: web.Request) -> web.StreamResponse:
     user, sha256 = request[USER], request.match_info["sha256"]
     found = None
@@ -73,8 +84,12 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
     path = request.app[EVIDENCE].path(sha256)
     head = await asyncio.to_thread(_head, path)
     if head is None:
+        purged = await request.app[AUDIT].events(chain_of(case_no), kind=PURGED_EVENT)
+        if any(e.detail.get("sha256") == sha256 for e in purged):
+            raise NotFound("evidence_purged")
         raise NotFound("evidence_missing")
-    if user.role == "auditor" and _from_start(request):
+    playback = row.role == "playable" and _in_playback(request, row.session_id)
+    if user.role == "auditor" and _from_start(request) and not playback:
         await request.app[AUDIT].append(
             "evidence_viewed", actor=user.username, case_no=case_no, sha256=sha256, role=row.role
         )

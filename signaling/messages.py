@@ -165,6 +165,7 @@ MESSAGES = {
     "not_session_clerk": "只有发起该会话的窗口人员可以提交评价。",
     "evidence_not_found": "证据文件不存在。",
     "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
+    "evidence_purged": "已按保存期限删除（审计日志保留该文件的哈希值）。",
     # the audit log (recorder.errors.LogError codes) and what verification finds
     "log_tampered": (
         "审计日志与已签名的检查点（数据库或见证文件中）不一致，可能已被篡改，已停止签名。"
@@ -238,6 +239,7 @@ EVENT_NAMES = {
     "case_viewed": "监察查阅案件",
     "evidence_viewed": "监察查阅证据文件",
     "case_exported": "导出证据包",
+    "recording_viewed": "监察回放录像",
     "session_started": "发起审办会话",
     "session_accepted": "审批人员接入",
     "session_cancelled": "取消会话",

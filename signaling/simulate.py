@@ -1,6 +1,6 @@
 """``coreview simulate``: synthetic participants that use only the public API and
 protocol — log in, create a case, start a review session with the applicant's consent,
-accept it, exchange stamped media over aiortc, check what arrives, upload a
+accept it, exchange stamped media over aiortc, chat, check what arrives, upload a
 full-resolution still (a 4000×3000 page) with its hash, mark every required material,
 decide (通过), end, rate (满意), and print one JSON summary line."""
 
@@ -188,6 +188,8 @@ class SessionReport:
     errors: list[str] = field(default_factory=list)
 
 
+CHAT_TEXT = "请将营业执照原件放在高拍仪下。"
+"""What the approver writes in the chat once media flows."""
 TONE_HZ = 440.0
 TONE_TOLERANCE_HZ = 20.0
 
@@ -305,6 +307,8 @@ async def run_session(
         clerk_peer = await connect_media(clerk_channel, ("face", "document", "audio"))
         approver_peer = await connect_media(approver_channel, ("face", "audio"))
         peers += [clerk_peer, approver_peer]
+        await approver_channel.send(protocol.Chat(CHAT_TEXT))
+        await approver_channel.wait("chat_posted", lambda m: m["text"] == CHAT_TEXT)
         await asyncio.sleep(seconds)
         flows = [
             (approver_channel, approver_peer, clerk_peer, clerk[0], "face"),
