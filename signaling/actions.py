@@ -36,6 +36,7 @@ from signaling.tables import (
     session_ratings,
     users,
 )
+from signaling.workdays import add_working_days
 
 OUTCOME_STATUS = {"approve": "approved", "reject": "rejected", "supplement": "supplement"}
 REASON_REQUIRED = frozenset({"reject", "supplement"})
@@ -45,16 +46,6 @@ FOLLOWUP_WORKING_DAYS = 3
 China time; public holidays are not known to coreview and count as working days)."""
 MAX_COMMENT = 500
 RATING_STATES = ("live", "ended")
-
-
-def add_working_days(start: dt.date, days: int) -> dt.date:
-    """The date ``days`` working days (Monday to Friday) after ``start``."""
-    current = start
-    while days > 0:
-        current += dt.timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
 
 
 class ReviewActions:

@@ -43,6 +43,20 @@ FIELDS = {
     "participant": "参会人员",
     "source": "画面来源",
     "format": "图片格式",
+    # case search
+    "q": "查询内容",
+    "status": "状态",
+    "approver": "审批人员",
+    "from": "起始日期",
+    "to": "结束日期",
+    "decision": "审批结果",
+    "rating": "评价",
+    "gaps": "录像缺口",
+    "overdue": "超期",
+    "sort": "排序",
+    "order": "排序方向",
+    "page": "页码",
+    "per_page": "每页条数",
 }
 
 MESSAGES = {
@@ -94,6 +108,8 @@ MESSAGES = {
     "session_state": "会话当前状态不允许此操作。",
     "not_session_approver": "只有接入该会话的审批人员可以进行此操作。",
     "same_department": "联审须邀请其他部门的审批人员。",
+    "no_such_approver": "没有该用户名的审批人员。",
+    "bad_date_range": "起始日期不能晚于结束日期。",
     "unknown_approver": "被邀请的审批人员不存在或不属于该部门。",
     "token_expired": "入会凭证已过期，请刷新页面。",
     "token_invalid": "入会凭证无效。",
