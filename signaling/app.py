@@ -14,7 +14,15 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
+from signaling import (
+    action_api,
+    api,
+    evidence_api,
+    log_api,
+    review_api,
+    stills_api,
+    supervision_api,
+)
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -47,7 +55,7 @@ from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.stills import Stills
 from signaling.tokens import JoinTokens
-from webui import pages, review_pages
+from webui import pages, review_pages, search_pages
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +164,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(evidence_api.routes)
     app.router.add_routes(log_api.routes)
     app.router.add_routes(stills_api.routes)
+    app.router.add_routes(supervision_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
+    app.router.add_routes(search_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
     return app

@@ -404,8 +404,8 @@ def case_row(row: Any, case_of: Case) -> CaseRow:
     return CaseRow(
         case=case_of,
         sessions=int(row.sessions or 0),
-        waiting_seconds=int(row.waiting or 0),
-        duration_seconds=int(row.duration or 0),
+        waiting_seconds=round(row.waiting or 0),  # julianday is a float: 59.99… s
+        duration_seconds=round(row.duration or 0),
         decision=row.decision,
         decided_at=as_utc(row.decided_at) if row.decided_at is not None else None,
         approver=row.approver,

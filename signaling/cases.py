@@ -157,7 +157,7 @@ class Cases:
         case = await self._get(case_no)
         async with self._engine.connect() as conn:
             visible = await conn.scalar(
-                (await self._scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
+                (await self.scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
             )
         if visible is None:
             raise Forbidden("out_of_scope")
@@ -169,7 +169,7 @@ class Cases:
         """Of the given cases, those in the user's scope: id → case number. Nothing is
         logged (callers that answer "not found" for the others use it)."""
         async with self._engine.connect() as conn:
-            statement = await self._scoped(conn, user, select(cases.c.id, cases.c.case_no))
+            statement = await self.scoped(conn, user, select(cases.c.id, cases.c.case_no))
             rows = await conn.execute(statement.where(cases.c.id.in_(list(case_ids))))
             return {int(row.id): str(row.case_no) for row in rows}
 
@@ -190,7 +190,7 @@ class Cases:
         sql = CaseSql(self._clock.now(), self._engine.dialect.name, CHINA_TIME)
         async with self._engine.connect() as conn:
             approver_id = await self._approver_id(conn, query.approver)
-            statement = await self._scoped(conn, user, select(cases))
+            statement = await self.scoped(conn, user, select(cases))
             if digest is not None:
                 statement = statement.where(cases.c.id_number_digest == digest)
             elif query.q:
@@ -217,7 +217,7 @@ class Cases:
             raise InvalidInput("no_such_approver", field="approver")
         return int(found)
 
-    async def _scoped(
+    async def scoped(
         self, conn: AsyncConnection, user: User, statement: Select[Any]
     ) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""

@@ -313,6 +313,18 @@ EVENT_NAMES = {
 }
 
 
+def span_text(seconds: int) -> str:
+    """A length of time as people say it: "45 秒", "3 分 20 秒", "2 小时 5 分", "3 天 4 小时"."""
+    minutes, sec = divmod(max(0, seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} 天 {hours} 小时"
+    if hours:
+        return f"{hours} 小时 {minutes} 分"
+    return f"{minutes} 分 {sec} 秒" if minutes else f"{sec} 秒"
+
+
 def message(code: str, params: dict[str, Any] | None = None) -> str:
     values = dict(params or {})
     if "field" in values:
