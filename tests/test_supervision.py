@@ -43,7 +43,11 @@ async def test_live_and_waiting_sessions_with_visible_participants(users, server
         await wait_until(both_in, what="both visible participants listed")
         sessions = await listed(auditor)
         live = sessions[session_id]
-        assert (live["state"], live["state_name"], live["case_no"]) == ("live", "审办进行中", case_no)
+        assert (live["state"], live["state_name"], live["case_no"]) == (
+            "live",
+            "审办进行中",
+            case_no,
+        )
         assert {(p["participant"], p["role_name"], p["state"]) for p in live["participants"]} == {
             ("chuangkou", "窗口人员", "connected"),
             ("shenpi", "审批人员", "connected"),
