@@ -37,6 +37,7 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),  # hash of the chain's previous event
     Column("hash", String(64), nullable=False),  # RFC 6962 leaf hash of the entry
     UniqueConstraint("chain", "case_seq"),
+    Index("audit_events_by_kind", "kind", "chain"),  # e.g. which cases have a recording gap
 )
 
 log_checkpoints = Table(

@@ -19,6 +19,7 @@ from signaling.access import (
     set_session_cookie,
 )
 from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, ENGINE
+from signaling.case_search import CaseQuery
 from signaling.db import schema_revision
 from signaling.errors import InvalidInput, NotFound
 from signaling.models import Role
@@ -118,11 +119,11 @@ async def list_matters(request: web.Request) -> web.Response:
 @routes.get("/api/v1/cases")
 @allow(*STAFF, scope="cases of the user's outlet, department or jurisdiction")
 async def list_cases(request: web.Request) -> web.Response:
-    found = await request.app[CASES].search(
-        request[USER], request.query.get("q", ""), request.query.get("status", "")
-    )
+    """The case search: filters, sorting and pages as URL parameters (docs/api.md)."""
+    query = CaseQuery.parse(request.query)
+    found = await request.app[CASES].find(request[USER], query)
     lookup = await Lookup.load(request.app)
-    return json_response({"cases": [lookup.case(c) for c in found]})
+    return json_response(lookup.page(found))
 
 
 @routes.post("/api/v1/cases")

@@ -23,6 +23,7 @@ from signaling import (
     playback_api,
     review_api,
     stills_api,
+    supervision_api,
 )
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
@@ -61,7 +62,7 @@ from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.stills import Stills
 from signaling.tokens import JoinTokens
-from webui import pages, playback_pages, review_pages
+from webui import pages, playback_pages, review_pages, search_pages
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +183,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(log_api.routes)
     app.router.add_routes(stills_api.routes)
     app.router.add_routes(playback_api.routes)
+    app.router.add_routes(supervision_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_routes(playback_pages.routes)
+    app.router.add_routes(search_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
     return app

@@ -7,12 +7,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Row, Select, or_, select, update
+from sqlalchemy import Row, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import identity, validation
+from signaling.case_search import CASE_STATUS, CasePage, CaseQuery, CaseSql, case_row
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.id_search import IdSearches
 from signaling.models import Case, User
@@ -26,7 +27,9 @@ from signaling.tables import (
     outlets,
     review_sessions,
     session_invitations,
+    users,
 )
+from signaling.workdays import limit_ends
 
 CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -37,7 +40,6 @@ def china_iso(at: dt.datetime) -> str:
 
 
 PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
-CASE_STATUS = ("accepted", "reviewing", "approved", "rejected", "supplement")
 PAGE_SIZE = 50
 
 
@@ -55,6 +57,7 @@ def _case(row: Row[Any]) -> Case:
         notes=row.notes,
         status=row.status,
         created_at=as_utc(row.created_at),
+        due_at=as_utc(row.due_at) if row.due_at is not None else None,
     )
 
 
@@ -94,9 +97,12 @@ class Cases:
         async with self._engine.begin() as conn:
             matter = (
                 await conn.execute(
-                    select(matters.c.id, matters.c.department_id, matters.c.active).where(
-                        matters.c.code == matter_code
-                    )
+                    select(
+                        matters.c.id,
+                        matters.c.department_id,
+                        matters.c.active,
+                        matters.c.time_limit_days,
+                    ).where(matters.c.code == matter_code)
                 )
             ).first()
             if matter is None or not matter.active:
@@ -118,6 +124,7 @@ class Cases:
                     notes=notes,
                     status="accepted",
                     created_at=now,
+                    due_at=limit_ends(now, matter.time_limit_days, CHINA_TIME),
                 )
             )
         await self._audit.append(
@@ -151,7 +158,7 @@ class Cases:
         case = await self._get(case_no)
         async with self._engine.connect() as conn:
             visible = await conn.scalar(
-                (await self._scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
+                (await self.scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
             )
         if visible is None:
             raise Forbidden("out_of_scope")
@@ -163,41 +170,55 @@ class Cases:
         """Of the given cases, those in the user's scope: id → case number. Nothing is
         logged (callers that answer "not found" for the others use it)."""
         async with self._engine.connect() as conn:
-            statement = await self._scoped(conn, user, select(cases.c.id, cases.c.case_no))
+            statement = await self.scoped(conn, user, select(cases.c.id, cases.c.case_no))
             rows = await conn.execute(statement.where(cases.c.id.in_(list(case_ids))))
             return {int(row.id): str(row.case_no) for row in rows}
 
     async def search(self, user: User, query: str = "", status: str = "") -> list[Case]:
-        """Cases in scope, newest first; ``query`` is a case number, an ID number (only
-        for some roles, limited and logged: signaling/id_search.py) or part of the
-        applicant's name."""
-        query = query.strip()
-        id_number = identity.normalize(query)
+        """The newest cases in scope matching ``query`` (see ``find``) and ``status``."""
+        status = status if status in CASE_STATUS else ""
+        found = await self.find(user, CaseQuery(q=query.strip(), status=status, per_page=PAGE_SIZE))
+        return found.cases
+
+    async def find(self, user: User, query: CaseQuery) -> CasePage:
+        """One page of the cases in scope that match (signaling/case_search.py). ``q`` is
+        a case number (whole or part), part of the applicant's name, or a full ID number
+        (only some roles, limited and logged: signaling/id_search.py)."""
         digest = None
-        if identity.is_valid(id_number):
+        if identity.is_valid(identity.normalize(query.q)):
             await self._id_searches.admit(user)
-            digest = identity.digest(id_number, self._id_key)
+            digest = identity.digest(identity.normalize(query.q), self._id_key)
+        sql = CaseSql(self._clock.now(), self._engine.dialect.name, CHINA_TIME)
         async with self._engine.connect() as conn:
-            statement = await self._scoped(conn, user, select(cases))
+            approver_id = await self._approver_id(conn, query.approver)
+            statement = await self.scoped(conn, user, select(cases))
             if digest is not None:
                 statement = statement.where(cases.c.id_number_digest == digest)
-            elif self._case_no.fullmatch(query.upper()):
-                statement = statement.where(cases.c.case_no == query.upper())
-            elif query:
-                escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                statement = statement.where(
-                    cases.c.applicant_name.like(f"%{escaped}%", escape="\\")
-                )
-            if status in CASE_STATUS:
-                statement = statement.where(cases.c.status == status)
-            rows = (
-                await conn.execute(statement.order_by(cases.c.id.desc()).limit(PAGE_SIZE))
-            ).all()
+            elif query.q:
+                whole = query.q.upper() if self._case_no.fullmatch(query.q.upper()) else None
+                statement = statement.where(sql.term(query.q, whole))
+            statement = sql.filtered(statement, query, approver_id)
+            counted = statement.with_only_columns(cases.c.id).subquery()
+            total = int(await conn.scalar(select(func.count()).select_from(counted)) or 0)
+            page = sql.ordered(sql.select_rows(statement), query)
+            offset = (query.page - 1) * query.per_page
+            rows = (await conn.execute(page.limit(query.per_page).offset(offset))).all()
         if digest is not None:
-            await self._id_searches.record(user, digest, len(rows))
-        return [_case(row) for row in rows]
+            await self._id_searches.record(user, digest, total)
+        return CasePage([case_row(row, _case(row)) for row in rows], total, query)
 
-    async def _scoped(
+    @staticmethod
+    async def _approver_id(conn: AsyncConnection, username: str) -> int | None:
+        if not username:
+            return None
+        found = await conn.scalar(
+            select(users.c.id).where(users.c.username == username, users.c.role == "approver")
+        )
+        if found is None:
+            raise InvalidInput("no_such_approver", field="approver")
+        return int(found)
+
+    async def scoped(
         self, conn: AsyncConnection, user: User, statement: Select[Any]
     ) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""

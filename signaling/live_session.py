@@ -158,6 +158,16 @@ class LiveSession:
         if self.recording is not None:
             attach(self.recording, track, self.hub.spawn)
 
+    def recording_state(self) -> tuple[str, int]:
+        """What the recording does now, and how many tracks it captures: ``off`` (no
+        recorder), ``failed``, ``recording`` or ``idle`` (no track captured yet or now)."""
+        if self.hub.recorder is None:
+            return "off", 0
+        active = sum(1 for c in self.recording.captures if not c.done) if self.recording else 0
+        if self._recording_failures:
+            return "failed", active
+        return ("recording" if active else "idle"), active
+
     def on_recording_failed(self, code: str) -> None:
         """Tell everyone once per cause; forwarding goes on."""
         if code in self._recording_failures:

@@ -45,6 +45,20 @@ FIELDS = {
     "participant": "参会人员",
     "source": "画面来源",
     "format": "图片格式",
+    # case search
+    "q": "查询内容",
+    "status": "状态",
+    "approver": "审批人员",
+    "from": "起始日期",
+    "to": "结束日期",
+    "decision": "审批结果",
+    "rating": "评价",
+    "gaps": "录像缺口",
+    "overdue": "超期",
+    "sort": "排序",
+    "order": "排序方向",
+    "page": "页码",
+    "per_page": "每页条数",
 }
 
 MESSAGES = {
@@ -100,6 +114,8 @@ MESSAGES = {
     "session_state": "会话当前状态不允许此操作。",
     "not_session_approver": "只有接入该会话的审批人员可以进行此操作。",
     "same_department": "联审须邀请其他部门的审批人员。",
+    "no_such_approver": "没有该用户名的审批人员。",
+    "bad_date_range": "起始日期不能晚于结束日期。",
     "unknown_approver": "被邀请的审批人员不存在或不属于该部门。",
     "token_expired": "入会凭证已过期，请刷新页面。",
     "token_invalid": "入会凭证无效。",
@@ -295,6 +311,18 @@ EVENT_NAMES = {
     "matter_enabled": "启用事项",
     "matter_disabled": "停用事项",
 }
+
+
+def span_text(seconds: int) -> str:
+    """A length of time as people say it: "45 秒", "3 分 20 秒", "2 小时 5 分", "3 天 4 小时"."""
+    minutes, sec = divmod(max(0, seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} 天 {hours} 小时"
+    if hours:
+        return f"{hours} 小时 {minutes} 分"
+    return f"{minutes} 分 {sec} 秒" if minutes else f"{sec} 秒"
 
 
 def message(code: str, params: dict[str, Any] | None = None) -> str:

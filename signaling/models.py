@@ -78,3 +78,5 @@ class Case:
     notes: str
     status: str
     created_at: dt.datetime
+    due_at: dt.datetime | None = None
+    """When the matter's 办理时限 runs out (fixed at acceptance)."""

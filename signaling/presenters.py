@@ -7,10 +7,20 @@ from typing import Any
 from aiohttp import web
 
 from signaling.appkeys import CATALOG
-from signaling.cases import china_iso, mask_phone
-from signaling.messages import CASE_STATUS_NAMES, MODE_NAMES, ROLE_NAMES, SESSION_STATE_NAMES
+from signaling.case_search import CasePage, CaseRow
+from signaling.cases import CHINA_TIME, china_iso, mask_phone
+from signaling.messages import (
+    CASE_STATUS_NAMES,
+    MODE_NAMES,
+    OUTCOME_NAMES,
+    ROLE_NAMES,
+    SCORE_NAMES,
+    SESSION_STATE_NAMES,
+    span_text,
+)
 from signaling.models import Case, Matter, Unit, User
 from signaling.reviews import ReviewSession
+from signaling.workdays import last_day
 
 
 def _unit(unit: Unit | None) -> dict[str, Any] | None:
@@ -76,6 +86,37 @@ class Lookup:
             "status": case.status,
             "status_name": CASE_STATUS_NAMES.get(case.status, case.status),
             "created_at": china_iso(case.created_at),
+            "due_date": last_day(case.due_at, CHINA_TIME).isoformat() if case.due_at else None,
+        }
+
+    def found(self, row: CaseRow) -> dict[str, Any]:
+        """A case as the search lists it: the case and its figures."""
+        return {
+            **self.case(row.case),
+            "sessions": row.sessions,
+            "waiting_seconds": row.waiting_seconds,
+            "waiting_text": span_text(row.waiting_seconds),
+            "duration_seconds": row.duration_seconds,
+            "duration_text": span_text(row.duration_seconds),
+            "decision": row.decision,
+            "decision_name": OUTCOME_NAMES.get(row.decision or "", None),
+            "decided_at": china_iso(row.decided_at) if row.decided_at else None,
+            "approver": row.approver,
+            "rating": row.rating,
+            "rating_name": SCORE_NAMES.get(row.rating or "", None),
+            "gaps": row.gaps,
+            "overdue": row.overdue,
+        }
+
+    def page(self, page: CasePage) -> dict[str, Any]:
+        """A page of search results, with what was asked and how many there are."""
+        return {
+            "cases": [self.found(row) for row in page.rows],
+            "total": page.total,
+            "page": page.query.page,
+            "per_page": page.query.per_page,
+            "pages": page.pages,
+            "query": page.query.shown(),
         }
 
 

@@ -154,6 +154,11 @@ cases = Table(
     Column("notes", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # when the matter's 办理时限 runs out, fixed at acceptance (signaling/workdays.py);
+    # nullable only because migration 0015 added it (it fills every row)
+    Column("due_at", DateTime(timezone=True), nullable=True),
+    Index("cases_by_created", "created_at"),
+    Index("cases_by_due", "due_at"),
 )
 
 review_sessions = Table(
@@ -180,6 +185,7 @@ review_sessions = Table(
         sqlite_where=text("state IN ('waiting', 'live')"),
         postgresql_where=text("state IN ('waiting', 'live')"),
     ),
+    Index("review_sessions_by_case", "case_id"),
 )
 
 

@@ -1,4 +1,6 @@
-"""Working days (Monday to Friday): due dates of follow-ups and statutory time limits."""
+"""The working-day calendar of time limits (办理时限, follow-ups): Monday to Friday, China
+time. coreview knows no public holidays or make-up working days (调休): they count as
+ordinary days of their weekday."""
 
 from __future__ import annotations
 
@@ -13,3 +15,15 @@ def add_working_days(start: dt.date, days: int) -> dt.date:
         if current.weekday() < 5:
             days -= 1
     return current
+
+
+def limit_ends(accepted_at: dt.datetime, days: int, tz: dt.tzinfo) -> dt.datetime:
+    """When a time limit of ``days`` working days, counted from the day after acceptance,
+    runs out: midnight (in ``tz``) after its last day, as a UTC instant."""
+    last = add_working_days(accepted_at.astimezone(tz).date(), days)
+    return dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+
+
+def last_day(ends: dt.datetime, tz: dt.tzinfo) -> dt.date:
+    """The last day of a time limit that runs out at ``ends`` (see ``limit_ends``)."""
+    return ends.astimezone(tz).date() - dt.timedelta(days=1)

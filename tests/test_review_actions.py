@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text
 
 from signaling import protocol
-from signaling.actions import add_working_days
 from signaling.appkeys import ENGINE
 from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
 from signaling.simulate import ApiClient, ApiError, SignalChannel
+from signaling.workdays import add_working_days
 from tests.helpers import live_call, valid_id
 
 

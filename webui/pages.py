@@ -13,7 +13,6 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from signaling import identity
 from signaling.access import (
     ALL_ROLES,
     CSRF_TOKEN,
@@ -29,9 +28,7 @@ from signaling.access import (
 from signaling.accounts import temporary_password
 from signaling.api import STAFF, client_address
 from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, REVIEWS
-from signaling.cases import CASE_STATUS
-from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError, Throttled
-from signaling.id_search import ID_SEARCH_ROLES
+from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
 from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
 from signaling.presenters import Lookup, review
 from webui.case_view import event_rows, track_rows
@@ -189,28 +186,6 @@ async def open_sessions(request: web.Request) -> dict[str, Any]:
     user = request[USER]
     taking_part = await request.app[REVIEWS].taking_part(user)
     return {"open_sessions": [review(s, user) for s in taking_part]}
-
-
-@routes.get("/cases")
-@allow(*STAFF, scope="cases of the user's outlet, department or jurisdiction", page=True)
-async def cases_page(request: web.Request) -> web.Response:
-    query, status = request.query.get("q", ""), request.query.get("status", "")
-    try:
-        found = await request.app[CASES].search(request[USER], query, status)
-        error, code = None, 200
-    except Throttled as exc:  # a refused role (403) gets the error page
-        found, error, code = [], message(exc.code, exc.params), exc.status
-    lookup = await Lookup.load(request.app)
-    if identity.is_valid(identity.normalize(query)):
-        query = ""  # pages never show a full ID number, not even the one searched for
-    values = {
-        "cases": [lookup.case(c) for c in found],
-        "q": query,
-        "status": status,
-        "error": error,
-        "id_search": request[USER].role in ID_SEARCH_ROLES,
-    }
-    return render(request, "cases.html", {**values, "statuses": CASE_STATUS}, status=code)
 
 
 async def _new_case_context(request: web.Request) -> dict[str, Any]:

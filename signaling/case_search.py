@@ -1,0 +1,415 @@
+"""The case search (案件查询): filters, sorting and pages as one query, parsed from a URL's
+parameters (the page and ``GET /api/v1/cases`` take the same ones) and run as SQL: the
+database filters, counts, sorts and cuts the page; only that page reaches Python.
+
+Figures per case, over its review sessions:
+- waiting (等待时长): from a session's latest entry into the queue to its acceptance (or,
+  never accepted, to its end, or now while it waits), summed over the sessions;
+- duration (审办时长): from a session's latest acceptance to its end (or now), summed;
+- gaps (录像缺口): a session was interrupted (the server stopped), or the log holds a
+  ``recording_gap`` or ``session_interrupted`` event of the case;
+- overdue (超期): no decision when the time limit ran out (``cases.due_at``, working
+  days: signaling/workdays.py), or a decision after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from recorder.clock import as_utc
+from signaling.errors import InvalidInput
+from signaling.models import Case
+from signaling.tables import (
+    audit_events,
+    case_decisions,
+    cases,
+    departments,
+    matters,
+    outlets,
+    review_sessions,
+    session_invitations,
+    session_ratings,
+    users,
+)
+
+CASE_STATUS = ("accepted", "reviewing", "approved", "rejected", "supplement")
+DECISIONS = ("approve", "reject", "supplement", "none")
+BAD_RATINGS = ("dissatisfied", "very_dissatisfied")
+RATINGS = (
+    "very_satisfied",
+    "satisfied",
+    "basically_satisfied",
+    "dissatisfied",
+    "very_dissatisfied",
+    "bad",
+    "none",
+)
+SORTS = ("created", "case_no", "waiting", "duration", "due")
+ORDERS = ("desc", "asc")
+PAGE_SIZES = (20, 50, 100)
+GAP_EVENTS = ("recording_gap", "session_interrupted")
+CASE_CHAIN = "case:"
+"""The prefix of a case's chain in the log (recorder/auditlog.py ``chain_of``)."""
+MAX_PAGE = 100_000
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = params.get(name, "").strip()
+    if not value:
+        return default
+    if value not in allowed:
+        raise InvalidInput("field_invalid", field=name)
+    return value
+
+
+def _date(params: Mapping[str, str], name: str) -> dt.date | None:
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput("field_invalid", field=name) from exc
+
+
+def _number(params: Mapping[str, str], name: str, default: int, high: int) -> int:
+    value = params.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= high:
+        raise InvalidInput("field_out_of_range", field=name, low=1, high=high)
+    return int(value)
+
+
+def _code(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "").strip()
+    if len(value) > 64:
+        raise InvalidInput("field_too_long", field=name, max=64)
+    return value
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    return _choice(params, name, ("1", "0"), "0") == "1"
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """What to look for; every field is one URL parameter (``from``/``to`` for dates)."""
+
+    q: str = ""
+    """A case number (whole or part), a full ID number (some roles; limited, logged) or
+    part of the applicant's name."""
+    status: str = ""
+    matter: str = ""
+    """Matter code."""
+    outlet: str = ""
+    """Outlet code."""
+    department: str = ""
+    """Department code."""
+    approver: str = ""
+    """Username of an approver who accepted, co-reviewed or decided the case."""
+    date_from: dt.date | None = None
+    """Accepted on or after this day (China time)."""
+    date_to: dt.date | None = None
+    """Accepted on or before this day (China time)."""
+    decision: str = ""
+    """An outcome, or ``none`` (no decision yet)."""
+    rating: str = ""
+    """A score, ``bad`` (不满意 or 非常不满意) or ``none`` (not rated)."""
+    gaps: bool = False
+    overdue: bool = False
+    sort: str = "created"
+    order: str = "desc"
+    page: int = 1
+    per_page: int = PAGE_SIZES[0]
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> CaseQuery:
+        """From URL parameters; a bad value is ``InvalidInput`` naming the parameter."""
+        q = params.get("q", "").strip()
+        if len(q) > 64:
+            raise InvalidInput("field_too_long", field="q", max=64)
+        date_from, date_to = _date(params, "from"), _date(params, "to")
+        if date_from and date_to and date_from > date_to:
+            raise InvalidInput("bad_date_range", field="from")
+        per_page = _number(params, "per_page", PAGE_SIZES[0], PAGE_SIZES[-1])
+        return cls(
+            q=q,
+            status=_choice(params, "status", CASE_STATUS, ""),
+            matter=_code(params, "matter"),
+            outlet=_code(params, "outlet"),
+            department=_code(params, "department"),
+            approver=_code(params, "approver"),
+            date_from=date_from,
+            date_to=date_to,
+            decision=_choice(params, "decision", DECISIONS, ""),
+            rating=_choice(params, "rating", RATINGS, ""),
+            gaps=_flag(params, "gaps"),
+            overdue=_flag(params, "overdue"),
+            sort=_choice(params, "sort", SORTS, "created"),
+            order=_choice(params, "order", ORDERS, "desc"),
+            page=_number(params, "page", 1, MAX_PAGE),
+            per_page=per_page,
+        )
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The URL parameters that say this query (defaults left out), after ``changes``
+        (e.g. ``page=2``). The full ID number of a search is never put in a link."""
+        query = replace(self, **changes)
+        default = CaseQuery()
+        found: dict[str, str] = {}
+        for item in fields(CaseQuery):
+            value = getattr(query, item.name)
+            if value == getattr(default, item.name):
+                continue
+            name = {"date_from": "from", "date_to": "to"}.get(item.name, item.name)
+            if isinstance(value, bool):
+                found[name] = "1"
+            elif isinstance(value, dt.date):
+                found[name] = value.isoformat()
+            else:
+                found[name] = str(value)
+        return found
+
+    def shown(self) -> dict[str, Any]:
+        """The query as the API answers it back."""
+        values = asdict(self)
+        values["from"] = values.pop("date_from")
+        values["to"] = values.pop("date_to")
+        for name in ("from", "to"):
+            values[name] = values[name].isoformat() if values[name] else None
+        return values
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One case found, with the figures the list shows."""
+
+    case: Case
+    sessions: int
+    waiting_seconds: int
+    duration_seconds: int
+    decision: str | None
+    decided_at: dt.datetime | None
+    approver: str | None
+    """Display name of who decided, else of the latest session's accepting approver."""
+    rating: str | None
+    """The latest rating's score."""
+    gaps: bool
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class CasePage:
+    rows: list[CaseRow]
+    total: int
+    query: CaseQuery
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.query.per_page))
+
+    @property
+    def cases(self) -> list[Case]:
+        return [row.case for row in self.rows]
+
+
+def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
+    """``later - earlier`` in seconds, as SQL."""
+    if dialect == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    return func.extract("epoch", later - earlier)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class CaseSql:
+    """The SQL of one search at ``now`` (the clock's, so tests can move time)."""
+
+    def __init__(self, now: dt.datetime, dialect: str, tz: dt.tzinfo) -> None:
+        self.tz = tz
+        self.now = literal(now, DateTime(timezone=True))
+        self.dialect = dialect
+        rs = review_sessions
+        queued = func.coalesce(rs.c.queued_at, rs.c.created_at)
+        waited = seconds_between(
+            func.coalesce(rs.c.accepted_at, rs.c.ended_at, self.now), queued, dialect
+        )
+        lived = case(
+            (
+                rs.c.accepted_at.is_not(None),
+                seconds_between(func.coalesce(rs.c.ended_at, self.now), rs.c.accepted_at, dialect),
+            ),
+            else_=0.0,
+        )
+        of_case = rs.c.case_id == cases.c.id
+        self.sessions = select(func.count()).where(of_case).scalar_subquery()
+        self.waiting = select(func.coalesce(func.sum(waited), 0.0)).where(of_case).scalar_subquery()
+        self.duration = select(func.coalesce(func.sum(lived), 0.0)).where(of_case).scalar_subquery()
+        decider = users.alias("decider")
+        self.decider = (
+            select(decider.c.display_name)
+            .where(decider.c.id == case_decisions.c.decided_by)
+            .scalar_subquery()
+        )
+        accepter = users.alias("accepter")
+        self.accepter = (
+            select(accepter.c.display_name)
+            .join(rs, rs.c.accepted_by == accepter.c.id)
+            .where(of_case)
+            .order_by(rs.c.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.rating = (
+            select(session_ratings.c.score)
+            .where(session_ratings.c.case_id == cases.c.id)
+            .order_by(session_ratings.c.rated_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.gaps = or_(
+            exists().where(of_case, rs.c.interrupted),
+            exists().where(
+                audit_events.c.kind.in_(GAP_EVENTS),
+                audit_events.c.chain == literal(CASE_CHAIN) + cases.c.case_no,
+            ),
+        )
+        self.overdue = or_(
+            and_(case_decisions.c.id.is_(None), self.now >= cases.c.due_at),
+            case_decisions.c.decided_at >= cases.c.due_at,
+        )
+
+    def select_rows(self, statement: Select[Any]) -> Select[Any]:
+        """Add the figures to a scoped, filtered ``select(cases)``."""
+        return statement.add_columns(
+            self.sessions.label("sessions"),
+            self.waiting.label("waiting"),
+            self.duration.label("duration"),
+            case_decisions.c.outcome.label("decision"),
+            case_decisions.c.decided_at.label("decided_at"),
+            func.coalesce(self.decider, self.accepter).label("approver"),
+            self.rating.label("rating"),
+            case((self.gaps, True), else_=False).label("gaps"),
+            case((self.overdue, True), else_=False).label("overdue"),
+        )
+
+    def filtered(
+        self, statement: Select[Any], query: CaseQuery, approver_id: int | None
+    ) -> Select[Any]:
+        """Joins the decision and applies every filter but the search term."""
+        statement = statement.outerjoin(case_decisions, case_decisions.c.case_id == cases.c.id)
+        conditions: list[ColumnElement[bool]] = []
+        if query.status:
+            conditions.append(cases.c.status == query.status)
+        if query.matter:
+            conditions.append(
+                cases.c.matter_id.in_(select(matters.c.id).where(matters.c.code == query.matter))
+            )
+        if query.outlet:
+            conditions.append(
+                cases.c.outlet_id.in_(select(outlets.c.id).where(outlets.c.code == query.outlet))
+            )
+        if query.department:
+            conditions.append(
+                cases.c.department_id.in_(
+                    select(departments.c.id).where(departments.c.code == query.department)
+                )
+            )
+        if approver_id is not None:
+            conditions.append(self._approver(approver_id))
+        if query.date_from:
+            conditions.append(cases.c.created_at >= self.midnight(query.date_from))
+        if query.date_to:
+            next_day = query.date_to + dt.timedelta(days=1)
+            conditions.append(cases.c.created_at < self.midnight(next_day))
+        if query.decision == "none":
+            conditions.append(case_decisions.c.id.is_(None))
+        elif query.decision:
+            conditions.append(case_decisions.c.outcome == query.decision)
+        if query.rating:
+            conditions.append(self._rating(query.rating))
+        if query.gaps:
+            conditions.append(self.gaps)
+        if query.overdue:
+            conditions.append(self.overdue)
+        return statement.where(*conditions)
+
+    def midnight(self, day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), self.tz).astimezone(dt.UTC)
+
+    @staticmethod
+    def _approver(approver_id: int) -> ColumnElement[bool]:
+        rs = review_sessions
+        co_reviewed = select(rs.c.case_id).join(
+            session_invitations, session_invitations.c.session_id == rs.c.id
+        )
+        return or_(
+            case_decisions.c.decided_by == approver_id,
+            exists().where(rs.c.case_id == cases.c.id, rs.c.accepted_by == approver_id),
+            cases.c.id.in_(co_reviewed.where(session_invitations.c.accepted_by == approver_id)),
+        )
+
+    @staticmethod
+    def _rating(rating: str) -> ColumnElement[bool]:
+        rated = exists().where(session_ratings.c.case_id == cases.c.id)
+        if rating == "none":
+            return ~rated
+        scores = BAD_RATINGS if rating == "bad" else (rating,)
+        return rated.where(session_ratings.c.score.in_(scores))
+
+    @staticmethod
+    def term(text: str, case_no: str | None) -> ColumnElement[bool]:
+        """A whole case number exactly; otherwise part of a case number or of a name."""
+        if case_no is not None:
+            return cases.c.case_no == case_no
+        pattern = f"%{_escaped(text)}%"
+        return or_(
+            cases.c.applicant_name.like(pattern, escape="\\"),
+            cases.c.case_no.like(pattern.upper(), escape="\\"),
+        )
+
+    def ordered(self, statement: Select[Any], query: CaseQuery) -> Select[Any]:
+        key: Any = {
+            "created": cases.c.created_at,
+            "case_no": cases.c.case_no,
+            "waiting": self.waiting,
+            "duration": self.duration,
+            "due": cases.c.due_at,
+        }[query.sort]
+        if query.order == "desc":
+            return statement.order_by(key.desc(), cases.c.id.desc())
+        return statement.order_by(key.asc(), cases.c.id.asc())
+
+
+def case_row(row: Any, case_of: Case) -> CaseRow:
+    return CaseRow(
+        case=case_of,
+        sessions=int(row.sessions or 0),
+        waiting_seconds=round(row.waiting or 0),  # julianday is a float: 59.99… s
+        duration_seconds=round(row.duration or 0),
+        decision=row.decision,
+        decided_at=as_utc(row.decided_at) if row.decided_at is not None else None,
+        approver=row.approver,
+        rating=row.rating,
+        gaps=bool(row.gaps),
+        overdue=bool(row.overdue),
+    )
