@@ -14,7 +14,15 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
+from signaling import (
+    action_api,
+    api,
+    custody_api,
+    evidence_api,
+    log_api,
+    review_api,
+    stills_api,
+)
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -28,6 +36,8 @@ from signaling.appkeys import (
     CLOCK,
     ENGINE,
     EVIDENCE,
+    HOLDS,
+    INTEGRITY,
     KEYS,
     LIVE,
     MEDIA,
@@ -39,9 +49,11 @@ from signaling.appkeys import (
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
+from signaling.integrity import CaseIntegrity
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.recordings import open_recorder
+from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
@@ -64,6 +76,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = services.catalog
         app[CASES] = services.cases
         app[EVIDENCE] = services.evidence
+        app[INTEGRITY] = CaseIntegrity(services.engine, services.audit, services.evidence)
+        app[HOLDS] = LegalHolds(services.engine, app[CLOCK], services.audit)
         yield
 
 
@@ -156,6 +170,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(evidence_api.routes)
     app.router.add_routes(log_api.routes)
     app.router.add_routes(stills_api.routes)
+    app.router.add_routes(custody_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_static("/static", STATIC_DIR)

@@ -18,8 +18,10 @@ from signaling.bus import Bus
 from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
+from signaling.integrity import CaseIntegrity
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
+from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.settings import Settings
 from signaling.stills import Stills
@@ -42,6 +44,8 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
+INTEGRITY = web.AppKey("integrity", CaseIntegrity)
+HOLDS = web.AppKey("holds", LegalHolds)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""

@@ -1,5 +1,5 @@
-"""The ``coreview`` command: serve, user, catalog, log, keys, demo-data, tls-cert,
-simulate."""
+"""The ``coreview`` command: serve, user, catalog, log, keys, retention, demo-data,
+tls-cert, simulate."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from signaling.errors import SignalingError
 from signaling.messages import ROLE_NAMES, message
 from signaling.middleware import AccessLogger
 from signaling.models import ROLES
+from signaling.purge import run_retention
 from signaling.services import Services, open_services
 from signaling.serving import (
     WILDCARD_HOSTS,
@@ -91,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("rotate", parents=[common], help="轮换节点签名密钥（旧公钥保留以供验证）")
+    retention = commands.add_parser("retention", help="保存期限").add_subparsers(
+        dest="action", required=True
+    )
+    purge = retention.add_parser(
+        "run", parents=[common], help="删除已过保存期限且未被法律保全的案件的媒体文件"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="只列出将删除的文件，不删除")
 
     demo = commands.add_parser("demo-data", parents=[common], help="写入演示数据并列出演示账户")
     demo.add_argument("--json", action="store_true", help="以 JSON 输出")
@@ -183,6 +191,12 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
     elif args.command == "keys":
         old, new = await services.audit.rotate_key(actor="cli")
         print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")
+    elif args.command == "retention":
+        summary = await run_retention(
+            services.engine, services.audit, services.evidence, SystemClock(), dry_run=args.dry_run
+        )
+        print("\n".join(summary.lines()))
+        return 1 if summary.failed else 0
     elif args.command == "demo-data":
         accounts = await seed(services, settings.data_dir)
         _print_accounts(accounts, as_json=args.json)

@@ -157,6 +157,7 @@ MESSAGES = {
     "not_session_clerk": "只有发起该会话的窗口人员可以提交评价。",
     "evidence_not_found": "证据文件不存在。",
     "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
+    "evidence_purged": "该证据文件已按保存期限删除（删除记录保留在审计日志中）。",
     # the audit log (recorder.errors.LogError codes) and what verification finds
     "log_tampered": (
         "审计日志与已签名的检查点（数据库或见证文件中）不一致，可能已被篡改，已停止签名。"
@@ -183,6 +184,31 @@ MESSAGES = {
     "witness_unreadable": "见证文件中有无法读取的行",
     "no_checkpoint": "有事件长时间未被任何签名检查点覆盖",
     "witness_unwritten": "检查点已签名并保存，但未能写入见证文件；下次签名时将补写。",
+    # integrity check and retention (the auditor's side)
+    "hold_exists": "该案件已处于法律保全状态。",
+    "not_on_hold": "该案件未处于法律保全状态。",
+}
+
+PROBLEM_NAMES = {
+    "file_missing": "文件缺失",
+    "file_extra": "多出未记录的文件",
+    "hash_mismatch": "文件内容与其哈希不符（内容被改动）",
+    "size_mismatch": "文件大小与记录不符",
+    "playable_not_reproducible": "可播放录像无法由采集分段重新生成",
+    "still_mismatch": "材料照片与其事件记录不符",
+    "track_gap_unlogged": "音视频轨道有未记录的缺口",
+    "not_in_checkpoint": "事件未包含在签名检查点中",
+    "evidence_purged": "已按保存期限删除",
+    "log_truncated": "日志条目少于签名检查点所含条目（日志被删减）",
+}
+"""What an integrity check or an offline verification found, by problem code; the
+log's own codes (entry_altered, chain_broken, …) are in MESSAGES."""
+
+EVIDENCE_ROLE_NAMES = {
+    "capture": "采集分段",
+    "playable": "可播放录像",
+    "still": "材料照片",
+    "snapshot": "画面截图",
 }
 
 RECORDING_FAILURES = {
@@ -294,7 +320,17 @@ EVENT_NAMES = {
     "catalog_imported": "导入事项目录",
     "matter_enabled": "启用事项",
     "matter_disabled": "停用事项",
+    "integrity_checked": "证据完整性校验",
+    "legal_hold_placed": "设置法律保全",
+    "legal_hold_lifted": "解除法律保全",
+    "evidence_purged": "按保存期限删除媒体文件",
+    "retention_run": "保存期限清理",
 }
+
+
+def problem_name(code: str) -> str:
+    """A problem code of the integrity check or of verify, in Chinese."""
+    return PROBLEM_NAMES.get(code) or MESSAGES.get(code, code)
 
 
 def message(code: str, params: dict[str, Any] | None = None) -> str:

@@ -261,3 +261,14 @@ followups = Table(
     Column("due_date", Date, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
 )
+
+legal_holds = Table(  # append-only history (migration 0016): signaling/holds.py
+    "legal_holds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("action", String(8), nullable=False),  # placed | lifted
+    Column("reason", Text, nullable=False),
+    Column("actor_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
