@@ -13,22 +13,24 @@ from tests.live import LiveServer
 from tests.test_simulate import account, complete_evidence, simulate
 
 
-def record_cases(server: LiveServer, sessions: int = 1, seconds: float = 2.0) -> list[str]:
-    """Case numbers of ``sessions`` simulated, reviewed and recorded sessions."""
-    done = simulate(
-        "--url",
-        server.url,
-        "--clerk",
-        account(server, "chuangkou"),
-        "--approver",
-        account(server, "shenpi"),
-        "--sessions",
-        str(sessions),
-        "--seconds",
-        str(seconds),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return list(json.loads(done.stdout)["cases"])
+def record_cases(server: LiveServer, sessions: int = 1, seconds: float = 4.0) -> list[str]:
+    """Case numbers of ``sessions`` simulated, reviewed and recorded sessions, one after
+    the other (the machine is shared: one at a time keeps each clean)."""
+    found = []
+    for _ in range(sessions):
+        done = simulate(
+            "--url",
+            server.url,
+            "--clerk",
+            account(server, "chuangkou"),
+            "--approver",
+            account(server, "shenpi"),
+            "--seconds",
+            str(seconds),
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        found += json.loads(done.stdout)["cases"]
+    return found
 
 
 async def evidence(server: LiveServer, case_no: str) -> dict[str, Any]:

@@ -112,7 +112,7 @@ async def test_only_auditors_and_admins_in_scope(live_server: LiveServer) -> Non
     """A clerk (even of the case's outlet) is refused with 403 wrong_role, an auditor of
     another jurisdiction with 403 out_of_scope, both with nothing logged; an admin may
     run the check."""
-    [case_no] = record_cases(live_server, seconds=1.0)
+    [case_no] = record_cases(live_server)
     admin = await logged_in(live_server, "admin")
     clerk = await logged_in(live_server, "chuangkou")
     elsewhere = ApiClient(live_server.url)
