@@ -8,6 +8,9 @@ const card = $("#custody");
 const caseUrl = `/api/v1/cases/${encodeURIComponent(card.dataset.case)}`;
 const errorBox = $("#custody-error");
 
+const chinaTime = (iso) =>
+  new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false });
+
 function problemItem(problem) {
   return el(
     "li",
@@ -35,7 +38,7 @@ function showResult(result) {
     "p",
     { class: "hint" },
     `已校验 ${result.files} 个证据文件、${result.events} 条案件事件` +
-      (cp ? `，对照签名检查点（日志前 ${cp.tree_size} 条，${cp.time.slice(0, 19).replace("T", " ")}）。` : "。"),
+      (cp ? `，对照签名检查点（日志前 ${cp.tree_size} 条，${chinaTime(cp.time)} 签署）。` : "。"),
   );
   const parts = [verdict, scope];
   if (result.problems.length) {
