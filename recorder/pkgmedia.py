@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from recorder import package, pkgjobs
 from recorder.auditlog import AuditEvent
+from recorder.integrity import PURGE_EVENT
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, Member
 
@@ -28,7 +29,6 @@ FILE_EVENTS = {
     "still_captured": "still",
     "snapshot_taken": "snapshot",
 }
-PURGE_EVENT = "evidence_purged"
 OUTAGE_TOLERANCE = 0.01
 """Seconds: arrival times in the file are whole microseconds, the live counts were not."""
 

@@ -118,3 +118,21 @@ class EvidenceStore:
             return hash_file(self.path(sha256)).sha256 == sha256
         except FileNotFoundError:
             return False
+
+    def purge(self, sha256: str) -> int | None:
+        """Delete a stored file for good; the bytes it freed, or None if it was not there.
+
+        Only the retention run (signaling/retention.py) may call this, and only after it
+        has logged an ``evidence_purged`` tombstone naming the file on the chain of every
+        case that holds it: the log then tells this deletion from tampering. Nothing
+        else ever deletes from the store, which is otherwise write-once."""
+        target = self.path(sha256)
+        try:
+            size = target.stat().st_size
+            target.unlink()
+            _fsync_dir(target.parent)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        return size

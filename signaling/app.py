@@ -17,6 +17,7 @@ from recorder.clock import Clock, SystemClock
 from signaling import (
     action_api,
     api,
+    custody_api,
     evidence_api,
     export_api,
     log_api,
@@ -40,6 +41,8 @@ from signaling.appkeys import (
     EVIDENCE,
     EXPORTS,
     FOLLOWUPS,
+    HOLDS,
+    INTEGRITY,
     KEYS,
     LIVE,
     MEDIA,
@@ -53,9 +56,11 @@ from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
 from signaling.exports import Exporter, Exports
 from signaling.followups import Followups
+from signaling.integrity import CaseIntegrity
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
 from signaling.recordings import open_recorder
+from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.runmarker import RunMarker, read_last_run
 from signaling.services import open_services
@@ -79,6 +84,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = services.catalog
         app[CASES] = services.cases
         app[EVIDENCE] = services.evidence
+        app[INTEGRITY] = CaseIntegrity(services.engine, services.audit, services.evidence)
+        app[HOLDS] = LegalHolds(services.engine, app[CLOCK], services.audit)
         yield
 
 
@@ -184,6 +191,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(stills_api.routes)
     app.router.add_routes(playback_api.routes)
     app.router.add_routes(supervision_api.routes)
+    app.router.add_routes(custody_api.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
     app.router.add_routes(playback_pages.routes)

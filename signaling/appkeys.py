@@ -20,8 +20,10 @@ from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
 from signaling.exports import Exports
 from signaling.followups import Followups
+from signaling.integrity import CaseIntegrity
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
+from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.settings import Settings
 from signaling.stills import Stills
@@ -46,6 +48,8 @@ FOLLOWUPS = web.AppKey("followups", Followups)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
 EXPORTS = web.AppKey("exports", Exports)
+INTEGRITY = web.AppKey("integrity", CaseIntegrity)
+HOLDS = web.AppKey("holds", LegalHolds)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""

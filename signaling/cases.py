@@ -162,7 +162,7 @@ class Cases:
             )
         if visible is None:
             raise Forbidden("out_of_scope")
-        if user.role == "auditor" and log_view:
+        if user.role in ("auditor", "admin") and log_view:
             await self._audit.append("case_viewed", actor=user.username, case_no=case_no)
         return case
 
@@ -222,7 +222,7 @@ class Cases:
         self, conn: AsyncConnection, user: User, statement: Select[Any]
     ) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""
-        if user.role == "admin":  # the auditor's side open to admins: every case
+        if user.role == "admin":  # the auditor's side open to admins (export, holds): all
             return statement
         if user.role == "clerk":
             return statement.where(cases.c.outlet_id == user.outlet_id)

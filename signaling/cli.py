@@ -1,4 +1,5 @@
-"""The ``coreview`` command: serve, user, catalog, log, keys, export, verify, demo-data,
+"""The ``coreview`` command: serve, user, catalog, log, keys, export, verify, retention,
+demo-data,
 tls-cert, simulate."""
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from signaling.app import create_app
 from signaling.demo import seed
 from signaling.errors import SignalingError
 from signaling.exports import Exporter
-from signaling.messages import ROLE_NAMES, message
+from signaling.messages import ROLE_NAMES, message, problem_name
 from signaling.middleware import AccessLogger
 from signaling.models import ROLES
+from signaling.purge import run_retention
 from signaling.services import Services, open_services
 from signaling.serving import (
     WILDCARD_HOSTS,
@@ -94,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("rotate", parents=[common], help="轮换节点签名密钥（旧公钥保留以供验证）")
+    retention = commands.add_parser("retention", help="保存期限").add_subparsers(
+        dest="action", required=True
+    )
+    purge = retention.add_parser(
+        "run", parents=[common], help="删除已过保存期限且未被法律保全的案件的媒体文件"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="只列出将删除的文件，不删除")
 
     export = commands.add_parser("export", parents=[common], help="导出案件证据包（zip）")
     export.add_argument("case_no", help="案件编号")
@@ -194,6 +203,12 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
         print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")
     elif args.command == "export":
         return await _export(services, args)
+    elif args.command == "retention":
+        summary = await run_retention(
+            services.engine, services.audit, services.evidence, SystemClock(), dry_run=args.dry_run
+        )
+        print("\n".join(summary.lines()))
+        return 1 if summary.failed else 0
     elif args.command == "demo-data":
         accounts = await seed(services, settings.data_dir)
         _print_accounts(accounts, as_json=args.json)
@@ -220,7 +235,7 @@ async def _export(services: Services, args: argparse.Namespace) -> int:
 def _print_report(report: LogReport) -> int:
     """``coreview log verify``: 0 if the whole log holds, 1 with each problem if not."""
     for problem in report.problems:
-        print(f"✗ {problem.where}：{message(problem.code)}（{problem.detail}）")
+        print(f"✗ {problem.where}：{problem_name(problem.code)}（{problem.detail}）")
     if report.witnessed is None:
         print(
             "注意：未设置见证文件，签名检查点只与数据库中的副本对照；"

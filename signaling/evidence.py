@@ -12,6 +12,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditEvent, AuditLog, chain_of
+from recorder.integrity import tombstones
 from signaling.actions import ReviewActions
 from signaling.cases import Cases, case_materials, china_iso
 from signaling.messages import SESSION_STATE_NAMES
@@ -187,14 +188,19 @@ class CaseEvidence:
             }
             for s in await self._sessions(case.id)
         ]
+        purged = set(tombstones(events))
+        tracks = recordings(rows, events)
+        stills, snapshots = images(rows, "still"), images(rows, "snapshot")
+        for item in [*(f for t in tracks for f in t["files"]), *stills, *snapshots]:
+            item["purged"] = item["sha256"] in purged  # deleted by the retention run
         return {
             "case_no": case.case_no,
             "status": case.status,
             "materials": materials,
             "sessions": sessions,
-            "recordings": recordings(rows, events),
-            "stills": images(rows, "still"),
-            "snapshots": images(rows, "snapshot"),
+            "recordings": tracks,
+            "stills": stills,
+            "snapshots": snapshots,
             "consent": next((s["consent"] for s in reversed(sessions) if s["consent"]), None),
             "marks": actions["marks"],
             "decision": actions["decision"],

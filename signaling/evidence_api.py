@@ -10,13 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from recorder.auditlog import chain_of
+from recorder.integrity import PURGE_EVENT
 from recorder.stills import sniff
 from recorder.store import HASH_PATTERN
 from signaling.access import USER, allow
 from signaling.api import STAFF, json_response
 from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE, KEYS
 from signaling.errors import NotFound
-from signaling.playback import PURGED_EVENT
 from signaling.playback_api import ticket_valid
 
 routes = web.RouteTableDef()
@@ -84,7 +84,7 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
     path = request.app[EVIDENCE].path(sha256)
     head = await asyncio.to_thread(_head, path)
     if head is None:
-        purged = await request.app[AUDIT].events(chain_of(case_no), kind=PURGED_EVENT)
+        purged = await request.app[AUDIT].events(chain_of(case_no), PURGE_EVENT)
         if any(e.detail.get("sha256") == sha256 for e in purged):
             raise NotFound("evidence_purged")
         raise NotFound("evidence_missing")

@@ -25,6 +25,7 @@ from recorder.auditlog import AuditLog, chain_of
 from recorder.canonical import timestamp
 from recorder.clock import Clock
 from recorder.errors import EvidenceError
+from recorder.integrity import PURGE_EVENT
 from recorder.store import EvidenceStore
 from signaling.errors import Conflict, NotFound
 from signaling.messages import message
@@ -33,7 +34,6 @@ from signaling.tables import cases, evidence_files
 
 logger = logging.getLogger(__name__)
 
-PURGE_EVENT = "evidence_purged"
 FORMAT = "zip"
 
 

@@ -181,7 +181,7 @@ MESSAGES = {
     "not_session_clerk": "只有发起该会话的窗口人员可以提交评价。",
     "evidence_not_found": "证据文件不存在。",
     "evidence_missing": "证据文件已登记但存储中缺失，请联系管理员核查。",
-    "evidence_purged": "已按保存期限删除（审计日志保留该文件的哈希值）。",
+    "evidence_purged": "该证据文件已按保存期限删除（删除记录保留在审计日志中）。",
     # the audit log (recorder.errors.LogError codes) and what verification finds
     "log_tampered": (
         "审计日志与已签名的检查点（数据库或见证文件中）不一致，可能已被篡改，已停止签名。"
@@ -194,7 +194,16 @@ MESSAGES = {
     "bad_tree_size": "请求的日志范围超出当前日志。",
     "bad_detail": "审计事件内容无法规范化。",
     "witness_unwritten": "检查点已签名并保存，但未能写入见证文件；下次签名时将补写。",
-    **PROBLEM_TEXT,
+    # integrity check and retention (the auditor's side)
+    "hold_exists": "该案件已处于法律保全状态。",
+    "not_on_hold": "该案件未处于法律保全状态。",
+}
+
+EVIDENCE_ROLE_NAMES = {
+    "capture": "采集分段",
+    "playable": "可播放录像",
+    "still": "材料照片",
+    "snapshot": "画面截图",
 }
 
 RECORDING_FAILURES = {
@@ -310,6 +319,11 @@ EVENT_NAMES = {
     "catalog_imported": "导入事项目录",
     "matter_enabled": "启用事项",
     "matter_disabled": "停用事项",
+    "integrity_checked": "证据完整性校验",
+    "legal_hold_placed": "设置法律保全",
+    "legal_hold_lifted": "解除法律保全",
+    "evidence_purged": "按保存期限删除媒体文件",
+    "retention_run": "保存期限清理",
 }
 
 
@@ -323,6 +337,12 @@ def span_text(seconds: int) -> str:
     if hours:
         return f"{hours} 小时 {minutes} 分"
     return f"{minutes} 分 {sec} 秒" if minutes else f"{sec} 秒"
+
+
+def problem_name(code: str) -> str:
+    """A problem code of the integrity check or of verify, in Chinese (their texts live
+    in the recorder, which the offline verifier uses alone)."""
+    return PROBLEM_TEXT.get(code) or MESSAGES.get(code, code)
 
 
 def message(code: str, params: dict[str, Any] | None = None) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from recorder.auditlog import AuditEvent
+from recorder.integrity import PURGE_EVENT
 from signaling.evidence import recordings
 
 Place = Callable[[int], float]
@@ -46,7 +47,6 @@ HIDDEN_KINDS = frozenset(
     }
 )
 """Events of the session left off its timeline: filing details and views of it."""
-PURGED_EVENT = "evidence_purged"
 
 
 def rtp_delta(later: int, earlier: int) -> int:
@@ -276,5 +276,5 @@ def purged_files(events: list[AuditEvent]) -> dict[str, str]:
     return {
         str(e.detail["sha256"]): str(e.detail.get("retention_until", ""))
         for e in events
-        if e.kind == PURGED_EVENT and e.detail.get("sha256")
+        if e.kind == PURGE_EVENT and e.detail.get("sha256")
     }

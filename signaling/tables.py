@@ -283,3 +283,14 @@ followup_steps = Table(
     Column("taken_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("followup_id", "stage"),  # each stage done once
 )
+
+legal_holds = Table(  # append-only history (migration 0016): signaling/holds.py
+    "legal_holds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("action", String(8), nullable=False),  # placed | lifted
+    Column("reason", Text, nullable=False),
+    Column("actor_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

@@ -191,6 +191,7 @@ async def test_case_evidence_groups_recordings_stills_and_the_log(client, as_use
             "participant": "chuangkou",
             "session": session_id,
             "created_at": evidence["stills"][0]["created_at"],
+            "purged": False,
         }
     ]
     assert evidence["consent"]["session"] == session_id

@@ -27,7 +27,8 @@ from signaling.access import (
 )
 from signaling.accounts import temporary_password
 from signaling.api import STAFF, client_address
-from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, REVIEWS
+from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, HOLDS, REVIEWS
+from signaling.custody_api import CUSTODIANS
 from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
 from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
 from signaling.presenters import Lookup, review
@@ -216,7 +217,12 @@ async def new_case_submit(request: web.Request) -> web.Response:
 
 
 @routes.get("/cases/{case_no}")
-@allow(*STAFF, scope="a case of the user's outlet, department or jurisdiction", page=True)
+@allow(
+    *STAFF,
+    "admin",
+    scope="a case of the user's outlet, department or jurisdiction (all for an admin)",
+    page=True,
+)
 async def case_page(request: web.Request) -> web.Response:
     user = request[USER]
     case = await request.app[CASES].get(user, request.match_info["case_no"])
@@ -242,6 +248,7 @@ async def case_page(request: web.Request) -> web.Response:
         "tracks": track_rows(evidence["recordings"]),
         "events": event_rows(evidence["log"]["events"]),
         "current_marks": [m for m in evidence["marks"] if not m["superseded"]],
+        "custody": await request.app[HOLDS].status(case) if user.role in CUSTODIANS else None,
     }
     return render(request, "case.html", values)
 
