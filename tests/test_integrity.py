@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from recorder.problem_text import PROBLEM_TEXT
 from signaling.simulate import ApiClient, ApiError
 from tests.custody import database, evidence, logged_in, record_cases, stored_path
 from tests.live import LiveServer
@@ -73,7 +74,7 @@ async def test_check_passes_then_names_each_tampering(live_server: LiveServer, t
         result = await check(auditor, case_no)
         assert not result["ok"] and named(result) == {("hash_mismatch", f"capture {chunk}")}
         [problem] = result["problems"]
-        assert problem["message"] == "文件内容与其哈希不符（内容被改动）"
+        assert problem["message"] == PROBLEM_TEXT["hash_mismatch"]
         assert problem["subject"].startswith("采集分段 ")
         path.write_bytes(original)
 

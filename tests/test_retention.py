@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from recorder.auditlog import chain_of
+from recorder.problem_text import PROBLEM_TEXT
 from recorder.store import EvidenceStore
 from signaling.integrity import CaseIntegrity
 from signaling.purge import run_retention
@@ -151,7 +152,7 @@ async def test_retention_run_purges_only_what_may_go(live_server: LiveServer) ->
         result = await integrity.check(auditor, case)
         assert result["ok"], result["problems"]
         assert {p["sha256"] for p in result["purged"]} == set(marks)
-        assert {p["message"] for p in result["purged"]} == {"已按保存期限删除"}
+        assert {p["message"] for p in result["purged"]} == {PROBLEM_TEXT["evidence_purged"]}
 
         holds = LegalHolds(services.engine, clock, services.audit)
         status = await holds.lift(
