@@ -14,7 +14,16 @@ from aiohttp import web
 
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
-from signaling import action_api, api, evidence_api, log_api, review_api, stills_api
+from signaling import (
+    action_api,
+    api,
+    evidence_api,
+    log_api,
+    metrics,
+    review_api,
+    stills_api,
+    supervision_api,
+)
 from signaling.access import access_middleware
 from signaling.actions import ReviewActions
 from signaling.appkeys import (
@@ -35,6 +44,8 @@ from signaling.appkeys import (
     REVIEWS,
     SETTINGS,
     STILLS,
+    SUPERVISION,
+    TIME_LIMITS,
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
@@ -46,8 +57,10 @@ from signaling.reviews import Reviews
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.stills import Stills
+from signaling.supervision import Supervision
+from signaling.time_limits import TimeLimits
 from signaling.tokens import JoinTokens
-from webui import pages, review_pages
+from webui import pages, review_pages, supervision_pages
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +77,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = services.catalog
         app[CASES] = services.cases
         app[EVIDENCE] = services.evidence
+        app[SUPERVISION] = Supervision(services.engine, app[CLOCK], services.cases)
+        app[TIME_LIMITS] = TimeLimits(
+            services.engine, app[CLOCK], services.cases, app[SETTINGS].time_limit_warn_days
+        )
         yield
 
 
@@ -156,8 +173,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(evidence_api.routes)
     app.router.add_routes(log_api.routes)
     app.router.add_routes(stills_api.routes)
+    app.router.add_routes(supervision_api.routes)
+    app.router.add_routes(metrics.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(review_pages.routes)
+    app.router.add_routes(supervision_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
     return app

@@ -23,6 +23,8 @@ from signaling.live import LiveHub
 from signaling.reviews import Reviews
 from signaling.settings import Settings
 from signaling.stills import Stills
+from signaling.supervision import Supervision
+from signaling.time_limits import TimeLimits
 from signaling.tokens import JoinTokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -42,6 +44,8 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ACTIONS = web.AppKey("actions", ReviewActions)
 CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
 STILLS = web.AppKey("stills", Stills)
+SUPERVISION = web.AppKey("supervision", Supervision)
+TIME_LIMITS = web.AppKey("time_limits", TimeLimits)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""

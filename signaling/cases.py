@@ -196,6 +196,15 @@ class Cases:
             await self._id_searches.record(user, digest, len(rows))
         return [_case(row) for row in rows]
 
+    async def in_scope(
+        self, conn: AsyncConnection, user: User, statement: Select[Any]
+    ) -> Select[Any]:
+        """Restrict a query on cases (joined with others) to what an auditor may see;
+        an admin sees every case (figures of the whole service, not case files)."""
+        if user.role == "admin":
+            return statement
+        return await self._scoped(conn, user, statement)
+
     async def _scoped(
         self, conn: AsyncConnection, user: User, statement: Select[Any]
     ) -> Select[Any]:

@@ -43,6 +43,11 @@ FIELDS = {
     "participant": "参会人员",
     "source": "画面来源",
     "format": "图片格式",
+    # supervision dashboard
+    "period": "统计周期",
+    "group": "分组方式",
+    "from": "开始日期",
+    "to": "结束日期",
 }
 
 MESSAGES = {
@@ -84,6 +89,8 @@ MESSAGES = {
     "method_not_allowed": "不支持该请求方法。",
     "payload_too_large": "请求内容过大。",
     "internal_error": "服务器内部错误，请稍后再试。",
+    "date_range_reversed": "开始日期不能晚于结束日期。",
+    "date_range_too_long": "统计区间最长 {max} 天，请缩短后重试。",
     # review sessions
     "session_not_found": "审办会话不存在。",
     "session_exists": "该案件已有进行中的审办会话。",
@@ -241,6 +248,7 @@ FOLLOWUP_STAGE_NAMES = {"verify": "回访核实", "rectify": "整改"}
 EVENT_NAMES = {
     "case_created": "创建案件",
     "case_viewed": "监察查阅案件",
+    "supervision_exported": "导出监察统计",
     "evidence_viewed": "监察查阅证据文件",
     "session_started": "发起审办会话",
     "session_accepted": "审批人员接入",
