@@ -31,6 +31,8 @@ PUBLIC = {
     ("GET", "/healthz"),
     ("HEAD", "/healthz"),
     ("POST", "/api/v1/auth/login"),
+    ("GET", "/metrics"),  # its own bearer token or address list (tests/test_metrics.py)
+    ("HEAD", "/metrics"),
 }
 """The only routes anyone may call without a session."""
 
