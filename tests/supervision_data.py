@@ -7,11 +7,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signaling.appkeys import ENGINE
 from signaling.cases import CHINA_TIME
 from signaling.tables import (
     case_decisions,
@@ -136,14 +134,14 @@ async def add_session(
     return session_id
 
 
-async def close_demo_cases(app: web.Application) -> None:
+async def close_demo_cases(engine: AsyncEngine) -> None:
     """The demo cases (made when the template was seeded, at the real time) leave the
     open cases, so only the test's own cases carry time-limit cards."""
-    async with app[ENGINE].begin() as conn:
+    async with engine.begin() as conn:
         await conn.execute(update(cases).values(status="approved"))
 
 
-async def seed_known_sessions(app: web.Application) -> None:
+async def seed_known_sessions(engine: AsyncEngine) -> None:
     """Five sessions over two days and two outlets:
 
     Monday 9 March, outlet BH-HC-01 (北海市海城区…):
@@ -156,7 +154,7 @@ async def seed_known_sessions(app: web.Application) -> None:
           (waited 300 s), lasted 1200 s; 补正; 满意
       C2  23:30; waited 60 s, still live; 基本满意
     """
-    async with app[ENGINE].begin() as conn:
+    async with engine.begin() as conn:
         case_a = await add_case(conn, "GX-2026-900001", "BH-HC-01", "LZ-SCJG-0101", cst(9, 9))
         case_b = await add_case(conn, "GX-2026-900002", "BH-HC-01", "LZ-RSJ-0201", cst(9, 10))
         case_c1 = await add_case(conn, "GX-2026-900003", "LZ-CZ-01", "LZ-SCJG-0101", cst(10, 0, 30))

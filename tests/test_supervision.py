@@ -90,7 +90,7 @@ async def test_figures_per_day_and_outlet_on_known_sessions(client, as_user):
     """Counts, waits, durations, decisions, satisfaction and open follow-ups per day and
     outlet match the sessions worked out by hand; a session at 00:30 China time falls on
     its China day; days without sessions are there with zeros."""
-    await seed_known_sessions(client.app)
+    await seed_known_sessions(client.app[ENGINE])
     found = await body(await as_user("jiancha"), STATS + MONDAY + "&period=day&group=outlet")
     assert [b["bucket"] for b in found["by_bucket"]] == ["2026-03-09", "2026-03-10", "2026-03-11"]
     rows = {(r["bucket"], r["group_name"]): r for r in found["rows"]}
@@ -125,7 +125,7 @@ async def test_weeks_and_groupings_and_an_overdue_followup(client, as_user, cloc
     """By week all five sessions are in the week of Monday 9 March; by matter and by
     department they split as their cases do; once the follow-up's due day has passed
     it counts as overdue."""
-    await seed_known_sessions(client.app)
+    await seed_known_sessions(client.app[ENGINE])
     auditor = await as_user("jiancha")
     week = await body(auditor, STATS + MONDAY + "&period=week&group=matter")
     assert [b["bucket"] for b in week["by_bucket"]] == ["2026-03-09"]
@@ -149,7 +149,7 @@ async def test_csv_has_the_same_figures_for_excel(client, as_user):
     """The CSV starts with a BOM, has a Chinese header, one line per day and outlet,
     each outlet's total and the grand total, with the JSON's figures; the download is
     logged."""
-    await seed_known_sessions(client.app)
+    await seed_known_sessions(client.app[ENGINE])
     auditor = await as_user("jiancha")
     query = STATS + ".csv" + MONDAY + "&period=day&group=outlet"
     response = await auditor.get(query)
@@ -202,7 +202,7 @@ async def test_each_auditor_sees_only_the_figures_of_its_jurisdiction(
     """An auditor of 柳州 sees the sessions of 柳州's outlets and departments; an auditor
     of 北海市银海区 sees none of them (no rows, zero totals, an empty CSV, no cards);
     an admin sees everything; clerks and approvers are refused (403, logged)."""
-    await seed_known_sessions(client.app)
+    await seed_known_sessions(client.app[ENGINE])
     liuzhou = await auditor_of(client, aiohttp_client, "jc_liuzhou", "450200")
     yinhai = await auditor_of(client, aiohttp_client, "jc_yinhai", "450503")
     assert (await body(liuzhou, STATS + MONDAY))["total"]["sessions"] == 5
@@ -252,7 +252,7 @@ def test_deadline_cards_count_working_days():
 async def test_time_limit_cards_move_with_the_clock(client, as_user, clock):
     """Cases made through the API get a yellow card when one working day is left and a
     red one once past, in the API and on the page; a decided case has none."""
-    await close_demo_cases(client.app)
+    await close_demo_cases(client.app[ENGINE])
     clerk, auditor = await as_user("chuangkou"), await as_user("jiancha")
     clock.at = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 China time
 
