@@ -231,6 +231,11 @@ Key = tuple[str | None, int | None]
 """(bucket, group id); None for "all"."""
 
 
+def _levels(bucket: str, group_id: int) -> tuple[Key, ...]:
+    """Where a session counts: its period and group, its period, its group, the total."""
+    return ((bucket, group_id), (bucket, None), (None, group_id), (None, None))
+
+
 def _assemble(
     query: StatsQuery, count_rows: Sequence[Any], time_rows: Sequence[Any]
 ) -> dict[str, Any]:
@@ -238,12 +243,7 @@ def _assemble(
     names: dict[int, str] = {}
     for row in count_rows:
         names[row.group_id] = row.group_name
-        for key in (
-            (row.bucket, row.group_id),
-            (row.bucket, None),
-            (None, row.group_id),
-            (None, None),
-        ):
+        for key in _levels(row.bucket, row.group_id):
             for name in COUNTS:
                 counts[key][name] += int(getattr(row, name))
     waits: dict[Key, list[float]] = defaultdict(list)
@@ -252,12 +252,7 @@ def _assemble(
         accepted = as_utc(row.accepted_at)
         wait = (accepted - as_utc(row.queued_at or row.created_at)).total_seconds()
         ended = as_utc(row.ended_at) if row.ended_at is not None else None
-        for key in (
-            (row.bucket, row.group_id),
-            (row.bucket, None),
-            (None, row.group_id),
-            (None, None),
-        ):
+        for key in _levels(row.bucket, row.group_id):
             waits[key].append(max(0.0, wait))
             if ended is not None:
                 durations[key].append((ended - accepted).total_seconds())

@@ -21,7 +21,14 @@ from signaling.supervision import nearest_rank
 from signaling.tables import cases
 from signaling.time_limits import deadline
 from tests.helpers import ManualClock, Session, login, stored_rows, valid_id
-from tests.supervision_data import NOW, close_demo_cases, seed_known_sessions
+from tests.supervision_data import (
+    NOW,
+    add_case,
+    add_session,
+    close_demo_cases,
+    cst,
+    seed_known_sessions,
+)
 
 STATS = "/api/v1/supervision/stats"
 LIMITS = "/api/v1/supervision/time-limits"
@@ -143,6 +150,15 @@ async def test_weeks_and_groupings_and_an_overdue_followup(client, as_user, cloc
     clock.advance(days=2)  # Friday: the follow-up was due on Thursday
     later = await body(auditor, STATS + MONDAY + "&period=day&group=outlet")
     assert later["total"]["followups_overdue"] == 1
+    async with client.app[ENGINE].begin() as conn:  # Sunday 23:00 and Monday 00:30
+        for at in (cst(15, 23), cst(16, 0, 30)):  # China time; both Sunday in UTC
+            case_id = await add_case(conn, f"GX-2026-9100{at.hour}", "LZ-CZ-01", "LZ-SCJG-0101", at)
+            await add_session(conn, case_id, at, "waiting")
+    weeks = await body(auditor, STATS + "?from=2026-03-09&to=2026-03-16&period=week")
+    assert [(b["bucket"], b["sessions"]) for b in weeks["by_bucket"]] == [
+        ("2026-03-09", 6),
+        ("2026-03-16", 1),
+    ]
 
 
 async def test_csv_has_the_same_figures_for_excel(client, as_user):
