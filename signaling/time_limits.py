@@ -35,13 +35,11 @@ CARD_NAMES: dict[Card, str] = {"red": "红牌", "yellow": "黄牌"}
 
 def working_days_after(start: dt.date, end: dt.date) -> int:
     """Working days d with start < d <= end (0 when end <= start)."""
-    days = 0
-    current = start
-    while current < end:
-        current += dt.timedelta(days=1)
-        if current.weekday() < 5:
-            days += 1
-    return days
+    if end <= start:
+        return 0
+    weeks, rest = divmod((end - start).days, 7)
+    tail = (start + dt.timedelta(days=7 * weeks + i) for i in range(1, rest + 1))
+    return 5 * weeks + sum(1 for day in tail if day.weekday() < 5)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from signaling.supervision_api import SCOPE
 from webui.pages import render
 
 routes = web.RouteTableDef()
+SHOWN_CARDS = 200
+"""Cards listed on the page (the most urgent first); the API has them all."""
 
 
 @routes.get("/supervision")
@@ -23,5 +25,6 @@ async def supervision_page(request: web.Request) -> web.Response:
         "today": today.isoformat(),
         "default_days": DEFAULT_DAYS,
         "max_days": MAX_RANGE_DAYS,
+        "shown_cards": SHOWN_CARDS,
     }
     return render(request, "supervision.html", values)
