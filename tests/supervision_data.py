@@ -22,13 +22,25 @@ from signaling.tables import (
     users,
 )
 
-NOW = dt.datetime(2026, 3, 11, 10, 0, tzinfo=CHINA_TIME)  # a Wednesday
-"""The tests' clock: Wednesday 11 March 2026, 10:00 China time."""
+_TODAY = dt.datetime.now(CHINA_TIME).date()
+MONDAY = _TODAY + dt.timedelta(days=14 - _TODAY.weekday())
+"""The Monday of the week after next: the tests' days lie ahead of the node's signing
+key (registered when the demo data was seeded), so checkpoints can be signed."""
 
 
-def cst(day: int, hour: int, minute: int = 0) -> dt.datetime:
-    """A time of March 2026 in China time, as UTC (how the tables keep times)."""
-    return dt.datetime(2026, 3, day, hour, minute, tzinfo=CHINA_TIME).astimezone(dt.UTC)
+def day(n: int) -> dt.date:
+    """Day ``n`` of the tests' calendar: 9 is a Monday (as 9 March 2026 was), 10 the
+    Tuesday after it, … 16 the next Monday."""
+    return MONDAY + dt.timedelta(days=n - 9)
+
+
+def cst(n: int, hour: int, minute: int = 0) -> dt.datetime:
+    """A time of day ``n`` in China time, as UTC (how the tables keep times)."""
+    return dt.datetime.combine(day(n), dt.time(hour, minute), CHINA_TIME).astimezone(dt.UTC)
+
+
+NOW = cst(11, 10)
+"""The tests' clock: Wednesday (day 11), 10:00 China time."""
 
 
 async def _id(conn: AsyncConnection, table: Any, column: Any, value: str) -> int:
@@ -144,12 +156,12 @@ async def close_demo_cases(engine: AsyncEngine) -> None:
 async def seed_known_sessions(engine: AsyncEngine) -> None:
     """Five sessions over two days and two outlets:
 
-    Monday 9 March, outlet BH-HC-01 (北海市海城区…):
+    Monday (day 9), outlet BH-HC-01 (北海市海城区…):
       A1  matter LZ-SCJG-0101; waited 120 s, lasted 600 s; approved; 非常满意
       B1  matter LZ-RSJ-0201; nobody accepted: timed out
       B2  matter LZ-RSJ-0201; waited 600 s, lasted 1800 s; rejected; 不满意 → 回访核实
-          open, due Thursday 12 March
-    Tuesday 10 March, outlet LZ-CZ-01 (柳州市城中区…), matter LZ-SCJG-0101:
+          open, due Thursday (day 12)
+    Tuesday (day 10), outlet LZ-CZ-01 (柳州市城中区…), matter LZ-SCJG-0101:
       C1  00:30 China time (still Monday in UTC); requeued at 00:40, accepted 00:45
           (waited 300 s), lasted 1200 s; 补正; 满意
       C2  23:30; waited 60 s, still live; 基本满意
@@ -169,7 +181,7 @@ async def seed_known_sessions(engine: AsyncEngine) -> None:
         await add_session(
             conn, case_b, cst(9, 11), "ended", cst(9, 11, 10), cst(9, 11, 40),
             outcome="reject", score="dissatisfied",
-            followup=("verify", "open", dt.date(2026, 3, 12)),
+            followup=("verify", "open", day(12)),
         )  # fmt: skip
         await add_session(
             conn, case_c1, cst(10, 0, 30), "ended", cst(10, 0, 45), cst(10, 1, 5),

@@ -145,6 +145,11 @@ async def test_figures_move_with_a_live_session(users, server):
         login = {"username": "chuangkou", "password": "not-the-password"}
         async with http.post(f"{base}/api/v1/auth/login", json=login) as refused:
             assert refused.status == 401
+
+    async def checkpoint_signed() -> bool:  # the session's end signs one
+        return ("coreview_log_checkpoint_age_seconds", ()) in parse((await scrape(base))[1])
+
+    await wait_until(checkpoint_signed, limit=30, what="a signed checkpoint")
     ended = parse((await scrape(base))[1])
     assert ended["coreview_sessions", (("state", "live"),)] == 0
     assert ended["coreview_media_rooms", ()] == 0

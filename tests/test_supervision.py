@@ -27,12 +27,13 @@ from tests.supervision_data import (
     add_session,
     close_demo_cases,
     cst,
+    day,
     seed_known_sessions,
 )
 
 STATS = "/api/v1/supervision/stats"
 LIMITS = "/api/v1/supervision/time-limits"
-MONDAY = "?from=2026-03-09&to=2026-03-11"
+MONDAY = f"?from={day(9)}&to={day(11)}"
 BH_OUTLET = "北海市海城区政务服务中心跨域通办窗口"
 LZ_OUTLET = "柳州市城中区政务服务中心跨域通办窗口"
 
@@ -40,7 +41,7 @@ LZ_OUTLET = "柳州市城中区政务服务中心跨域通办窗口"
 @pytest.fixture
 def clock() -> ManualClock:
     clock = ManualClock()
-    clock.at = NOW.astimezone(dt.UTC)
+    clock.at = NOW
     return clock
 
 
@@ -99,10 +100,14 @@ async def test_figures_per_day_and_outlet_on_known_sessions(client, as_user):
     its China day; days without sessions are there with zeros."""
     await seed_known_sessions(client.app[ENGINE])
     found = await body(await as_user("jiancha"), STATS + MONDAY + "&period=day&group=outlet")
-    assert [b["bucket"] for b in found["by_bucket"]] == ["2026-03-09", "2026-03-10", "2026-03-11"]
+    assert [b["bucket"] for b in found["by_bucket"]] == [
+        day(9).isoformat(),
+        day(10).isoformat(),
+        day(11).isoformat(),
+    ]
     rows = {(r["bucket"], r["group_name"]): r for r in found["rows"]}
-    assert set(rows) == {("2026-03-09", BH_OUTLET), ("2026-03-10", LZ_OUTLET)}
-    monday = rows["2026-03-09", BH_OUTLET]
+    assert set(rows) == {(day(9).isoformat(), BH_OUTLET), (day(10).isoformat(), LZ_OUTLET)}
+    monday = rows[day(9).isoformat(), BH_OUTLET]
     assert {k: monday[k] for k in ("sessions", "accepted", "timed_out", "cancelled")} == {
         "sessions": 3,
         "accepted": 2,
@@ -115,7 +120,7 @@ async def test_figures_per_day_and_outlet_on_known_sessions(client, as_user):
     assert (monday["ratings"], monday["satisfied"], monday["satisfaction_rate"]) == (2, 1, 0.5)
     assert (monday["awaiting_verify"], monday["awaiting_rectify"]) == (1, 0)
     assert monday["followups_overdue"] == 0
-    tuesday = rows["2026-03-10", LZ_OUTLET]
+    tuesday = rows[day(10).isoformat(), LZ_OUTLET]
     assert (tuesday["sessions"], tuesday["accepted"], tuesday["supplement"]) == (2, 2, 1)
     assert (tuesday["wait_p50"], tuesday["wait_p90"]) == (60, 300)  # C1 from its requeue
     assert (tuesday["duration_p50"], tuesday["duration_p90"]) == (1200, 1200)  # C2 is live
@@ -135,7 +140,7 @@ async def test_weeks_and_groupings_and_an_overdue_followup(client, as_user, cloc
     await seed_known_sessions(client.app[ENGINE])
     auditor = await as_user("jiancha")
     week = await body(auditor, STATS + MONDAY + "&period=week&group=matter")
-    assert [b["bucket"] for b in week["by_bucket"]] == ["2026-03-09"]
+    assert [b["bucket"] for b in week["by_bucket"]] == [day(9).isoformat()]
     by_matter = {g["group_name"]: g for g in week["by_group"]}
     assert {name: g["sessions"] for name, g in by_matter.items()} == {
         "营业执照变更登记": 3,
@@ -154,10 +159,10 @@ async def test_weeks_and_groupings_and_an_overdue_followup(client, as_user, cloc
         for at in (cst(15, 23), cst(16, 0, 30)):  # China time; both Sunday in UTC
             case_id = await add_case(conn, f"GX-2026-9100{at.hour}", "LZ-CZ-01", "LZ-SCJG-0101", at)
             await add_session(conn, case_id, at, "waiting")
-    weeks = await body(auditor, STATS + "?from=2026-03-09&to=2026-03-16&period=week")
+    weeks = await body(auditor, STATS + f"?from={day(9)}&to={day(16)}&period=week")
     assert [(b["bucket"], b["sessions"]) for b in weeks["by_bucket"]] == [
-        ("2026-03-09", 6),
-        ("2026-03-16", 1),
+        (day(9).isoformat(), 6),
+        (day(16).isoformat(), 1),
     ]
 
 
@@ -180,7 +185,7 @@ async def test_csv_has_the_same_figures_for_excel(client, as_user):
     assert "满意率(%)" in header and "待回访核实" in header
     rows = {(line[0], line[1]): dict(zip(header, line, strict=True)) for line in lines[1:]}
     assert len(lines) == 1 + 2 + 2 + 1
-    monday = rows["2026-03-09", BH_OUTLET]
+    monday = rows[day(9).isoformat(), BH_OUTLET]
     assert monday["会话数"] == "3" and monday["等待超时"] == "1"
     assert monday["等待时长P90(秒)"] == "600.0" and monday["满意率(%)"] == "50.0"
     assert rows["合计", LZ_OUTLET]["会话数"] == "2"
@@ -188,7 +193,7 @@ async def test_csv_has_the_same_figures_for_excel(client, as_user):
     assert rows["合计", "合计"]["审办时长P50(秒)"] == "1200.0"
     events = await client.app[AUDIT].events(SYSTEM_CHAIN, kind="supervision_exported")
     assert [(e.actor, e.detail["period"], e.detail["from"]) for e in events] == [
-        ("jiancha", "day", "2026-03-09")
+        ("jiancha", "day", day(9).isoformat())
     ]
 
 
@@ -270,7 +275,7 @@ async def test_time_limit_cards_move_with_the_clock(client, as_user, clock):
     red one once past, in the API and on the page; a decided case has none."""
     await close_demo_cases(client.app[ENGINE])
     clerk, auditor = await as_user("chuangkou"), await as_user("jiancha")
-    clock.at = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 China time
+    clock.at = cst(9, 9)  # Monday 09:00 China time
 
     async def new_case(matter: str) -> str:
         data = {"matter": matter, "applicant_name": "王五", "id_number": valid_id()}
@@ -295,7 +300,7 @@ async def test_time_limit_cards_move_with_the_clock(client, as_user, clock):
     wednesday = await body(auditor, LIMITS)
     assert cards(wednesday) == {one_day: ("red", 0, 1), three_days: ("yellow", 1, 0)}
     assert [c["case_no"] for c in wednesday["cards"]] == [one_day, three_days]  # red first
-    assert wednesday["cards"][0]["due_date"] == "2026-03-10"
+    assert wednesday["cards"][0]["due_date"] == day(10).isoformat()
     page = await (await auditor.get("/supervision")).text()
     assert "红牌" in page and "黄牌" in page and one_day in page and three_days in page
     assert decided not in page
