@@ -69,12 +69,42 @@ class MediaConfig:
 
 
 @dataclass
+class MediaTotals:
+    """Counters of this node's media since start, read when metrics are scraped (the
+    forwarder's own per-track and per-slot counters, summed; nothing per packet)."""
+
+    rooms: int = 0
+    peers: int = 0
+    published_tracks: int = 0
+    received_packets: int = 0
+    """RTP packets received from publishers (RTX unwrapped)."""
+    forwarded_packets: int = 0
+    """RTP packets sent to subscribers, retransmissions included."""
+    forwarded_bytes: int = 0
+    """Payload bytes of those packets."""
+
+    def add(self, other: MediaTotals) -> None:
+        self.received_packets += other.received_packets
+        self.forwarded_packets += other.forwarded_packets
+        self.forwarded_bytes += other.forwarded_bytes
+
+
+@dataclass
 class Peer:
     participant: str
     pc: RTCPeerConnection
     tracks: dict[str, PublishedTrack] = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)  # by mid
     quiet: bool = False  # a hidden subscriber: asks publishers for nothing
+
+    def totals(self) -> MediaTotals:
+        return MediaTotals(
+            peers=1,
+            published_tracks=len(self.tracks),
+            received_packets=sum(t.packets for t in self.tracks.values()),
+            forwarded_packets=sum(s.packets for s in self.slots.values()),
+            forwarded_bytes=sum(s.octets for s in self.slots.values()),
+        )
 
 
 StateCallback = Callable[[str, str], Awaitable[None]]
@@ -106,6 +136,8 @@ class MediaRoom:
             config.announced_addresses, config.ice_allowed_networks, config.ice_denied_networks
         )
         self._peers: dict[str, Peer] = {}
+        self._departed = MediaTotals()
+        """Counters of the connections closed so far."""
         self._remb_task = asyncio.create_task(self._send_remb())
 
     async def connect(
@@ -215,6 +247,7 @@ class MediaRoom:
         peer = self._peers.pop(participant, None)
         if peer is None:
             return
+        self._departed.add(peer.totals())
         for track in peer.tracks.values():
             await track.close()
         for slot in peer.slots.values():
@@ -241,6 +274,17 @@ class MediaRoom:
     def track(self, participant: str, source: str) -> PublishedTrack | None:
         peer = self._peers.get(participant)
         return peer.tracks.get(source) if peer else None
+
+    def totals(self) -> MediaTotals:
+        """Counters of every connection the room had; connections open now."""
+        found = MediaTotals(rooms=1)
+        found.add(self._departed)
+        for peer in self._peers.values():
+            current = peer.totals()
+            found.add(current)
+            found.peers += 1
+            found.published_tracks += current.published_tracks
+        return found
 
     async def _assign(self) -> None:
         """Put every published track into a free slot of every other participant; ask
@@ -322,6 +366,20 @@ class MediaServer:
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
         self._rooms: dict[str, MediaRoom] = {}
+        self._closed = MediaTotals()
+        """Counters of the rooms closed so far."""
+
+    def totals(self) -> MediaTotals:
+        """This node's media counters since start, and what is open now."""
+        found = MediaTotals()
+        found.add(self._closed)
+        for room in self._rooms.values():
+            current = room.totals()
+            found.add(current)
+            found.rooms += 1
+            found.peers += current.peers
+            found.published_tracks += current.published_tracks
+        return found
 
     def room(
         self,
@@ -341,6 +399,7 @@ class MediaServer:
         room = self._rooms.pop(room_id, None)
         if room is not None:
             await room.close()
+            self._closed.add(room.totals())
 
     async def close(self) -> None:
         for room_id in list(self._rooms):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ class Recorder:
         self.chunk_seconds = chunk_seconds
         self.incoming = store.root / "incoming"
         self._tasks: set[asyncio.Task[None]] = set()
+        self.events: Counter[str] = Counter()
+        """Recording events logged since start, by kind (for metrics)."""
+        self.chunk_bytes = 0
+        """Bytes of the capture chunks filed since start."""
+        self.converting = 0
+        """Chunks whose conversion to a playable file is queued or running."""
 
     def session(
         self, session_id: str, case_no: str, case_id: int, on_failure: FailureCallback
@@ -86,6 +93,7 @@ class Recorder:
     async def log(self, info: TrackInfo, event: str, **detail: Any) -> None:
         # the log's own parameters are reserved: a chunk's media "kind" goes as media_kind
         facts = {RESERVED.get(key, key): value for key, value in detail.items()}
+        self.events[event] += 1
         await self.audit.append(
             event,
             actor=None,
@@ -145,15 +153,19 @@ class Recorder:
             await self.log(
                 chunk.info, chunk.event, sha256=chunk.sha256, bytes=chunk.bytes, **chunk.meta
             )
+            self.chunk_bytes += chunk.bytes
         await asyncio.to_thread(chunk.note.unlink, missing_ok=True)
 
     async def convert(self, info: TrackInfo, chunk_sha256: str) -> None:
+        self.converting += 1
         try:
             result = await self.pool.run(convert_stored, str(self.store.root), chunk_sha256)
         except JobFailed as exc:
             logger.error("conversion of %s failed: %s", chunk_sha256, exc.reason)
             await self.log(info, "conversion_failed", chunk=chunk_sha256, reason=exc.reason)
             return
+        finally:
+            self.converting -= 1
         meta = {k: v for k, v in result.items() if k not in ("sha256", "bytes")}
         await self._row(
             info,

@@ -21,8 +21,10 @@ from signaling import (
     evidence_api,
     export_api,
     log_api,
+    metrics,
     playback_api,
     review_api,
+    stats_api,
     stills_api,
     supervision_api,
 )
@@ -50,6 +52,8 @@ from signaling.appkeys import (
     REVIEWS,
     SETTINGS,
     STILLS,
+    SUPERVISION,
+    TIME_LIMITS,
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
@@ -66,8 +70,10 @@ from signaling.runmarker import RunMarker, read_last_run
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.stills import Stills
+from signaling.supervision_stats import Supervision
+from signaling.time_limits import TimeLimits
 from signaling.tokens import JoinTokens
-from webui import pages, playback_pages, review_pages, search_pages
+from webui import pages, playback_pages, review_pages, search_pages, supervision_pages
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[EVIDENCE] = services.evidence
         app[INTEGRITY] = CaseIntegrity(services.engine, services.audit, services.evidence)
         app[HOLDS] = LegalHolds(services.engine, app[CLOCK], services.audit)
+        app[SUPERVISION] = Supervision(services.engine, app[CLOCK], services.cases)
+        app[TIME_LIMITS] = TimeLimits(
+            services.engine, app[CLOCK], services.cases, app[SETTINGS].time_limit_warn_days
+        )
         yield
 
 
@@ -196,6 +206,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(review_pages.routes)
     app.router.add_routes(playback_pages.routes)
     app.router.add_routes(search_pages.routes)
+    app.router.add_routes(stats_api.routes)
+    app.router.add_routes(metrics.routes)
+    app.router.add_routes(supervision_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
     return app

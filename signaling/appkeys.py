@@ -27,6 +27,8 @@ from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.settings import Settings
 from signaling.stills import Stills
+from signaling.supervision_stats import Supervision
+from signaling.time_limits import TimeLimits
 from signaling.tokens import JoinTokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -50,6 +52,8 @@ STILLS = web.AppKey("stills", Stills)
 EXPORTS = web.AppKey("exports", Exports)
 INTEGRITY = web.AppKey("integrity", CaseIntegrity)
 HOLDS = web.AppKey("holds", LegalHolds)
+SUPERVISION = web.AppKey("supervision", Supervision)
+TIME_LIMITS = web.AppKey("time_limits", TimeLimits)
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""

@@ -33,6 +33,8 @@ class LoginThrottle:
         self._clock = clock
         self._settings = settings
         self._window = dt.timedelta(minutes=settings.login_window_minutes)
+        self.failures = 0
+        """Failed logins counted by this process since start (for metrics)."""
 
     async def refusal(self, username: str, address: str) -> str | None:
         """Why an attempt must wait ("pair", "account" or "address"), or None."""
@@ -71,6 +73,7 @@ class LoginThrottle:
         """Count a failure; returns the pair's failures within the window."""
         now = self._clock.now()
         name = username[:MAX_NAME]
+        self.failures += 1
         async with self._engine.begin() as conn:
             await conn.execute(
                 login_failures.insert().values(username=name, address=address, at=now)

@@ -59,6 +59,9 @@ FIELDS = {
     "order": "排序方向",
     "page": "页码",
     "per_page": "每页条数",
+    # supervision dashboard
+    "period": "统计周期",
+    "group": "分组方式",
 }
 
 MESSAGES = {
@@ -104,6 +107,8 @@ MESSAGES = {
     "method_not_allowed": "不支持该请求方法。",
     "payload_too_large": "请求内容过大。",
     "internal_error": "服务器内部错误，请稍后再试。",
+    "date_range_reversed": "开始日期不能晚于结束日期。",
+    "date_range_too_long": "统计区间最长 {max} 天，请缩短后重试。",
     # review sessions
     "session_not_found": "审办会话不存在。",
     "session_exists": "该案件已有进行中的审办会话。",
@@ -262,6 +267,7 @@ FOLLOWUP_STAGE_NAMES = {"verify": "回访核实", "rectify": "整改"}
 EVENT_NAMES = {
     "case_created": "创建案件",
     "case_viewed": "监察查阅案件",
+    "supervision_exported": "导出监察统计",
     "evidence_viewed": "监察查阅证据文件",
     "case_exported": "导出证据包",
     "recording_viewed": "监察回放录像",

@@ -90,6 +90,14 @@ class Settings:
     (one JSON line, fsynced), so a copy survives a wiped server; empty: none."""
     checkpoint_seconds: float = 60.0
     """While events arrive, a log checkpoint is signed at least this often."""
+    time_limit_warn_days: int = 1
+    """An open case gets a yellow card (黄牌) when at most this many working days of its
+    time limit (办理时限) are left after today; a red card (红牌) once it is past."""
+    metrics_token: str = dataclasses.field(default="", repr=False)
+    """Bearer token ``GET /metrics`` requires (``Authorization: Bearer …``); never
+    logged. With neither this nor ``metrics_addresses`` set, /metrics answers 404."""
+    metrics_addresses: tuple[str, ...] = ()
+    """Networks (CIDR) whose clients may read /metrics; with a token too, both must hold."""
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -108,6 +116,12 @@ class Settings:
                 parse_networks(getattr(self, name))
             except ValueError as exc:
                 raise SettingsError(f"setting {name!r}: {exc}") from exc
+        try:
+            parse_networks(self.metrics_addresses)
+        except ValueError as exc:
+            raise SettingsError(f"setting 'metrics_addresses': {exc}") from exc
+        if self.time_limit_warn_days < 0:
+            raise SettingsError("setting 'time_limit_warn_days' must not be negative")
         if self.checkpoint_seconds <= 0:
             raise SettingsError("setting 'checkpoint_seconds' must be positive")
 

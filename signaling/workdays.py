@@ -27,3 +27,12 @@ def limit_ends(accepted_at: dt.datetime, days: int, tz: dt.tzinfo) -> dt.datetim
 def last_day(ends: dt.datetime, tz: dt.tzinfo) -> dt.date:
     """The last day of a time limit that runs out at ``ends`` (see ``limit_ends``)."""
     return ends.astimezone(tz).date() - dt.timedelta(days=1)
+
+
+def working_days_after(start: dt.date, end: dt.date) -> int:
+    """Working days d with start < d <= end (0 when end <= start)."""
+    if end <= start:
+        return 0
+    weeks, rest = divmod((end - start).days, 7)
+    tail = (start + dt.timedelta(days=7 * weeks + i) for i in range(1, rest + 1))
+    return 5 * weeks + sum(1 for day in tail if day.weekday() < 5)

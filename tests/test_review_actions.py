@@ -343,6 +343,8 @@ async def test_a_bad_ratings_follow_up_moves_to_rectify_and_closes(users, server
         "due_date": add_working_days(rated_on, 10).isoformat(),
     }
     await refused(auditor.post(path, verify), 409, "followup_not_open")
+    awaiting = (await auditor.get("/api/v1/supervision/stats"))["total"]
+    assert (awaiting["awaiting_verify"], awaiting["awaiting_rectify"]) == (0, 1)  # 好差评 board
     followup = (await clerk.get(f"/api/v1/cases/{case_no}/evidence"))["rating"]["followup"]
     assert (followup["stage_name"], followup["state"]) == ("整改", "open")
     closed = await auditor.post(path, {"stage": "rectify", "note": "已对窗口人员批评教育"})

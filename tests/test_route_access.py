@@ -32,6 +32,8 @@ PUBLIC = {
     ("GET", "/healthz"),
     ("HEAD", "/healthz"),
     ("POST", "/api/v1/auth/login"),
+    ("GET", "/metrics"),  # its own bearer token or address list (tests/test_metrics.py)
+    ("HEAD", "/metrics"),
 }
 """The only routes anyone may call without a session."""
 
@@ -229,7 +231,8 @@ async def test_every_route_declares_a_policy(client):
     assert {r.key for r in table if r.policy.roles is None} == PUBLIC
     assert {r.key for r in table if r.policy.roles and r.policy.pending_ok} == PENDING_OK
     for route in table:
-        assert route.policy.page == (not route.is_api and route.path != "/healthz"), route
+        machine = route.is_api or route.path in ("/healthz", "/metrics")
+        assert route.policy.page == (not machine), route
         assert route.policy.scope, route
 
 
