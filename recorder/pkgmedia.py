@@ -15,20 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from recorder import package, pkgjobs
 from recorder.auditlog import AuditEvent
-from recorder.integrity import PURGE_EVENT
+from recorder.integrity import FILE_EVENTS, PURGE_EVENT
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, Member
 
 if TYPE_CHECKING:
     from recorder.pkgverify import VerifyReport
 
-FILE_EVENTS = {
-    "chunk_closed": "capture",
-    "chunk_recovered": "capture",
-    "playable_derived": "playable",
-    "still_captured": "still",
-    "snapshot_taken": "snapshot",
-}
 OUTAGE_TOLERANCE = 0.01
 """Seconds: arrival times in the file are whole microseconds, the live counts were not."""
 

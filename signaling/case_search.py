@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from recorder.clock import as_utc
+from signaling import validation
 from signaling.errors import InvalidInput
 from signaling.models import Case
 from signaling.tables import (
@@ -76,16 +77,6 @@ def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...], defa
     if value not in allowed:
         raise InvalidInput("field_invalid", field=name)
     return value
-
-
-def _date(params: Mapping[str, str], name: str) -> dt.date | None:
-    value = params.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput("field_invalid", field=name) from exc
 
 
 def _number(params: Mapping[str, str], name: str, default: int, high: int) -> int:
@@ -145,7 +136,7 @@ class CaseQuery:
         q = params.get("q", "").strip()
         if len(q) > 64:
             raise InvalidInput("field_too_long", field="q", max=64)
-        date_from, date_to = _date(params, "from"), _date(params, "to")
+        date_from, date_to = validation.date(params, "from"), validation.date(params, "to")
         if date_from and date_to and date_from > date_to:
             raise InvalidInput("bad_date_range", field="from")
         per_page = _number(params, "per_page", PAGE_SIZES[0], PAGE_SIZES[-1])

@@ -112,6 +112,13 @@ def images(rows: list[Row[Any]], role: str) -> list[dict[str, Any]]:
     return found
 
 
+async def case_files(engine: AsyncEngine, case_id: int) -> list[Row[Any]]:
+    """The case's evidence_files rows, in filing order."""
+    query = select(evidence_files).where(evidence_files.c.case_id == case_id)
+    async with engine.connect() as conn:
+        return list((await conn.execute(query.order_by(evidence_files.c.id))).all())
+
+
 def _log(events: list[AuditEvent], supervised: bool) -> dict[str, Any]:
     """The chain whole with its head for supervisors; for reviewers only what happened
     (a chain with the supervision left out would show its gaps)."""
@@ -159,16 +166,7 @@ class CaseEvidence:
         supervised = viewer.role in SUPERVISORS
         hidden = set() if supervised else await self._supervisors()
         events = [e for e in events if e.actor not in hidden]
-        async with self._engine.connect() as conn:
-            rows = list(
-                (
-                    await conn.execute(
-                        select(evidence_files)
-                        .where(evidence_files.c.case_id == case.id)
-                        .order_by(evidence_files.c.id)
-                    )
-                ).all()
-            )
+        rows = await case_files(self._engine, case.id)
         rows = [r for r in rows if supervised or not (r.meta or {}).get("hidden")]
         actions = await self._actions.of_case(case.id)
         materials = await case_materials(self._engine, case.id)

@@ -16,7 +16,6 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from recorder.auditlog import chain_of
 from recorder.store import EvidenceStore
@@ -25,10 +24,10 @@ from signaling.api import json_response
 from signaling.appkeys import AUDIT, CASES, ENGINE, EVIDENCE, KEYS, REVIEWS
 from signaling.cases import china_iso
 from signaling.errors import NotFound
+from signaling.evidence import case_files
 from signaling.messages import EVENT_NAMES, SESSION_STATE_NAMES
 from signaling.models import Role, User
 from signaling.playback import Files, purged_files, timeline
-from signaling.tables import evidence_files
 
 routes = web.RouteTableDef()
 VIEW_EVENT = "recording_viewed"
@@ -68,16 +67,7 @@ async def open_playback(request: web.Request) -> dict[str, Any]:
     session = await app[REVIEWS].get(session_id)
     if session.case_no != case.case_no:
         raise NotFound("session_not_found")
-    async with app[ENGINE].connect() as conn:
-        rows = list(
-            (
-                await conn.execute(
-                    select(evidence_files)
-                    .where(evidence_files.c.case_id == case.id)
-                    .order_by(evidence_files.c.id)
-                )
-            ).all()
-        )
+    rows = await case_files(app[ENGINE], case.id)
     events = await app[AUDIT].events(chain_of(case.case_no))
     playables = {r.derived_from: r for r in rows if r.role == "playable" and r.derived_from}
     purged = purged_files(events)

@@ -31,6 +31,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.clock import Clock, as_utc
+from signaling import validation
 from signaling.cases import CHINA_TIME, Cases
 from signaling.errors import InvalidInput
 from signaling.models import User
@@ -86,8 +87,8 @@ class StatsQuery:
             raise InvalidInput("field_invalid", field="period")
         if group not in GROUPS:
             raise InvalidInput("field_invalid", field="group")
-        end = _date(query, "to") or today
-        start = _date(query, "from") or end - dt.timedelta(days=DEFAULT_DAYS[period] - 1)
+        end = validation.date(query, "to") or today
+        start = validation.date(query, "from") or end - dt.timedelta(days=DEFAULT_DAYS[period] - 1)
         if start > end:
             raise InvalidInput("date_range_reversed")
         if (end - start).days + 1 > MAX_RANGE_DAYS:
@@ -100,16 +101,6 @@ class StatsQuery:
         first = self.start if self.period == "day" else monday(self.start)
         count = (self.end - first).days // step + 1
         return [(first + dt.timedelta(days=step * i)).isoformat() for i in range(count)]
-
-
-def _date(query: Mapping[str, str], name: str) -> dt.date | None:
-    value = query.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput("field_invalid", field=name) from exc
 
 
 def monday(day: dt.date) -> dt.date:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -84,3 +85,14 @@ def choice(data: Mapping[str, Any], name: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise InvalidInput("field_invalid", field=name)
     return str(value)
+
+
+def date(data: Mapping[str, Any], name: str) -> dt.date | None:
+    """An optional ISO date (YYYY-MM-DD); empty means none."""
+    value = str(data.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput("field_invalid", field=name) from exc

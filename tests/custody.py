@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from signaling.simulate import ApiClient
 from tests.live import LiveServer
-from tests.test_simulate import account, complete_evidence, simulate
+from tests.test_simulate import complete_evidence, simulated
 
 
 def record_cases(server: LiveServer, sessions: int = 1, seconds: float = 4.0) -> list[str]:
@@ -18,18 +17,7 @@ def record_cases(server: LiveServer, sessions: int = 1, seconds: float = 4.0) ->
     the other (the machine is shared: one at a time keeps each clean)."""
     found = []
     for _ in range(sessions):
-        done = simulate(
-            "--url",
-            server.url,
-            "--clerk",
-            account(server, "chuangkou"),
-            "--approver",
-            account(server, "shenpi"),
-            "--seconds",
-            str(seconds),
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        found += json.loads(done.stdout)["cases"]
+        found += simulated(server, seconds)["cases"]
     return found
 
 

@@ -7,9 +7,6 @@ are checked by their pixels, not only by the DOM."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from collections.abc import Sequence
 
 import pytest
@@ -17,9 +14,10 @@ from playwright.async_api import Browser, expect
 
 from signaling.simulate import ApiClient, SignalChannel, connect_media
 from tests.helpers import valid_id
-from tests.live import LiveServer, Tab, server_env
+from tests.live import LiveServer, Tab
 from tests.pixels import ACCENT, assert_painted, painted_box, share, viewport
 from tests.test_browser_review import PICTURE, assert_clean, feed
+from tests.test_simulate import simulated
 
 pytest_plugins = ("tests.live",)
 pytestmark = pytest.mark.browser
@@ -41,31 +39,7 @@ def live_server_env() -> dict[str, str]:
 
 def simulated_case(server: LiveServer) -> str:
     """One reviewed session by ``coreview simulate``: its case number."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "simulate",
-            "--url",
-            server.url,
-            "--clerk",
-            f"chuangkou:{server.password('chuangkou')}",
-            "--approver",
-            f"shenpi:{server.password('shenpi')}",
-            "--sessions",
-            "1",
-            "--seconds",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=SIMULATE_SECONDS,
-        env=server_env(),
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return str(json.loads(done.stdout)["cases"][0])
+    return str(simulated(server, 2)["cases"][0])
 
 
 async def test_auditor_finds_pages_and_opens_a_simulated_case(

@@ -7,7 +7,6 @@ both packages verify (exit 0, the chain head as the server shows it); each expor
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from signaling.simulate import ApiClient, ApiError
 from tests.helpers import wait_until
 from tests.live import LiveServer, Tab, coreview_command, server_env
 from tests.pixels import assert_painted, viewport
-from tests.test_simulate import account, complete_evidence, simulate
+from tests.test_simulate import complete_evidence, simulated
 
 pytest_plugins = ("tests.live",)
 EXPORT_BAR = (26, 95, 180)
@@ -45,18 +44,7 @@ def coreview(*args: str) -> subprocess.CompletedProcess[str]:
 
 def simulated_case(server: LiveServer) -> dict[str, Any]:
     """One simulated session, its evidence once every chunk is converted."""
-    done = simulate(
-        "--url",
-        server.url,
-        "--clerk",
-        account(server, "chuangkou"),
-        "--approver",
-        account(server, "shenpi"),
-        "--seconds",
-        "2",
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    case_no = json.loads(done.stdout)["cases"][0]
+    case_no = simulated(server, 2)["cases"][0]
     return asyncio.run(complete_evidence(server, case_no))
 
 

@@ -51,6 +51,24 @@ def account(server: LiveServer, username: str) -> str:
     return f"{username}:{server.password(username)}"
 
 
+def simulated(server: LiveServer, seconds: float, sessions: int = 1) -> dict[str, Any]:
+    """The report of a clean ``coreview simulate`` run of the demo clerk and approver."""
+    done = simulate(
+        "--url",
+        server.url,
+        "--clerk",
+        account(server, "chuangkou"),
+        "--approver",
+        account(server, "shenpi"),
+        "--sessions",
+        str(sessions),
+        "--seconds",
+        str(seconds),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dict(json.loads(done.stdout))
+
+
 async def session_states(server: LiveServer, session_ids: list[str]) -> list[str]:
     """The state of each review session, as the clerk sees it through the API."""
     clerk = ApiClient(server.url)
