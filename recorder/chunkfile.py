@@ -102,9 +102,9 @@ def _records(
 
 def iter_records(data: bytes | memoryview, offset: int) -> Iterator[tuple[Record, int]]:
     """Each whole record and the offset just past it."""
-    view = memoryview(data)
-    for flags, seq, timestamp, ssrc, arrival_us, start, end in _records(view, offset):
-        payload = bytes(view[start:end])
+    source = data if isinstance(data, bytes) else memoryview(data)  # bytes: one slice, no view
+    for flags, seq, timestamp, ssrc, arrival_us, start, end in _records(source, offset):
+        payload = bytes(source[start:end])
         yield Record(arrival_us, seq, timestamp, flags >> 7, flags & 0x7F, ssrc, payload), end
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from recorder.chunkfile import Record
 from recorder.rtpcodecs import vp8_descriptor_size
@@ -25,8 +26,7 @@ _H264_SLICES = (1, 5)
 """Coded slices: the first of a picture has first_mb_in_slice 0 (ue(v) bit '1')."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     timestamp: int
     """Extended RTP timestamp."""
     data: bytes
@@ -94,7 +94,7 @@ def _vp8(packets: list[Record]) -> tuple[bytes, bool] | None:
         offset = vp8_descriptor_size(packet.payload)
         if offset is None:
             return None
-        parts.append(packet.payload[offset:])
+        parts.append(memoryview(packet.payload)[offset:])  # joined once, not copied twice
     data = b"".join(parts)
     if not data:
         return None
