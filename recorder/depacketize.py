@@ -94,7 +94,7 @@ def _vp8(packets: list[Record]) -> tuple[bytes, bool] | None:
         offset = vp8_descriptor_size(packet.payload)
         if offset is None:
             return None
-        parts.append(memoryview(packet.payload)[offset:])  # joined once, not copied twice
+        parts.append(packet.payload[offset:])
     data = b"".join(parts)
     if not data:
         return None
