@@ -91,7 +91,7 @@ def examine(path: str, task: Task, sm3: bool) -> Examined:
     if found.digests["sha256"] != task.name_sha256:
         return found  # a hash_mismatch: what it holds is not what was logged
     if task.capture or task.playables:
-        with _no_collection():
+        with no_collection():
             found.packets, found.remade = _capture(data, task.playables)
     if task.image:
         found.image = image_facts(data)
@@ -99,7 +99,7 @@ def examine(path: str, task: Task, sm3: bool) -> Examined:
 
 
 @contextmanager
-def _no_collection() -> Iterator[None]:
+def no_collection() -> Iterator[None]:
     """A chunk decodes into a tuple per packet, none in a cycle: the cyclic garbage
     collector would walk them again and again for nothing (a fifth of the time)."""
     enabled = gc.isenabled()
