@@ -19,7 +19,7 @@ import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAGIC = b"CVRTPCAP"
 VERSION = 1
@@ -35,8 +35,9 @@ class ChunkFormatError(ValueError):
     """Not a capture chunk (bad magic, header or version)."""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One received RTP packet (a tuple: a chunk holds hundreds of thousands)."""
+
     arrival_us: int
     sequence_number: int
     timestamp: int
@@ -83,18 +84,39 @@ def decode_header(data: bytes | memoryview) -> tuple[dict[str, Any], int]:
     return header, 12 + length
 
 
+def _records(
+    data: bytes | memoryview, offset: int
+) -> Iterator[tuple[int, int, int, int, int, int, int]]:
+    """Each whole record's fixed fields (flags, sequence number, timestamp, SSRC,
+    arrival) and where its payload starts and ends."""
+    size = len(data)
+    unpack, fixed = RECORD.unpack_from, RECORD.size
+    while offset + fixed <= size:
+        tag, flags, seq, timestamp, ssrc, arrival_us, length = unpack(data, offset)
+        start = offset + fixed
+        offset = start + length
+        if tag != TAG or offset > size:
+            return
+        yield flags, seq, timestamp, ssrc, arrival_us, start, offset
+
+
 def iter_records(data: bytes | memoryview, offset: int) -> Iterator[tuple[Record, int]]:
     """Each whole record and the offset just past it."""
-    size = len(data)
-    view = memoryview(data)
-    while offset + RECORD.size <= size:
-        tag, flags, seq, timestamp, ssrc, arrival_us, length = RECORD.unpack_from(view, offset)
-        end = offset + RECORD.size + length
-        if tag != TAG or end > size:
-            return
-        payload = bytes(view[offset + RECORD.size : end])
+    source = data if isinstance(data, bytes) else memoryview(data)  # bytes: one slice, no view
+    for flags, seq, timestamp, ssrc, arrival_us, start, end in _records(source, offset):
+        payload = bytes(source[start:end])
         yield Record(arrival_us, seq, timestamp, flags >> 7, flags & 0x7F, ssrc, payload), end
-        offset = end
+
+
+def arrivals(data: bytes | memoryview, offset: int) -> tuple[list[int], list[int]]:
+    """The sequence number and arrival (µs) of each whole record, without its payload:
+    all that counting a chunk's losses and outages again needs."""
+    seqs: list[int] = []
+    times: list[int] = []
+    for _, seq, _, _, arrival_us, _, _ in _records(data, offset):
+        seqs.append(seq)
+        times.append(arrival_us)
+    return seqs, times
 
 
 @dataclass(frozen=True)

@@ -38,84 +38,125 @@ class Continuity:
     size: tuple[int, int] | None
 
 
-class ChunkStats:
-    def __init__(self, codec: str, kind: str, previous: Continuity | None = None) -> None:
-        self.codec = codec.lower()
-        self.kind = kind
-        self.is_keyframe = keyframe_detector(self.codec)
+class Sequence:
+    """The sequence numbers and arrival times of a track's packets in one chunk: what
+    was lost (and is still missing), jumped over or went silent. What the verifier
+    counts again from a file needs only this part of ``ChunkStats``."""
+
+    def __init__(self, previous: Continuity | None = None) -> None:
         self.packets = 0
-        self.bytes = 0
-        self.frames = 0
-        self.keyframes = 0
-        self.first_arrival = 0.0
         self.last_arrival = 0.0
-        self.first_seq = 0
-        self.first_timestamp = 0
         self.highest: int | None = None  # extended sequence number
-        self.highest_timestamp = 0  # extended RTP timestamp
         self.missing: set[int] = set()
         self.jumps: list[dict[str, int]] = []
-        self.starts_on_keyframe = False
-        self.size: tuple[int, int] | None = None
-        self.first_size: tuple[int, int] | None = None
-        self.resolution_changes: list[dict[str, Any]] = []
         self.outages: list[dict[str, float]] = []
-        self._losses: list[tuple[int, int, float, float]] = []
+        self.losses: list[tuple[int, int, float, float]] = []
         """(first, last extended seq, arrival before, arrival after) of each jump."""
-        self._last_key_timestamp: int | None = None
-        self._previous = previous
+        self.previous = previous
         if previous is not None:
             self.highest = previous.highest
-            self.size = previous.size
             self.last_arrival = previous.arrival
 
-    def continuity(self) -> Continuity | None:
-        if self.highest is None or not self.packets:
-            return self._previous
-        return Continuity(self.highest, self.last_arrival, self.size)
-
-    def is_fresh(self, seq: int) -> bool:
-        """Newer than every packet so far (not a late retransmission)."""
-        return self.highest is None or extend_seq(seq, self.highest) > self.highest
-
-    def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
-        """Count one packet; return the seconds since the track's previous packet
-        arrived, also across a cut (0 for the track's first)."""
-        key = self.kind == "video" and self.is_keyframe(payload)
+    def add(self, seq: int, arrival: float) -> tuple[float, bool]:
+        """Count one packet: the seconds since the track's previous packet arrived, also
+        across a cut (0 for the track's first), and whether it is the newest so far
+        after an earlier one (it moved the highest number on)."""
         gap = 0.0
-        if self.packets == 0:
-            self.first_arrival = arrival
-            self.first_seq = seq
-            self.first_timestamp = timestamp
-            self.highest_timestamp = timestamp
-            self.starts_on_keyframe = key or self.kind != "video"
-        if self.packets or self._previous is not None:
+        if self.packets or self.previous is not None:
             gap = arrival - self.last_arrival
             if gap > OUTAGE_SECONDS:
                 self.outages.append(
                     {"from": self.last_arrival, "to": arrival, "seconds": round(gap, 3)}
                 )
         self.packets += 1
-        self.bytes += len(payload)
-        extended = extend_seq(seq, self.highest)
         before = self.last_arrival
         self.last_arrival = arrival
-        if self.highest is None:
-            self.highest = extended
-        elif extended > self.highest:
-            jump = extended - self.highest - 1
-            if jump > MAX_TRACKED_GAP:
-                self.jumps.append({"from": self.highest & 0xFFFF, "to": seq})
-            elif jump:
-                self.missing.update(range(self.highest + 1, extended))
-                self._losses.append((self.highest + 1, extended - 1, before, arrival))
-            self.highest = extended
-            if self.packets > 1:
-                self.highest_timestamp = max(
-                    self.highest_timestamp, extend_timestamp(timestamp, self.highest_timestamp)
-                )
-        else:
+        highest = self.highest
+        if highest is None:
+            self.highest = extend_seq(seq, None)
+            return gap, False
+        extended = extend_seq(seq, highest)
+        if extended <= highest:
             self.missing.discard(extended)
+            return gap, False
+        jump = extended - highest - 1
+        if jump > MAX_TRACKED_GAP:
+            self.jumps.append({"from": highest & 0xFFFF, "to": seq})
+        elif jump:
+            self.missing.update(range(highest + 1, extended))
+            self.losses.append((highest + 1, extended - 1, before, arrival))
+        self.highest = extended
+        return gap, True
+
+    def continuity(self, size: tuple[int, int] | None = None) -> Continuity | None:
+        if self.highest is None or not self.packets:
+            return self.previous
+        return Continuity(self.highest, self.last_arrival, size)
+
+    def lost(self) -> dict[str, Any]:
+        """The facts of the chunk's meta this part counts."""
+        lost = sorted(self.missing)
+        return {
+            "lost": len(lost),
+            "lost_ranges": _ranges(lost)[:MAX_LISTED_RANGES],
+            "sequence_jumps": self.jumps,
+            "outages": self.outages,
+        }
+
+
+class ChunkStats:
+    def __init__(self, codec: str, kind: str, previous: Continuity | None = None) -> None:
+        self.codec = codec.lower()
+        self.kind = kind
+        self.is_keyframe = keyframe_detector(self.codec)
+        self.sequence = Sequence(previous)
+        self.bytes = 0
+        self.frames = 0
+        self.keyframes = 0
+        self.first_arrival = 0.0
+        self.first_seq = 0
+        self.first_timestamp = 0
+        self.highest_timestamp = 0  # extended RTP timestamp
+        self.starts_on_keyframe = False
+        self.size: tuple[int, int] | None = None
+        self.first_size: tuple[int, int] | None = None
+        self.resolution_changes: list[dict[str, Any]] = []
+        self._last_key_timestamp: int | None = None
+        if previous is not None:
+            self.size = previous.size
+
+    @property
+    def packets(self) -> int:
+        return self.sequence.packets
+
+    @property
+    def last_arrival(self) -> float:
+        return self.sequence.last_arrival
+
+    def continuity(self) -> Continuity | None:
+        return self.sequence.continuity(self.size)
+
+    def is_fresh(self, seq: int) -> bool:
+        """Newer than every packet so far (not a late retransmission)."""
+        highest = self.sequence.highest
+        return highest is None or extend_seq(seq, highest) > highest
+
+    def add(self, seq: int, timestamp: int, marker: int, payload: bytes, arrival: float) -> float:
+        """Count one packet; return the seconds since the track's previous packet
+        arrived, also across a cut (0 for the track's first)."""
+        key = self.kind == "video" and self.is_keyframe(payload)
+        if self.sequence.packets == 0:
+            self.first_arrival = arrival
+            self.first_seq = seq
+            self.first_timestamp = timestamp
+            self.highest_timestamp = timestamp
+            self.starts_on_keyframe = key or self.kind != "video"
+        gap, newest = self.sequence.add(seq, arrival)
+        self.bytes += len(payload)
+        if newest and self.sequence.packets > 1:
+            self.highest_timestamp = max(
+                self.highest_timestamp, extend_timestamp(timestamp, self.highest_timestamp)
+            )
         if self.kind != "video" or marker:
             self.frames += 1
         if key and timestamp != self._last_key_timestamp:
@@ -151,8 +192,9 @@ class ChunkStats:
         """Lost packets (ranges still missing, with the arrivals around them) and
         outages, in order: what the evidence shows per track."""
         found: list[dict[str, Any]] = []
-        for first, last, before, after in self._losses:
-            still = [n for n in range(first, last + 1) if n in self.missing]
+        missing = self.sequence.missing
+        for first, last, before, after in self.sequence.losses:
+            still = [n for n in range(first, last + 1) if n in missing]
             for low, high in _ranges(still):
                 count = (high - low) % 0x10000 + 1
                 found.append(
@@ -166,33 +208,30 @@ class ChunkStats:
                         "packets": count,
                     }
                 )
-        found += [{"reason": "outage", **outage} for outage in self.outages]
+        found += [{"reason": "outage", **outage} for outage in self.sequence.outages]
         found.sort(key=lambda gap: gap["from"])
         return found[:MAX_LISTED_RANGES]
 
     def meta(self, clock_rate: int) -> dict[str, Any]:
-        lost = sorted(self.missing)
+        sequence = self.sequence
         return {
             "codec": self.codec,
             "kind": self.kind,
             "clock_rate": clock_rate,
-            "packets": self.packets,
+            "packets": sequence.packets,
             "payload_bytes": self.bytes,
             "frames": self.frames,
             "keyframes": self.keyframes,
             "starts_on_keyframe": self.starts_on_keyframe,
             "first_arrival": self.first_arrival,
-            "last_arrival": self.last_arrival,
+            "last_arrival": sequence.last_arrival,
             "first_seq": self.first_seq,
-            "last_seq": (self.highest or 0) & 0xFFFF,
+            "last_seq": (sequence.highest or 0) & 0xFFFF,
             "first_rtp_timestamp": self.first_timestamp,
             "last_rtp_timestamp": self.highest_timestamp & 0xFFFFFFFF,
             "width": self.first_size[0] if self.first_size else None,
             "height": self.first_size[1] if self.first_size else None,
             "resolution_changes": self.resolution_changes,
-            "lost": len(lost),
-            "lost_ranges": _ranges(lost)[:MAX_LISTED_RANGES],
-            "sequence_jumps": self.jumps,
-            "outages": self.outages,
+            **sequence.lost(),
             "gaps": self.gaps(),
         }

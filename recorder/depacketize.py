@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from recorder.chunkfile import Record
 from recorder.rtpcodecs import vp8_descriptor_size
@@ -25,8 +26,7 @@ _H264_SLICES = (1, 5)
 """Coded slices: the first of a picture has first_mb_in_slice 0 (ue(v) bit '1')."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     timestamp: int
     """Extended RTP timestamp."""
     data: bytes

@@ -3,8 +3,10 @@ events: each listed file present with its SHA-256, SM3 and size, nothing extra; 
 file an event names present (or purged, by an ``evidence_purged`` event) and no media
 file that no event names; each playable file made again from its capture chunk, byte
 for byte; each track's chunks counted again, with gaps only where the log has them;
-each still's type and size as its event says. The heavy parts run in
-recorder/pkgjobs.py, over worker processes.
+each still's type and size as its event says. Every member is read once, in
+recorder/pkgjobs.py over worker processes: hashed and, in the same read, decoded,
+converted or opened as these checks need; a track's packets are then counted again
+here, chunk after chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from recorder import package, pkgjobs
 from recorder.auditlog import AuditEvent
+from recorder.chunkstats import Continuity, Sequence
 from recorder.integrity import FILE_EVENTS, PURGE_EVENT
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, Member
@@ -32,15 +35,49 @@ class MediaReport:
     bytes: int
 
 
+def _tasks(archive: Archive, events: list[AuditEvent], present: list[Member]) -> list[pkgjobs.Task]:
+    """What to check of each present member beyond its hashes, by the events naming it."""
+    captures = {
+        e.detail.get("sha256") for e in events if e.kind in ("chunk_closed", "chunk_recovered")
+    }
+    images = {
+        e.detail.get("sha256") for e in events if e.kind in ("still_captured", "snapshot_taken")
+    }
+    playables: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        made, source = event.detail.get("sha256"), event.detail.get("derived_from")
+        if event.kind == "playable_derived" and isinstance(made, str) and isinstance(source, str):
+            playables[source].append(made)
+    names = {
+        path: match.group(1)
+        for path in archive.members
+        if (match := package.MEDIA_NAME.fullmatch(path)) is not None
+    }
+    tasks = []
+    for member in present:
+        sha256 = names.get(member.name)
+        tasks.append(
+            pkgjobs.Task(
+                member,
+                sha256,
+                capture=sha256 in captures,
+                playables=tuple(p for p in playables.get(sha256 or "", []) if p in names.values()),
+                image=sha256 in images,
+            )
+        )
+    return tasks
+
+
 def hash_members(
     archive: Archive,
     files: list[dict[str, Any]],
+    events: list[AuditEvent],
     jobs: pkgjobs.Jobs,
     sm3: bool,
     report: VerifyReport,
-) -> dict[str, dict[str, Any]]:
-    """Hash every listed member present; name what is missing, extra or different.
-    Returns path → what its bytes hash to."""
+) -> dict[str, pkgjobs.Examined]:
+    """Hash every listed member present (and check what the events say of it in the
+    same read); name what is missing, extra or different. Returns path → what was found."""
     listed = {f["path"]: f for f in files}
     for path in sorted(set(archive.members) - set(listed) - {package.MANIFEST, package.SIGNATURE}):
         report.problems.append(Problem("file_extra", path, "not listed in the manifest"))
@@ -56,17 +93,20 @@ def hash_members(
         else:
             present.append(member)
     present.sort(key=lambda m: -m.size)  # the largest first: workers finish together
-    found = jobs.map(pkgjobs.digest, [(str(archive.path), m, sm3) for m in present])
-    digests = {member.name: facts for member, facts in zip(present, found, strict=True)}
-    for path, facts in digests.items():
+    tasks = _tasks(archive, events, present)
+    found = jobs.map(pkgjobs.examine, [(str(archive.path), task, sm3) for task in tasks])
+    examined = {member.name: result for member, result in zip(present, found, strict=True)}
+    for path, result in examined.items():
         for name in ("sha256", "sm3"):
-            if name in facts and facts[name] != listed[path][name]:
+            if name in result.digests and result.digests[name] != listed[path][name]:
                 report.problems.append(
                     Problem(
-                        "hash_mismatch", path, f"{name} {facts[name]}, listed {listed[path][name]}"
+                        "hash_mismatch",
+                        path,
+                        f"{name} {result.digests[name]}, listed {listed[path][name]}",
                     )
                 )
-    return digests
+    return examined
 
 
 def work_bytes(archive: Archive) -> int:
@@ -74,12 +114,14 @@ def work_bytes(archive: Archive) -> int:
 
 
 class _Media:
-    """The media members by the hash in their names, and which are intact."""
+    """The media members by the hash in their names, which are intact, and what their
+    reading found."""
 
-    def __init__(self, archive: Archive, digests: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, archive: Archive, examined: dict[str, pkgjobs.Examined]) -> None:
         self.archive = archive
         self.paths: dict[str, str] = {}
         self.intact: set[str] = set()
+        self.found: dict[str, pkgjobs.Examined] = {}
         self.problems: list[Problem] = []
         for path in archive.members:
             match = package.MEDIA_NAME.fullmatch(path)
@@ -87,12 +129,16 @@ class _Media:
                 continue
             sha256 = match.group(1)
             self.paths[sha256] = path
-            computed = digests.get(path)
-            if computed is not None and computed["sha256"] == sha256:
+            facts = examined.get(path)
+            if facts is None:
+                continue
+            computed = facts.digests["sha256"]
+            if computed == sha256:
                 self.intact.add(sha256)
-            elif computed is not None and computed["sha256"] != sha256:
+                self.found[sha256] = facts
+            else:
                 self.problems.append(
-                    Problem("hash_mismatch", path, f"content hashes to {computed['sha256']}")
+                    Problem("hash_mismatch", path, f"content hashes to {computed}")
                 )
 
     def member(self, sha256: str) -> Member:
@@ -107,11 +153,10 @@ def check_media(
     archive: Archive,
     manifest: dict[str, Any],
     events: list[AuditEvent],
-    digests: dict[str, dict[str, Any]],
-    jobs: pkgjobs.Jobs,
+    examined: dict[str, pkgjobs.Examined],
     report: VerifyReport,
 ) -> MediaReport:
-    media = _Media(archive, digests)
+    media = _Media(archive, examined)
     report.problems.extend(media.problems)
     purges = {e.detail.get("sha256"): e for e in events if e.kind == PURGE_EVENT}
     named: dict[str, AuditEvent] = {}
@@ -139,41 +184,27 @@ def check_media(
     for sha256, path in sorted(media.paths.items()):
         if sha256 not in named:
             report.problems.append(Problem("file_extra", path, "no event of the case names it"))
-    _playables(media, events, jobs, report)
-    _stills(media, events, jobs, report)
-    _tracks(media, events, jobs, report)
-    present = [m for m in archive.members.values() if m.name in digests]
+    _playables(media, events, report)
+    _stills(media, events, report)
+    _tracks(media, events, report)
+    present = [m for m in archive.members.values() if m.name in examined]
     return MediaReport(len(present), sum(m.size for m in present))
 
 
-def _playables(
-    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
-) -> None:
+def _playables(media: _Media, events: list[AuditEvent], report: VerifyReport) -> None:
     from recorder.convert import libavformat_version  # PyAV: only where needed
 
-    pairs = [
-        e
-        for e in events
-        if e.kind == "playable_derived"
-        and e.detail.get("sha256") in media.intact
-        and e.detail.get("derived_from") in media.intact
-    ]
-    results = jobs.map(
-        pkgjobs.reproduce,
-        [
-            (
-                str(media.archive.path),
-                media.member(e.detail["derived_from"]),
-                media.member(e.detail["sha256"]),
-            )
-            for e in pairs
-        ],
-    )
     local = libavformat_version()
-    for event, result in zip(pairs, results, strict=True):
+    for event in events:
+        made, source = event.detail.get("sha256"), event.detail.get("derived_from")
+        if event.kind != "playable_derived" or made not in media.intact:
+            continue
+        if source not in media.intact:
+            continue
+        result = media.found[source].remade[made]
         if result == "same":
             continue
-        path = media.paths[event.detail["sha256"]]
+        path = media.paths[made]
         made_with = event.detail.get("libavformat")
         if result == "differs" and made_with != local:
             report.warnings.append(
@@ -183,25 +214,18 @@ def _playables(
             report.problems.append(Problem("playable_not_reproducible", path, result))
 
 
-def _stills(
-    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
-) -> None:
-    images = [
-        e
-        for e in events
-        if e.kind in ("still_captured", "snapshot_taken") and e.detail.get("sha256") in media.intact
-    ]
-    path = str(media.archive.path)
-    results = jobs.map(
-        pkgjobs.image_facts, [(path, media.member(e.detail["sha256"])) for e in images]
-    )
-    for event, result in zip(images, results, strict=True):
+def _stills(media: _Media, events: list[AuditEvent], report: VerifyReport) -> None:
+    for event in events:
+        sha256 = event.detail.get("sha256")
+        if event.kind not in ("still_captured", "snapshot_taken") or sha256 not in media.intact:
+            continue
+        result = media.found[sha256].image or "not an image"
         size = result.partition(" ")[2]
         if size != event.detail.get("size"):
             report.problems.append(
                 Problem(
                     "still_mismatch",
-                    media.paths[event.detail["sha256"]],
+                    media.paths[sha256],
                     f"{result}; {_where(event)} says {event.detail.get('size')}",
                 )
             )
@@ -221,9 +245,7 @@ def _logged_outage(outage: dict[str, float], logged: list[dict[str, Any]]) -> bo
     )
 
 
-def _tracks(
-    media: _Media, events: list[AuditEvent], jobs: pkgjobs.Jobs, report: VerifyReport
-) -> None:
+def _tracks(media: _Media, events: list[AuditEvent], report: VerifyReport) -> None:
     """Chunks 0, 1, 2, … of each track; each chunk's losses, jumps and outages as the
     file shows them, the same as its event says (an outage may instead be logged as a
     ``recording_gap``)."""
@@ -246,17 +268,10 @@ def _tracks(
                 )
                 break
         plans.append((track, [e for e in chunks if e.detail.get("sha256") in media.intact]))
-    path = str(media.archive.path)
-    results = jobs.map(
-        pkgjobs.replay,
-        [
-            (
-                path,
-                [(media.member(e.detail["sha256"]), e.kind == "chunk_recovered") for e in chunks],
-            )
-            for _, chunks in plans
-        ],
-    )
+    results = [
+        replay([(media.found[e.detail["sha256"]], e.kind == "chunk_recovered") for e in chunks])
+        for _, chunks in plans
+    ]
     for (track, chunks), counted in zip(plans, results, strict=True):
         for event, found in zip(chunks, counted, strict=True):
             where = f"{track} chunk {event.detail.get('chunk')}"
@@ -264,6 +279,26 @@ def _tracks(
                 report.problems.append(Problem("track_gap_unlogged", where, found))
             elif not event.detail.get("partial"):
                 _compare(where, found, event.detail, gaps[track], report)
+
+
+def replay(chunks: list[tuple[pkgjobs.Examined, bool]]) -> list[dict[str, Any] | str]:
+    """Count a track's chunks again, in order, each continuing from the previous one as
+    the live capture did (a recovered chunk, or one after a missing one, starts afresh):
+    the gaps each chunk holds, or why it cannot be read."""
+    counted: list[dict[str, Any] | str] = []
+    previous: Continuity | None = None
+    for found, fresh in chunks:
+        if not isinstance(found.packets, tuple):
+            counted.append(found.packets or "unreadable: not examined")
+            previous = None
+            continue
+        sequence = Sequence(None if fresh else previous)
+        add = sequence.add
+        for seq, arrival_us in zip(*found.packets, strict=True):
+            add(seq, arrival_us / 1_000_000)
+        counted.append(sequence.lost())
+        previous = sequence.continuity()
+    return counted
 
 
 def _compare(

@@ -2,12 +2,12 @@
 alone, no server, database or network. Names each problem as recorder/logverify.py
 does (code, where, detail); the log's own checks are those of logverify and merkle.
 
-Checks, in order: the manifest's signature and its key's validity when it was made;
-every listed file's SHA-256, SM3 and size, nothing missing or extra
-(recorder/pkgmedia.py); every event line canonical, of this case, unique, its hash and
-the chain's links and sequence; each event's inclusion proof against a signed
-checkpoint; the checkpoints' signatures, order and consistency proofs; the media against
-the events (recorder/pkgmedia.py); and, if given, the chain head expected.
+Checks: the manifest's signature and its key's validity when it was made; every event
+line canonical, of this case, unique, its hash and the chain's links and sequence; each
+event's inclusion proof against a signed checkpoint; the checkpoints' signatures, order
+and consistency proofs; then, in one read of each file (recorder/pkgmedia.py), every
+listed file's SHA-256, SM3 and size, nothing missing or extra, and the media against
+the events; and, if given, the chain head expected.
 """
 
 from __future__ import annotations
@@ -349,13 +349,14 @@ def verify_package(
     except Unreadable as exc:
         report.problems.append(Problem("document_unreadable", package.KEYS, str(exc)))
     _manifest_signature(archive, raw, manifest["created_at"], keys, report)
+    events = _events(archive, manifest["case_no"], report)
+    checkpoints = _checkpoints(archive, keys, report)
+    _inclusion(events, checkpoints, report)
+    _tree_head(manifest, checkpoints, report)
+    logged = [e for e, _ in events]
     with Jobs(workers, work_bytes(archive)) as jobs:
-        digests = hash_members(archive, manifest["files"], jobs, sm3, report)
-        events = _events(archive, manifest["case_no"], report)
-        checkpoints = _checkpoints(archive, keys, report)
-        _inclusion(events, checkpoints, report)
-        _tree_head(manifest, checkpoints, report)
-        media = check_media(archive, manifest, [e for e, _ in events], digests, jobs, report)
+        examined = hash_members(archive, manifest["files"], logged, jobs, sm3, report)
+    media = check_media(archive, manifest, logged, examined, report)
     report.files, report.bytes = media.files, media.bytes
     if expect_head is not None and expect_head.lower() != report.head:
         report.problems.append(
