@@ -12,6 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = {
+    "export_mb_per_s",
+    "export_30_min_session_seconds",
     "verify_mb_per_s",
     "verify_no_sm3_mb_per_s",
     "hash_only_mb_per_s",
