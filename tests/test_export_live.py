@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
+from recorder.pkgarchive import Archive
 from signaling.simulate import ApiClient, ApiError
 from tests.helpers import wait_until
 from tests.live import LiveServer, Tab, coreview_command, server_env
@@ -100,7 +101,7 @@ def test_exported_packages_of_a_simulated_case_verify(
 ) -> None:
     """The CLI's and the API's packages of a simulated case both verify offline, each
     with the chain head the server shows just before its ``case_exported`` event; a
-    clerk gets 403."""
+    clerk gets 403. A tampered copy, and the package against a later head, fail."""
     evidence = simulated_case(live_server)
     case_no = evidence["case_no"]
     out = tmp_path / "cli.zip"
@@ -118,6 +119,19 @@ def test_exported_packages_of_a_simulated_case_verify(
         assert "证据包验证通过" in checked.stdout
     recordings = sum(len(t["files"]) for t in evidence["recordings"])
     assert job["files"] == recordings + len(evidence["stills"]) + 4  # + the four documents
+
+    # A copy with one byte of a recording changed fails, naming that file; so does the
+    # intact package against a later head (a log cut short).
+    media = next(m for m in Archive.open(out).members.values() if m.name.startswith("media/"))
+    tampered = tmp_path / "tampered.zip"
+    data = bytearray(out.read_bytes())
+    data[media.offset + media.size // 2] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    checked = coreview("verify", str(tampered))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "hash_mismatch" in checked.stdout and media.name in checked.stdout
+    checked = coreview("verify", str(out), "--expect-head", events[-1]["hash"])
+    assert checked.returncode == 1 and "head_mismatch" in checked.stdout, checked.stdout
     assert asyncio.run(clerk_refused(live_server, case_no)) == 403
 
 

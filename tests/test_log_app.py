@@ -21,7 +21,7 @@ from recorder.auditlog import GENESIS, AuditEvent, seal
 from recorder.clock import SystemClock
 from signaling.app import create_app
 from signaling.appkeys import AUDIT
-from signaling.messages import message
+from signaling.messages import message, problem_name
 from signaling.services import open_services
 from signaling.settings import Settings, SettingsError, load_settings
 from tests.helpers import demo_password, login, start_session, wait_until
@@ -212,8 +212,8 @@ def test_cli_verify_reads_the_witness_file(data_dir, tmp_path):
     ):
         assert verified.returncode == 1, verified.stdout
         assert "✗ witness line 1 (size" in verified.stdout
-        assert message("witness_mismatch") in verified.stdout
-        assert message("checkpoint_missing") in verified.stdout
+        assert problem_name("witness_mismatch") in verified.stdout
+        assert problem_name("checkpoint_missing") in verified.stdout
 
 
 async def test_a_checkpoint_signed_but_not_witnessed_answers_201_with_a_warning(
