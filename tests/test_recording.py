@@ -222,6 +222,12 @@ async def test_reconnect_gap_full_disk_and_failed_conversion_are_logged(users, s
 
         recording = app[LIVE].sessions[session_id].recording
         face = next(c for c in recording.captures if c.info.source == "face" and not c.done)
+        # the disk fills once the new face chunk has some packets on it (a loaded machine
+        # may not have written any yet: then there would be nothing to keep)
+        await wait_until(
+            lambda: face._file is not None and face._flushed_at > face._opened_at,
+            what="the new face chunk's first write",
+        )
         face._file = FullDisk(face._file)
         failed = await approver_channel.wait("error", lambda m: m["code"] == "recording_failed")
         assert "存储空间已满" in failed["message"]
