@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from recorder.schema import APPEND_ONLY_TABLES
 from signaling import identity, tables
 from signaling.appkeys import ENGINE
-from signaling.simulate import ApiClient, SignalChannel
+from signaling.simulate import ApiClient, ApiError, SignalChannel
 
 
 @dataclass
@@ -130,3 +131,12 @@ class ManualClock:
 
     def advance(self, **delta: float) -> None:
         self.at += dt.timedelta(**delta)
+
+
+async def refused(call: Awaitable[Any], status: int, code: str) -> ApiError:
+    """The API call fails with ``status`` and ``code``, and a message to show."""
+    with pytest.raises(ApiError) as caught:
+        await call
+    assert (caught.value.status, caught.value.code) == (status, code), caught.value
+    assert caught.value.message
+    return caught.value

@@ -16,8 +16,8 @@ from recorder.auditlog import chain_of
 from signaling.app import create_app
 from signaling.appkeys import AUDIT, REVIEWS
 from signaling.settings import Settings
-from signaling.simulate import ApiClient, ApiError
-from tests.helpers import ManualClock, demo_password, valid_id
+from signaling.simulate import ApiClient
+from tests.helpers import ManualClock, demo_password, refused, valid_id
 
 MONDAY = dt.datetime(2030, 3, 4, 1, 0, tzinfo=dt.UTC)  # 09:00 China time
 MINE = {"from": "2030-03-04"}
@@ -138,14 +138,6 @@ async def world(aiohttp_server, data_dir) -> AsyncIterator[World]:
     finally:
         for client in world.clients:
             await client.close()
-
-
-async def refused(call: Any, status: int, code: str) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        await call
-    assert (caught.value.status, caught.value.code) == (status, code), caught.value
-    assert caught.value.message
-    return caught.value
 
 
 async def test_each_filter_finds_exactly_its_cases(world):

@@ -9,23 +9,14 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from signaling import protocol
 from signaling.appkeys import ENGINE
 from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
-from signaling.simulate import ApiClient, ApiError, SignalChannel
+from signaling.simulate import ApiClient, SignalChannel
 from signaling.workdays import add_working_days
-from tests.helpers import live_call, valid_id
-
-
-async def refused(call: Any, status: int, code: str) -> ApiError:
-    with pytest.raises(ApiError) as caught:
-        await call
-    assert (caught.value.status, caught.value.code) == (status, code), caught.value
-    assert caught.value.message
-    return caught.value
+from tests.helpers import live_call, refused, valid_id
 
 
 async def raw_post(api: ApiClient, path: str, data: str, content_type: str) -> tuple[int, Any]:
