@@ -153,7 +153,13 @@ def image_facts(data: bytes) -> str:
         try:
             with Image.open(io.BytesIO(data), formats=[CONTENT_TYPES[found]]) as image:
                 width, height = image.size
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombWarning,
+            Image.DecompressionBombError,
+        ) as exc:
             return f"unreadable image: {exc}"
     return f"{found} {width}x{height}"
 

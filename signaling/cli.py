@@ -216,7 +216,9 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
 
 
 async def _export(services: Services, args: argparse.Namespace) -> int:
-    """``coreview export``: 0 when written, 1 if the case is unknown or writing failed."""
+    """``coreview export``: 0 when written whole; 1 if the case is unknown, writing
+    failed, or stored files were missing (the package is written without them, and
+    says so: verify will name them)."""
     exporter = Exporter(services.engine, services.audit, services.evidence, SystemClock())
     try:
         written = await exporter.export(args.case_no, args.out, actor="cli")
@@ -229,7 +231,7 @@ async def _export(services: Services, args: argparse.Namespace) -> int:
     )
     for sha256 in written.missing:
         print(f"警告：证据文件 {sha256} 在存储中缺失，未能写入证据包。", file=sys.stderr)
-    return 0
+    return 1 if written.missing else 0
 
 
 def _print_report(report: LogReport) -> int:

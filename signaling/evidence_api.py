@@ -17,6 +17,7 @@ from signaling.access import USER, allow
 from signaling.api import STAFF, json_response
 from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE, KEYS
 from signaling.errors import NotFound
+from signaling.evidence import SUPERVISORS
 from signaling.playback_api import ticket_valid
 
 routes = web.RouteTableDef()
@@ -49,9 +50,14 @@ def _head(path: Path) -> bytes | None:
 
 
 def _from_start(request: web.Request) -> bool:
-    """A whole read or the first range of one (a player reads a file in ranges)."""
-    ranges = request.headers.get("Range", "")
-    return not ranges or ranges.replace(" ", "").startswith("bytes=0-")
+    """A whole read or the first range of one (a player reads a file in ranges), as
+    aiohttp will serve it: a suffix range (``bytes=-N``) or ``bytes=00-`` reads from the
+    start too, and a Range it cannot parse gets the whole file."""
+    try:
+        start = request.http_range.start
+    except ValueError:
+        return True
+    return start is None or start <= 0
 
 
 @routes.get("/api/v1/cases/{case_no}/evidence")
@@ -89,7 +95,7 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
             raise NotFound("evidence_purged")
         raise NotFound("evidence_missing")
     playback = row.role == "playable" and _in_playback(request, row.session_id)
-    if user.role == "auditor" and _from_start(request) and not playback:
+    if user.role in SUPERVISORS and _from_start(request) and not playback:
         await request.app[AUDIT].append(
             "evidence_viewed", actor=user.username, case_no=case_no, sha256=sha256, role=row.role
         )

@@ -317,6 +317,20 @@ async def test_files_are_served_with_their_type_and_in_ranges(client, as_user):
     assert part.status == 206
     assert await part.read() == image[2:6]
 
+    # An auditor's read is logged however it asks for the start of the file; a later
+    # range of a read already logged is not (a player reading on).
+    auditor = await as_user("jiancha")
+    still = files["image/jpeg"]
+    ranges = ("", "bytes=0-", "bytes=00-", "Bytes=0-", f"bytes=-{len(image)}", "bytes=2-5")
+    for asked in ranges:
+        headers = {"Range": asked} if asked else {}
+        assert (await auditor.get(f"/api/v1/evidence/{still}", headers=headers)).status in (
+            200,
+            206,
+        )
+    viewed = await app[AUDIT].events(f"case:{case_no}", kind="evidence_viewed")
+    assert len([e for e in viewed if e.detail["sha256"] == still]) == len(ranges) - 1
+
 
 async def test_the_evidence_record_is_append_only(client, as_user):
     """The database refuses to change or remove a stored file's row or a consent (as it

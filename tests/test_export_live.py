@@ -7,6 +7,7 @@ both packages verify (exit 0, the chain head as the server shows it); each expor
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,25 @@ def test_export_bad_arguments_are_clear(tmp_path: Path, args: tuple[str, ...], s
     assert done.returncode in (1, 2), done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_export_of_a_case_with_a_file_missing_from_the_store_fails(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A file the case's rows name but the store lacks: the package is written without
+    it, the command names it and exits 1 (the package would not verify)."""
+    lost = "ab" * 32
+    with sqlite3.connect(data_dir / "coreview.sqlite3") as db:
+        case_id, case_no = db.execute("SELECT id, case_no FROM cases LIMIT 1").fetchone()
+        db.execute(
+            "INSERT INTO evidence_files (sha256, case_id, role, bytes, meta, created_at) "
+            "VALUES (?, ?, 'still', 10, '{}', '2026-11-29 12:00:00.000000')",
+            (lost, case_id),
+        )
+    out = tmp_path / "case.zip"
+    done = coreview("export", case_no, "--out", str(out), "--data-dir", str(data_dir))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert lost in done.stderr and "缺失" in done.stderr and out.exists()
 
 
 @pytest.mark.browser
