@@ -83,7 +83,14 @@ class Archive:
                 infos = archive.infolist()
         except PackageError:
             raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except (
+            zipfile.BadZipFile,
+            NotImplementedError,  # a version or flag zipfile does not read
+            OSError,
+            ValueError,
+            EOFError,
+            struct.error,
+        ) as exc:
             raise PackageError("not_a_package", str(exc)) from exc
         if len(infos) > MAX_MEMBERS:
             raise PackageError("too_large", f"{len(infos)} members")
@@ -125,6 +132,8 @@ def read_blocks(path: Path, member: Member) -> Iterator[bytes]:
 
 def _locate(fd: int, member: Member, size: int) -> Member:
     """The member with the offset of its data, from its local header."""
+    if member.offset < 0:
+        raise PackageError("not_a_package", f"{member.name}: header before the start of the file")
     header = os.pread(fd, _LOCAL.size, member.offset)
     if len(header) != _LOCAL.size:
         raise PackageError("not_a_package", f"{member.name}: local header cut short")

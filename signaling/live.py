@@ -153,43 +153,49 @@ class LiveHub:
         if live is None:
             live = self.sessions[session_id] = LiveSession(self, session)
         await live.watching.wait()
-        # read again: a change before the subscription (an accept) was not broadcast to us
-        try:
-            session = await self.reviews.get(session_id)
-            if not self._may_join(session, grant):  # cancelled or ended meanwhile
-                return await self._closed(socket, session)
-            user = await self.accounts.get(grant.user_id)
-            participant = await live.attach(grant, user.display_name, socket)
-        except Conflict:  # the session closed while this join was on its way
-            return await self._closed(socket, await self.reviews.get(session_id))
-        except SignalingError as exc:
-            await send(socket, error(exc.code))
-            await socket.close(code=CLOSE_POLICY)
-            return socket
+        participant: Participant | None = None
         hung_up = False
         try:
-            await send(
-                socket,
-                protocol.Joined(
-                    grant.username,
-                    grant.role,
-                    grant.hidden,
-                    list(grant.publish),
-                    {"id": session_id, "case_no": session.case_no, "state": session.state},
-                    self.ice_servers(),
-                ),
-            )
-            await live.send_participants(participant)
-            state = protocol.State(session.state, "", message(f"state_{session.state}"))
-            await send(socket, state)
+            user = await self.accounts.get(grant.user_id)
+            # read again: a change before the subscription (an accept) was not broadcast
+            # to us; one after it is told once we are attached and told this state
+            async with live.telling:
+                session = await self.reviews.get(session_id)
+                if not self._may_join(session, grant):  # cancelled or ended meanwhile
+                    return await self._closed(socket, session)
+                participant = await live.attach(grant, user.display_name, socket)
+                await self._welcome(live, participant, session)
             await send(socket, protocol.ChatHistory(await self.chat_history(session)))
             await live.tell_absence(participant)
             hung_up = await self._read(live, participant, socket)
+        except Conflict:  # the session closed while this join was on its way
+            await self._closed(socket, await self.reviews.get(session_id))
+        except SignalingError as exc:
+            await send(socket, error(exc.code))
+            await socket.close(code=CLOSE_POLICY)
         finally:
-            if not hung_up:
+            if participant is not None and not hung_up:
                 # a task of its own: the handler may be cancelled as the connection goes
                 self.spawn(live.detach(participant, socket))
         return socket
+
+    async def _welcome(
+        self, live: LiveSession, participant: Participant, session: ReviewSession
+    ) -> None:
+        """The joiner's first messages: who it is, who is there, the session's state."""
+        grant = participant.grant
+        joined = protocol.Joined(
+            grant.username,
+            grant.role,
+            grant.hidden,
+            list(grant.publish),
+            {"id": session.id, "case_no": session.case_no, "state": session.state},
+            self.ice_servers(),
+        )
+        await send(participant.socket, joined)
+        await live.send_participants(participant)
+        state = protocol.State(session.state, "", message(f"state_{session.state}"))
+        await send(participant.socket, state)
 
     async def chat_history(self, session: ReviewSession) -> list[dict[str, Any]]:
         """The session's chat, from the log, as ``chat_posted`` carries it."""

@@ -20,7 +20,7 @@ from signaling.cases import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
 from signaling.messages import CLERK_LEAVE_REASONS, RECORDING_FAILURES, message
 from signaling.recordings import attach, close_quietly
-from signaling.reviews import ReviewSession, session_topic
+from signaling.reviews import FINAL_STATES, ReviewSession, session_topic
 from signaling.tokens import Grant
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ class LiveSession:
         self.closed = False
         self.watching = asyncio.Event()
         """Set once state changes are subscribed to: only then is a state read current."""
+        self.telling = asyncio.Lock()
+        """Held while a change is told, and while a joiner reads the state, attaches and
+        is told it: so a joiner hears each change once, after its own first state."""
         self._vacancy: asyncio.TimerHandle | None = None
         self._watch = asyncio.create_task(self._watch_state())
 
@@ -93,21 +96,24 @@ class LiveSession:
             self.watching.set()
             while True:
                 event = await queue.get()
-                kind = event.get("event")
-                if kind == "material_marked":
-                    await self.broadcast(protocol.MaterialMarked(event["mark"]))
-                elif kind == "decision_recorded":
-                    await self.broadcast(protocol.DecisionRecorded(event["decision"]))
-                elif kind == "still_added":
-                    await self.broadcast(protocol.StillAdded(event["still"]))
-                if kind != "state":
-                    continue
-                state = str(event["state"])
-                reason = str(event.get("reason") or "")
-                await self.broadcast(protocol.State(state, reason, message(f"state_{state}")))
-                if state in ("ended", "cancelled", "timed_out"):
+                async with self.telling:
+                    await self._tell(event)
+                if event.get("event") == "state" and event["state"] in FINAL_STATES:
                     await self.close()
                     return
+
+    async def _tell(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "material_marked":
+            await self.broadcast(protocol.MaterialMarked(event["mark"]))
+        elif kind == "decision_recorded":
+            await self.broadcast(protocol.DecisionRecorded(event["decision"]))
+        elif kind == "still_added":
+            await self.broadcast(protocol.StillAdded(event["still"]))
+        elif kind == "state":
+            state = str(event["state"])
+            reason = str(event.get("reason") or "")
+            await self.broadcast(protocol.State(state, reason, message(f"state_{state}")))
 
     async def broadcast(self, msg: protocol.Message) -> None:
         for participant in tuple(self.participants.values()):

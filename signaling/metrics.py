@@ -34,12 +34,12 @@ from recorder.schema import audit_events, evidence_files, log_checkpoints
 from signaling.access import public
 from signaling.appkeys import ACCOUNTS, CLOCK, ENGINE, LIVE, SETTINGS
 from signaling.live import LiveHub
+from signaling.reviews import OPEN_STATES
 from signaling.settings import Settings
 from signaling.tables import departments, login_failures, review_sessions
 
 routes = web.RouteTableDef()
 
-OPEN_STATES = ("waiting", "live")
 RECORDING_EVENTS = (
     "track_started",
     "track_ended",

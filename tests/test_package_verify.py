@@ -233,6 +233,20 @@ def _link() -> zipfile.ZipInfo:
     return info
 
 
+def _patched(directory: Path, case: Case, signature: bytes, at: int, value: bytes | None) -> Path:
+    """The package with bytes after the last ``signature`` replaced by ``value`` (or,
+    for None, the central directory's offset moved 1000 bytes on, which puts the first
+    local header before the start of the file)."""
+    data = bytearray(case.path.read_bytes())
+    start = data.rindex(signature) + at
+    if value is None:
+        value = (int.from_bytes(data[start : start + 4], "little") + 1000).to_bytes(4, "little")
+    data[start : start + len(value)] = value
+    path = directory / "patched.zip"
+    path.write_bytes(data)
+    return path
+
+
 BAD_INPUTS: dict[str, Callable[[Path, Case], Path]] = {
     "missing-file": lambda d, c: d / "nothing.zip",
     "directory": lambda d, c: d,
@@ -245,6 +259,8 @@ BAD_INPUTS: dict[str, Callable[[Path, Case], Path]] = {
     "dot-dot": lambda d, c: _zip(d / "t.zip", [("../evil.txt", b"x"), ("manifest.json", b"{}")]),
     "absolute": lambda d, c: _zip(d / "a.zip", [("/etc/evil", b"x"), ("manifest.json", b"{}")]),
     "symlink": lambda d, c: _zip(d / "l.zip", [(_link(), b"/etc/passwd")]),
+    "unknown-zip-version": lambda d, c: _patched(d, c, b"PK\x01\x02", 6, b"\x63\x00"),
+    "header-before-start": lambda d, c: _patched(d, c, b"PK\x05\x06", 16, None),
     "bomb": lambda d, c: _zip(
         d / "b.zip", [("manifest.json", b"\0" * 50_000_000)], compression=zipfile.ZIP_DEFLATED
     ),

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from signaling import protocol
+from signaling.live_session import LiveSession
 from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
 from tests.helpers import valid_id, wait_until
 
@@ -139,6 +140,34 @@ async def test_cancel_racing_accept_has_one_outcome(users):
             assert isinstance(cancel, ApiError) and cancel.code == "already_taken"
             assert state == "live"
             await approver.post(f"/api/v1/sessions/{session_id}/end")
+
+
+async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
+    """The accept lands while the clerk's join is attaching (after its state was read):
+    the clerk is told waiting, then live, and nothing after (seen in Chromium under load
+    as a clerk left at 排队等待中 beside a connected approver)."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    case_no = await new_case(clerk)
+    started = await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True})
+    session_id = started["session"]["id"]
+    attach = LiveSession.attach
+
+    async def attach_then_accept(self, grant, *args):
+        participant = await attach(self, grant, *args)
+        if grant.role == "clerk":
+            await approver.post(f"/api/v1/sessions/{session_id}/accept")
+            await asyncio.sleep(0.3)  # the accept's change reaches the session meanwhile
+        return participant
+
+    monkeypatch.setattr(LiveSession, "attach", attach_then_accept)
+    channel = await SignalChannel.open(clerk, session_id, started["token"])
+    try:
+        await asyncio.sleep(0.5)
+        states = [m["state"] for m in channel.received if m.get("type") == "state"]
+        assert states == ["waiting", "live"], states
+    finally:
+        await channel.close()
+        await approver.post(f"/api/v1/sessions/{session_id}/end")
 
 
 async def test_wrong_department_and_foreign_token_are_refused(users):
