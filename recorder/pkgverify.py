@@ -26,7 +26,7 @@ from recorder import merkle, package
 from recorder.auditlog import AuditEvent, chain_of, verify_chain
 from recorder.canonical import canonical_json
 from recorder.checkpoints import Checkpoint
-from recorder.keyring import RegisteredKey
+from recorder.keyring import RegisteredKey, key_id
 from recorder.logverify import Problem, check_signature
 from recorder.pkgarchive import Archive, PackageError
 from recorder.pkgjobs import Jobs
@@ -329,8 +329,26 @@ def _tree_head(
         )
 
 
+def _trusted(keys: list[RegisteredKey], expect_keys: frozenset[str] | None) -> list[Problem]:
+    """Each key the package registers is named by its public key's hash and, when the
+    verifier was given the issuer's key ids (obtained another way), is one of them."""
+    problems = []
+    for key in keys:
+        if key_id(key.public()) != key.key_id:
+            detail = f"key {key.key_id} is not its public key's hash"
+            problems.append(Problem("key_id_mismatch", package.KEYS, detail))
+        elif expect_keys is not None and key.key_id not in expect_keys:
+            detail = f"key {key.key_id} is not among --expect-key"
+            problems.append(Problem("untrusted_key", package.KEYS, detail))
+    return problems
+
+
 def verify_package(
-    archive: Archive, expect_head: str | None = None, workers: int = 2, sm3: bool = True
+    archive: Archive,
+    expect_head: str | None = None,
+    workers: int = 2,
+    sm3: bool = True,
+    expect_keys: frozenset[str] | None = None,
 ) -> VerifyReport:
     """Every problem found in the package; ``PackageError`` if it is not one at all."""
     report = VerifyReport()
@@ -348,6 +366,7 @@ def verify_package(
         keys = _keys(archive.read(package.KEYS)) if package.KEYS in archive.members else []
     except Unreadable as exc:
         report.problems.append(Problem("document_unreadable", package.KEYS, str(exc)))
+    report.problems += _trusted(keys, expect_keys)
     _manifest_signature(archive, raw, manifest["created_at"], keys, report)
     events = _events(archive, manifest["case_no"], report)
     checkpoints = _checkpoints(archive, keys, report)

@@ -12,6 +12,8 @@ PROBLEM_TEXT = {
     "root_mismatch": "按日志重算的默克尔树根与签名检查点不符（日志被改写）",
     "unknown_key": "签名密钥不在密钥登记表中",
     "key_not_valid": "签名时该密钥不在有效期内",
+    "key_id_mismatch": "密钥编号与其公钥不符（密钥登记表被改动）",
+    "untrusted_key": "签名密钥不是 --expect-key 给出的出具单位密钥",
     "bad_signature": "签名验证失败",
     "checkpoint_order": "检查点的规模或时间倒退",
     "inconsistent_checkpoints": "相邻检查点之间的一致性证明不成立",

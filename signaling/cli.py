@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     keys.add_parser("rotate", parents=[common], help="轮换节点签名密钥（旧公钥保留以供验证）")
+    keys.add_parser(
+        "list", parents=[common], help="列出签名密钥编号（供 coreview verify --expect-key 使用）"
+    )
     retention = commands.add_parser("retention", help="保存期限").add_subparsers(
         dest="action", required=True
     )
@@ -198,6 +201,9 @@ async def _run(services: Services, settings: Settings, args: argparse.Namespace)
             unsigned_before=dt.datetime.now(dt.UTC) - window,
         )
         return _print_report(report)
+    elif args.command == "keys" and args.action == "list":
+        for key in await services.audit.keyring.keys():
+            print(f"{key.key_id}  自 {key.valid_from} 起有效")
     elif args.command == "keys":
         old, new = await services.audit.rotate_key(actor="cli")
         print(f"已轮换节点签名密钥：{old[:16]}… → {new[:16]}…")

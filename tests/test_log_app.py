@@ -88,7 +88,8 @@ async def test_auditors_sign_checkpoints_on_demand(client, as_user):
 
 
 def test_cli_checkpoint_verify_and_rotate(data_dir):
-    """`coreview log checkpoint`, `log verify` and `keys rotate` work on a data dir;
+    """`coreview log checkpoint`, `log verify`, `keys rotate` and `keys list` work on a
+    data dir;
     verify exits 1 naming an edited entry, and once the attacker re-hashes it, the
     signed checkpoint it contradicts; no checkpoint is signed over the rewritten log."""
     signed = coreview("log", "checkpoint", "--data-dir", str(data_dir))
@@ -97,6 +98,8 @@ def test_cli_checkpoint_verify_and_rotate(data_dir):
     assert len(checkpoint["signature"]) == 128
     rotated = coreview("keys", "rotate", "--data-dir", str(data_dir))
     assert rotated.returncode == 0 and "已轮换" in rotated.stdout, rotated.stderr
+    listed = coreview("keys", "list", "--data-dir", str(data_dir)).stdout.splitlines()
+    assert len(listed) == 2 and listed[0].startswith(checkpoint["key_id"] + "  自 "), listed
     verified = coreview("log", "verify", "--data-dir", str(data_dir))
     assert verified.returncode == 0 and "验证通过" in verified.stdout, verified.stdout
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder import package
+from recorder.keyring import key_id
 from recorder.pkgarchive import Archive, PackageError
 from recorder.pkgverify import verify_package
 from recorder.verify import main
@@ -184,6 +185,28 @@ def test_a_truncated_log_is_caught_by_the_expected_head(
     assert code == 0, out
     code, out, _ = verify(cut, "--expect-head", case.events[-1].hash, capsys=capsys)
     assert code == 1 and codes(out) == {"head_mismatch"}, out
+
+
+def test_expected_keys_tell_a_forged_package_from_the_issuers(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A package rebuilt whole under a forger's key holds together by itself; with the
+    issuer's key id (``--expect-key``) it fails naming the key. The intact package passes
+    with it, and a key registry whose id is not its public key's hash is named too."""
+    issuer = key_id(case.key)
+    code, out, _ = verify(case.path, "--expect-key", issuer.upper(), capsys=capsys)
+    assert code == 0 and "签名密钥均为 --expect-key 给出的出具单位密钥" in out, out
+    (tmp_path / "forged").mkdir()
+    forged = build_case(tmp_path / "forged")
+    assert verify(forged.path, capsys=capsys)[0] == 0
+    code, out, _ = verify(forged.path, "--expect-key", issuer, capsys=capsys)
+    assert code == 1 and codes(out) == {"untrusted_key"}, out
+    relabelled = [dataclasses.replace(k, key_id="ab" * 32) for k in case.keys]
+    changed = case.write(tmp_path / "relabelled.zip", case.contents(keys=relabelled))
+    code, out, _ = verify(changed, capsys=capsys)
+    assert code == 1 and "key_id_mismatch" in codes(out), out
+    code, _, err = verify(case.path, "--expect-key", "not-a-key", capsys=capsys)
+    assert code == 2 and "--expect-key" in err
 
 
 @pytest.mark.parametrize(
