@@ -102,6 +102,7 @@ class Cases:
                         matters.c.department_id,
                         matters.c.active,
                         matters.c.time_limit_days,
+                        matters.c.retention_years,
                     ).where(matters.c.code == matter_code)
                 )
             ).first()
@@ -125,10 +126,15 @@ class Cases:
                     status="accepted",
                     created_at=now,
                     due_at=limit_ends(now, matter.time_limit_days, CHINA_TIME),
+                    retention_years=matter.retention_years,
                 )
             )
         await self._audit.append(
-            "case_created", actor=clerk.username, case_no=case_no, matter=matter_code
+            "case_created",
+            actor=clerk.username,
+            case_no=case_no,
+            matter=matter_code,
+            retention_years=matter.retention_years,
         )
         return await self._get(case_no)
 

@@ -25,7 +25,7 @@ from recorder.errors import StoreError
 from recorder.integrity import MEDIA_ROLES, PURGE_EVENT
 from recorder.schema import audit_events
 from recorder.store import EvidenceStore
-from signaling.retention import CaseRetention, case_retention, china_today
+from signaling.retention import CaseRetention, case_retention, china_today, held_cases
 from signaling.tables import evidence_files
 
 RUN_EVENT = "retention_run"
@@ -137,6 +137,10 @@ async def run_retention(
             continue
         if not await asyncio.to_thread(store.exists, sha256):
             continue  # deleted by an earlier run
+        held_now = await held_cases(engine, {r.case_id for r in rows})
+        if held_now:  # placed since the run began
+            summary.held += sorted({states[i].case_no for i in held_now} - set(summary.held))
+            continue
         summary.files += 1
         summary.bytes += rows[0].bytes
         summary.purged_cases.update(states[r.case_id].case_no for r in rows)

@@ -3,7 +3,8 @@
 A case *ends* at the latest of its sessions' ends and its decision; it has not ended
 while a session of it is waiting or live, or if it never had a session end nor a
 decision. Its media are kept through ``retention_until`` = the end's date (China time)
-plus its matter's ``retention_years`` (29 February → 28 February), and may be deleted
+plus the ``retention_years`` its matter had when the case was accepted (kept on the
+case; 29 February → 28 February), and may be deleted
 from the day after, unless the case is on legal hold. Only media files go (capture
 chunks, playable files, stills, snapshots); every row and the whole log stay.
 
@@ -28,16 +29,15 @@ from signaling import validation
 from signaling.cases import CHINA_TIME, china_iso
 from signaling.errors import Conflict
 from signaling.models import Case, User
+from signaling.reviews import OPEN_STATES
 from signaling.tables import (
     case_decisions,
     cases,
     legal_holds,
-    matters,
     review_sessions,
     users,
 )
 
-OPEN_STATES = ("waiting", "live")
 REASON_MAX = 500
 
 
@@ -115,12 +115,11 @@ async def case_retention(
         select(
             cases.c.id,
             cases.c.case_no,
-            matters.c.retention_years,
+            cases.c.retention_years,
             ended.c.ended_at,
             ended.c.open,
             case_decisions.c.decided_at,
         )
-        .join(matters, matters.c.id == cases.c.matter_id)
         .outerjoin(ended, ended.c.case_id == cases.c.id)
         .outerjoin(case_decisions, case_decisions.c.case_id == cases.c.id)
         .order_by(cases.c.id)

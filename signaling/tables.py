@@ -157,6 +157,9 @@ cases = Table(
     # when the matter's 办理时限 runs out, fixed at acceptance (signaling/workdays.py);
     # nullable only because migration 0015 added it (it fills every row)
     Column("due_at", DateTime(timezone=True), nullable=True),
+    # the matter's 保存期限 in years, fixed at acceptance (signaling/retention.py);
+    # nullable only because migration 0018 added it (it fills every row)
+    Column("retention_years", Integer, nullable=True),
     Index("cases_by_created", "created_at"),
     Index("cases_by_due", "due_at"),
 )

@@ -16,7 +16,7 @@ async def test_migrated_schema_matches_table_definitions(tmp_path):
         assert await schema_revision(engine) is None
         await migrate(engine)
         await migrate(engine)  # applying twice is a no-op
-        assert await schema_revision(engine) == "0017"
+        assert await schema_revision(engine) == "0018"
         async with engine.connect() as conn:
             found = await conn.run_sync(
                 lambda sync: {

@@ -6,13 +6,14 @@ the integrity check then lists the deleted files as purged, not as missing."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from recorder.auditlog import chain_of
 from recorder.problem_text import PROBLEM_TEXT
@@ -23,7 +24,7 @@ from signaling.retention import LegalHolds, retention_until
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.simulate import ApiError
-from signaling.tables import audit_events, cases, evidence_files
+from signaling.tables import audit_events, cases, evidence_files, matters
 from tests.custody import evidence, logged_in, record_cases
 from tests.helpers import ManualClock
 from tests.live import LiveServer, coreview_command, server_env, stop_process
@@ -116,6 +117,11 @@ async def test_retention_run_purges_only_what_may_go(live_server: LiveServer) ->
 
         summary = await run_retention(services.engine, services.audit, store, clock)
         assert (summary.expired, summary.files) == (0, 0)
+        async with services.engine.begin() as conn:  # the period fixed at acceptance holds
+            await conn.execute(update(matters).values(retention_years=1))
+        clock.advance(days=366 * 2)
+        summary = await run_retention(services.engine, services.audit, store, clock)
+        assert (summary.expired, summary.files) == (0, 0)
 
         clock.advance(days=366 * 31)
         before = await services.audit.size()
@@ -162,12 +168,27 @@ async def test_retention_run_purges_only_what_may_go(live_server: LiveServer) ->
             "placed",
             "lifted",
         ]
+        real_exists = store.exists
+
+        def hold_meanwhile(sha256: str) -> bool:  # a hold placed while the run goes on
+            store.exists = real_exists  # type: ignore[method-assign]
+            asyncio.run_coroutine_threadsafe(
+                holds.place(auditor, case_b_now, {"reason": "再次复议"}), loop
+            ).result()
+            return real_exists(sha256)
+
+        loop, case_b_now = asyncio.get_running_loop(), await services.cases.get(auditor, case_b)
+        store.exists = hold_meanwhile  # type: ignore[method-assign]
+        summary = await run_retention(services.engine, services.audit, store, clock)
+        assert (summary.files, summary.held) == (0, [case_b])
+        assert present(store, rows_b) == all_b and not await tombstones(services, case_b)
+        await holds.lift(auditor, case_b_now, {"reason": "复议结束"})
         summary = await run_retention(services.engine, services.audit, store, clock)
         assert summary.files == len(all_b) and summary.shared_kept == 0
         assert present(store, rows_a) == set() and present(store, rows_b) == set()
         assert (await tombstones(services, case_b))[shared.sha256] == 1
         kinds = [e.kind for e in await services.audit.events(chain_of(case_b))]
-        assert ["legal_hold_placed", "legal_hold_lifted"] == [k for k in kinds if "hold" in k]
+        assert [k for k in kinds if "hold" in k] == ["legal_hold_placed", "legal_hold_lifted"] * 2
         async with services.engine.connect() as conn:
             runs = await conn.scalar(
                 select(func.count()).where(audit_events.c.kind == "retention_run")
