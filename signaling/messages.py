@@ -117,6 +117,7 @@ MESSAGES = {
     "session_timed_out": "该会话等待超时，已自动结束。",
     "session_ended": "该会话已结束。",
     "session_state": "会话当前状态不允许此操作。",
+    "session_not_ready": "该会话正在登记当事人同意，尚未进入排队，请稍后再试。",
     "not_session_approver": "只有接入该会话的审批人员可以进行此操作。",
     "same_department": "联审须邀请其他部门的审批人员。",
     "no_such_approver": "没有该用户名的审批人员。",

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,6 +35,7 @@ from signaling.tables import (
     departments,
     matters,
     outlets,
+    review_consents,
     review_sessions,
     session_invitations,
     users,
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 OPEN_STATES = ("waiting", "live")
 FINAL_STATES = ("ended", "cancelled", "timed_out")
+ALWAYS = true()
+CONSENTED = exists().where(review_consents.c.session_id == review_sessions.c.id)
+"""A session is queued (listed, acceptable) only once its consent is recorded."""
 STATE_CODES = {
     "live": "already_taken",
     "cancelled": "session_cancelled",
@@ -224,6 +228,7 @@ class Reviews:
         waiting = base.where(
             review_sessions.c.state == "waiting",
             review_sessions.c.department_id == approver.department_id,
+            CONSENTED,
         ).order_by(review_sessions.c.created_at)
         invited = (
             base.add_columns(departments.c.name.label("inviting_department"))
@@ -277,8 +282,9 @@ class Reviews:
     ) -> ReviewSession:
         """Put a case in its department's queue. One open session per case (a unique
         index on open sessions decides between concurrent starts). ``before_queue``
-        (recording the consent) runs before any approver can see the session; if it
-        fails, the session is cancelled (``not_started``) and the error raised."""
+        records the consent; until it has, no approver can see or accept the session
+        (``CONSENTED``). If it fails, the session is cancelled (``not_started``) and the
+        error raised."""
         session_id = str(uuid.uuid4())
         try:
             async with self._engine.begin() as conn:
@@ -326,18 +332,25 @@ class Reviews:
         event: str,
         actor: str | None,
         from_state: str = "waiting",
+        only_if: ColumnElement[bool] = ALWAYS,
         **detail: Any,
     ) -> ReviewSession:
-        """Move from ``from_state`` to ``to_state`` atomically, or explain why not; log
-        ``event`` and tell the queue and the session."""
+        """Move from ``from_state`` to ``to_state`` atomically (and ``only_if`` holds),
+        or explain why not; log ``event`` and tell the queue and the session."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 update(review_sessions)
-                .where(review_sessions.c.id == session_id, review_sessions.c.state == from_state)
+                .where(
+                    review_sessions.c.id == session_id,
+                    review_sessions.c.state == from_state,
+                    only_if,
+                )
                 .values(state=to_state, **values)
             )
         session = await self.get(session_id)
         if result.rowcount != 1:
+            if session.state == from_state:
+                raise Conflict("session_not_ready", state=session.state)
             raise Conflict(STATE_CODES.get(session.state, "session_state"), state=session.state)
         self._cancel_timer(session_id)  # it no longer waits (or waits anew: re-armed)
         logger.info(
@@ -379,6 +392,7 @@ class Reviews:
             {"accepted_by": approver.id, "accepted_at": self._clock.now()},
             "session_accepted",
             approver.username,
+            only_if=CONSENTED,
         )
 
     async def cancel(self, session_id: str, clerk: User | None) -> ReviewSession:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select
 
 from signaling import protocol
+from signaling.actions import ReviewActions
+from signaling.appkeys import ENGINE
 from signaling.live_session import LiveSession
 from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
+from signaling.tables import review_sessions
 from tests.helpers import valid_id, wait_until
 
 
@@ -168,6 +172,38 @@ async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
     finally:
         await channel.close()
         await approver.post(f"/api/v1/sessions/{session_id}/end")
+
+
+async def test_no_approver_sees_or_takes_a_session_before_its_consent_is_recorded(
+    users, server, monkeypatch
+):
+    """While the consent is being recorded the session is in no queue and an accept is
+    refused (409 session_not_ready, in Chinese); once it is recorded, both work."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    case_no = await new_case(clerk)
+    recording, release = asyncio.Event(), asyncio.Event()
+    record_consent = ReviewActions.record_consent
+
+    async def slow_consent(self, *args):
+        recording.set()
+        await release.wait()
+        return await record_consent(self, *args)
+
+    monkeypatch.setattr(ReviewActions, "record_consent", slow_consent)
+    start = asyncio.create_task(clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True}))
+    await asyncio.wait_for(recording.wait(), 10)
+    async with server.app[ENGINE].connect() as conn:
+        session_id = await conn.scalar(select(review_sessions.c.id))
+    assert (await approver.get("/api/v1/queue"))["items"] == []
+    with pytest.raises(ApiError) as refused:
+        await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    assert (refused.value.status, refused.value.code) == (409, "session_not_ready")
+    assert "尚未进入排队" in refused.value.message
+    release.set()
+    assert (await start)["session"]["id"] == session_id
+    assert [i["case_no"] for i in (await approver.get("/api/v1/queue"))["items"]] == [case_no]
+    await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    await approver.post(f"/api/v1/sessions/{session_id}/end")
 
 
 async def test_wrong_department_and_foreign_token_are_refused(users):
