@@ -162,6 +162,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         app[CASE_EVIDENCE] = CaseEvidence(app[ENGINE], app[AUDIT], app[CASES], actions)
         exporter = Exporter(app[ENGINE], app[AUDIT], app[EVIDENCE], clock)
         app[EXPORTS] = exports = Exports(exporter, settings.data_dir / "exports")
+        await exports.open()
         yield
         await exports.close()
         await live.close()  # closes the sessions' recordings before the recorder

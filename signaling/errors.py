@@ -49,6 +49,10 @@ class Conflict(SignalingError):
     status = 409
 
 
+class Gone(SignalingError):
+    status = 410
+
+
 class TooLarge(SignalingError):
     status = 413
 

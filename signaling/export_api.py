@@ -9,7 +9,7 @@ from aiohttp import web
 from signaling.access import USER, allow
 from signaling.api import json_response
 from signaling.appkeys import CASES, EXPORTS
-from signaling.errors import Conflict
+from signaling.errors import Conflict, Gone
 
 routes = web.RouteTableDef()
 SCOPE = "a case in the auditor's jurisdiction (any for admins); the user's own export jobs"
@@ -37,6 +37,8 @@ async def export_progress(request: web.Request) -> web.Response:
 async def export_package(request: web.Request) -> web.StreamResponse:
     user, case_no = request[USER], request.match_info["case_no"]
     job = request.app[EXPORTS].get(request.match_info["export_id"], case_no, user)
+    if job.state == "expired":
+        raise Gone("export_expired")
     if job.state != "done":
         raise Conflict("export_not_ready")
     response = web.FileResponse(job.path)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -140,7 +140,11 @@ class Exporter:
         return written
 
 
-State = Literal["running", "done", "failed"]
+State = Literal["running", "done", "failed", "expired"]
+KEEP_SECONDS = 3600.0
+"""A finished package is kept this long for its download, then deleted."""
+KEEP_PER_USER = 3
+"""Finished packages kept per user: a newer export deletes the oldest."""
 
 
 @dataclass
@@ -154,6 +158,7 @@ class ExportJob:
     state: State = "running"
     error: str | None = None
     written: package.Written | None = None
+    expiry: asyncio.TimerHandle | None = None
 
     def advance(self, count: int) -> None:
         self.done += count  # from the writer's thread: one int, read by the loop
@@ -170,7 +175,7 @@ class ExportJob:
             "error": self.error,
             "message": message(self.error) if self.error else None,
         }
-        if self.written is not None:
+        if self.written is not None and self.state == "done":
             body.update(
                 package_sha256=self.written.sha256,
                 files=self.written.files,
@@ -181,15 +186,19 @@ class ExportJob:
 
 
 class Exports:
-    """Export jobs of this node: one running per user; packages kept in ``directory``
-    until the node stops (each job's task is owned, cancelled and its file removed on
-    close)."""
+    """Export jobs of this node: one running per user. A finished package waits in
+    ``directory`` for its download for ``KEEP_SECONDS`` (at most ``KEEP_PER_USER`` per
+    user), then is deleted and its job ``expired``. What a node that stopped without
+    closing left there is deleted at the next start; the rest on close."""
 
     def __init__(self, exporter: Exporter, directory: Path) -> None:
         self._exporter = exporter
         self._directory = directory
         self._jobs: dict[str, ExportJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(_clear, self._directory)
 
     async def start(self, case_no: str, user: User) -> ExportJob:
         if any(j.owner == user.id and j.state == "running" for j in self._jobs.values()):
@@ -215,6 +224,24 @@ class Exports:
             logger.exception("export of %s failed", job.case_no)
             code = exc.code if isinstance(exc, EvidenceError) else "export_failed"
             job.state, job.error = "failed", code
+            await asyncio.to_thread(job.path.unlink, missing_ok=True)
+            return
+        loop = asyncio.get_running_loop()
+        job.expiry = loop.call_later(KEEP_SECONDS, lambda: self._spawn(self._expire(job)))
+        kept = [j for j in self._jobs.values() if j.owner == job.owner and j.state == "done"]
+        for old in kept[:-KEEP_PER_USER]:  # in start order: the oldest go
+            await self._expire(old)
+
+    async def _expire(self, job: ExportJob) -> None:
+        if job.expiry is not None:
+            job.expiry.cancel()
+        job.state, job.written = "expired", None
+        await asyncio.to_thread(job.path.unlink, missing_ok=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def get(self, job_id: str, case_no: str, user: User) -> ExportJob:
         job = self._jobs.get(job_id)
@@ -223,13 +250,23 @@ class Exports:
         return job
 
     async def close(self) -> None:
+        for job in self._jobs.values():
+            if job.expiry is not None:
+                job.expiry.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for job in self._jobs.values():
-            await asyncio.to_thread(job.path.unlink, missing_ok=True)
+        await asyncio.to_thread(_clear, self._directory)
+
+
+def _clear(directory: Path) -> None:
+    """Every package file in ``directory`` (the node's own: nothing else goes there)."""
+    with contextlib.suppress(FileNotFoundError):
+        for path in directory.iterdir():
+            if path.suffix == ".zip":
+                path.unlink(missing_ok=True)
 
 
 def _media_bytes(contents: package.Contents) -> int:

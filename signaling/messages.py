@@ -98,6 +98,7 @@ MESSAGES = {
     "case_not_found": "案件不存在。",
     "export_not_found": "导出任务不存在。",
     "export_not_ready": "证据包尚未生成完毕。",
+    "export_expired": "该证据包已超过保留时间被删除，请重新导出。",
     "export_running": "您已有一个正在进行的导出任务，请等待其完成。",
     "export_failed": "证据包导出失败，请联系管理员查看服务日志。",
     "matter_not_found": "事项不存在。",
