@@ -274,11 +274,21 @@ def running_server(
 _SERVERS = pytest.StashKey[list[LiveServer]]()
 
 
+LOOPBACK_MEDIA = {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
+"""Media on an address aioice does not skip on loopback (see TESTING.md)."""
+FAKE_CAMERAS = (
+    "--use-fake-device-for-media-stream=device-count=3",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+)
+"""Three fake cameras (face, 高拍仪, a spare) granted without a prompt; WebRTC on loopback."""
+
+
 @pytest.fixture
 def live_server_env() -> dict[str, str]:
-    """Extra environment (``COREVIEW_*`` settings) for the server; override this fixture
-    in a module that needs some, e.g. ``COREVIEW_ANNOUNCED_ADDRESSES`` for media."""
-    return {}
+    """The server's ``COREVIEW_*`` environment; a module that needs other settings
+    overrides this fixture (starting from ``LOOPBACK_MEDIA``)."""
+    return LOOPBACK_MEDIA
 
 
 @pytest.fixture
@@ -338,8 +348,8 @@ async def launch_chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Brows
 
 @pytest.fixture
 def chromium_extra_args() -> Sequence[str]:
-    """Extra Chromium switches; override this fixture in a module that needs some."""
-    return ()
+    """Chromium's switches; a module that needs others overrides this fixture."""
+    return FAKE_CAMERAS
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import io
 import re
-from collections.abc import Sequence
 
 import av
 import numpy as np
@@ -45,20 +44,6 @@ LOADED = """(selector) => {
   const media = document.querySelector(selector);
   return Boolean(media) && media.readyState >= 1 && media.duration > 0;
 }"""
-
-
-@pytest.fixture
-def chromium_extra_args() -> Sequence[str]:
-    return (
-        "--use-fake-device-for-media-stream=device-count=3",
-        "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-    )
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 def tiny_webm() -> bytes:

@@ -4,7 +4,6 @@ against a real ``coreview serve``: the integrity check of a simulated case paint
 
 from __future__ import annotations
 
-import pytest
 from playwright.async_api import Browser, expect
 
 from tests.custody import evidence, record_cases
@@ -15,12 +14,6 @@ pytest_plugins = ("tests.live",)
 
 OK_GREEN = (15, 123, 63)  # --ok, .integrity-verdict.ok
 HOLD_BG = (255, 250, 235)  # .hold-on
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    """Media needs an address aioice does not skip on loopback (see TESTING.md)."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 async def test_auditor_checks_integrity_and_places_a_hold(

@@ -11,7 +11,6 @@ test can freeze: it then sends no frames, as a hung USB camera does."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
@@ -78,20 +77,6 @@ FREEZABLE_DOCUMENT_CAMERA = """(() => {
     return canvas.captureStream(15);
   };
 })();"""
-
-
-@pytest.fixture
-def chromium_extra_args() -> Sequence[str]:
-    return (
-        "--use-fake-device-for-media-stream=device-count=3",
-        "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-    )
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 async def start_and_accept(clerk: Tab, approver: Tab, camera: str | None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser
 
 from signaling.simulate import CHAT_TEXT, ApiClient, ApiError
-from tests.live import LiveServer, Tab, coreview_command, server_env
+from tests.live import LOOPBACK_MEDIA, LiveServer, Tab, coreview_command, server_env
 from tests.pixels import painted_box, viewport
 from tests.test_simulate import complete_evidence, simulated
 
@@ -31,7 +31,7 @@ OUTSIDER = ("shen_yh", "yinhai-audit-pw1")
 @pytest.fixture
 def live_server_env() -> dict[str, str]:
     """Media on loopback, and 2-second chunks so that each track is several chunks."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1", "COREVIEW_CHUNK_SECONDS": "2"}
+    return {**LOOPBACK_MEDIA, "COREVIEW_CHUNK_SECONDS": "2"}
 
 
 def simulated_case(server: LiveServer) -> tuple[str, str, str]:

@@ -7,13 +7,12 @@ the approver's page says so. Banners are checked in screenshots, by their pixels
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, Locator, expect
 
-from tests.live import LiveServer, Tab
+from tests.live import LOOPBACK_MEDIA, LiveServer, Tab
 from tests.test_browser_review import (
     APPROVER,
     CLERK,
@@ -33,17 +32,8 @@ HALL_SCREEN = {"width": 1366, "height": 768}
 
 
 @pytest.fixture
-def chromium_extra_args() -> Sequence[str]:
-    return (
-        "--use-fake-device-for-media-stream=device-count=3",
-        "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-    )
-
-
-@pytest.fixture
 def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1", "COREVIEW_RECONNECT_GRACE_SECONDS": "3"}
+    return {**LOOPBACK_MEDIA, "COREVIEW_RECONNECT_GRACE_SECONDS": "3"}
 
 
 async def hall_tab(browser: Browser, url: str) -> Tab:

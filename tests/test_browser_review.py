@@ -14,7 +14,6 @@ the third (MJPEG, opened at 1920x1080) as the document camera — as a clerk pic
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -65,20 +64,6 @@ def feed(participant: str, source: str, place: str = "") -> str:
     """The <video> of a remote feed, optionally only where it is shown (#stage/#tiles)."""
     scope = f"{place} " if place else ""
     return f'{scope}figure.feed[data-participant="{participant}"][data-source="{source}"] video'
-
-
-@pytest.fixture
-def chromium_extra_args() -> Sequence[str]:
-    return (
-        "--use-fake-device-for-media-stream=device-count=3",
-        "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-    )
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 HIDDEN_PICTURE_MS = 30_000

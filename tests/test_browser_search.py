@@ -7,7 +7,6 @@ are checked by their pixels, not only by the DOM."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -25,16 +24,6 @@ pytestmark = pytest.mark.browser
 SIZE = (1366, 768)
 SIMULATE_SECONDS = 90.0
 TODAY_ONWARDS = "2000-01-01"
-
-
-@pytest.fixture
-def chromium_extra_args() -> Sequence[str]:
-    return ("--allow-loopback-in-peer-connection",)
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 def simulated_case(server: LiveServer) -> str:

@@ -50,11 +50,6 @@ def chromium_extra_args(tmp_path_factory: pytest.TempPathFactory) -> Sequence[st
     )
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 async def test_requested_still_reaches_the_gallery_at_native_size(
     live_server: LiveServer, browser: Browser
 ) -> None:

@@ -27,12 +27,6 @@ EXPORT_BAR = (26, 95, 180)
 """The progress bar's fill (accent-color #1a5fb4 in app.css)."""
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    """Media needs an address aioice does not skip on loopback (see TESTING.md)."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 def coreview(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*coreview_command(), *args],

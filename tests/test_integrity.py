@@ -25,12 +25,6 @@ TRIGGER = (
 )
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    """Media needs an address aioice does not skip on loopback (see TESTING.md)."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 async def check(client: ApiClient, case_no: str) -> dict[str, Any]:
     result: dict[str, Any] = (await client.post(f"/api/v1/cases/{case_no}/integrity"))["integrity"]
     return result

@@ -28,11 +28,6 @@ KILL_AFTER_FRAMES = 12 * 15 + 10
 """Document frames the approver gets before the kill: past the first 10 s chunk."""
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 @contextlib.contextmanager
 def database(data_dir: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(f"file:{data_dir / 'coreview.sqlite3'}?mode=ro", uri=True)

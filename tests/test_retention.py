@@ -32,12 +32,6 @@ from tests.live import LiveServer, coreview_command, server_env, stop_process
 pytest_plugins = ("tests.live",)
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    """Media needs an address aioice does not skip on loopback (see TESTING.md)."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 def test_retention_until_counts_years_from_the_end_in_china_time() -> None:
     """The end's China date plus the years; 29 February falls on 28 February."""
     late = dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)  # 2 March 01:00 in China

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
 from signaling import protocol
 from signaling.cli import configure_logging
 from signaling.simulate import ApiClient, SignalChannel, connect_media, slot_for
@@ -14,11 +12,6 @@ from tests.helpers import start_session, valid_id, wait_until
 from tests.live import LiveServer
 
 pytest_plugins = ("tests.live",)
-
-
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
 
 
 async def test_info_log_shows_session_transitions_and_no_ice_steps(live_server: LiveServer):

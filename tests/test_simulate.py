@@ -30,12 +30,6 @@ TRACKS = {
 }
 
 
-@pytest.fixture
-def live_server_env() -> dict[str, str]:
-    """Media needs an address aioice does not skip on loopback (see TESTING.md)."""
-    return {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-
-
 def simulate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "signaling.cli", "simulate", *args],
