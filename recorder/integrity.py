@@ -31,8 +31,8 @@ from typing import Any
 from recorder import merkle
 from recorder.auditlog import AuditEvent, verify_chain
 from recorder.checkpoints import Checkpoint
-from recorder.keyring import RegisteredKey, key_valid_at
-from recorder.logverify import Problem
+from recorder.keyring import RegisteredKey
+from recorder.logverify import Problem, check_signature
 from recorder.store import EvidenceStore, hash_file
 
 FILE_EVENTS = {
@@ -235,23 +235,6 @@ def check_chain(events: Sequence[AuditEvent]) -> list[Problem]:
     return problems
 
 
-def _check_signature(
-    checkpoint: Checkpoint, keys: Sequence[RegisteredKey], problems: list[Problem]
-) -> None:
-    where = f"checkpoint {checkpoint.tree_size}"
-    named = next((k for k in keys if k.key_id == checkpoint.key_id), None)
-    if named is None:
-        problems.append(Problem("unknown_key", where, f"密钥 {checkpoint.key_id} 未登记"))
-        return
-    valid = key_valid_at(keys, checkpoint.time)
-    if valid is None or valid.key_id != named.key_id:
-        problems.append(
-            Problem("key_not_valid", where, f"密钥 {named.key_id} 在签名时不在有效期内")
-        )
-    if not checkpoint.verify(named.public()):
-        problems.append(Problem("bad_signature", where, "签名验证失败"))
-
-
 def check_inclusion(
     events: Sequence[AuditEvent],
     leaves: Sequence[bytes],
@@ -266,7 +249,14 @@ def check_inclusion(
     problems: list[Problem] = []
     size = 0 if checkpoint is None else checkpoint.tree_size
     if checkpoint is not None:
-        _check_signature(checkpoint, keys, problems)
+        check_signature(
+            f"checkpoint {checkpoint.tree_size}",
+            checkpoint.key_id,
+            checkpoint.time,
+            keys,
+            checkpoint.verify,
+            problems,
+        )
         tree = merkle.MerkleTree(leaves[:size])
         if tree.size < size:
             problems.append(

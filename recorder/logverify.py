@@ -124,13 +124,15 @@ def check_signature(
     valid key then, and ``verify`` accepts it (checkpoints, export manifests)."""
     named = next((k for k in keys if k.key_id == key_id), None)
     if named is None:
-        problems.append(Problem("unknown_key", where, f"key {key_id} not registered"))
+        problems.append(Problem("unknown_key", where, f"密钥 {key_id} 未登记"))
         return
     valid = key_valid_at(keys, time)
     if valid is None or valid.key_id != named.key_id:
-        problems.append(Problem("key_not_valid", where, f"key {named.key_id} not valid then"))
+        problems.append(
+            Problem("key_not_valid", where, f"密钥 {named.key_id} 在签名时不在有效期内")
+        )
     if not verify(named.public()):
-        problems.append(Problem("bad_signature", where, "the signature does not verify"))
+        problems.append(Problem("bad_signature", where, "签名验证失败"))
 
 
 def _check_succession(

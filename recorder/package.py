@@ -49,7 +49,6 @@ CHECKPOINTS = "checkpoints.json"
 GUIDE = "VERIFY.md"
 DOCUMENTS = {KEYS: "keys", EVENTS: "events", CHECKPOINTS: "checkpoints", GUIDE: "guide"}
 """Members the manifest lists besides the media, and their role."""
-MEDIA_ROLES = ("capture", "playable", "still", "snapshot")
 MEDIA_NAME = re.compile(r"media/([0-9a-f]{64})\.([a-z0-9]{1,8})")
 EXTENSIONS = {
     "image/jpeg": "jpg",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from recorder import package, pkgjobs
 from recorder.auditlog import AuditEvent
 from recorder.chunkstats import Continuity, Sequence
-from recorder.integrity import FILE_EVENTS, PURGE_EVENT
+from recorder.integrity import FILE_EVENTS, tombstones
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, Member
 
@@ -158,7 +158,7 @@ def check_media(
 ) -> MediaReport:
     media = _Media(archive, examined)
     report.problems.extend(media.problems)
-    purges = {e.detail.get("sha256"): e for e in events if e.kind == PURGE_EVENT}
+    purges = tombstones(events)
     named: dict[str, AuditEvent] = {}
     for event in events:
         sha256 = event.detail.get("sha256")

@@ -19,3 +19,8 @@ def extend_timestamp(timestamp: int, last: int) -> int:
     """``timestamp`` extended beside the last extended timestamp, forwards or back."""
     delta = (timestamp - last) & 0xFFFFFFFF
     return last + (delta if delta < 0x80000000 else delta - 0x100000000)
+
+
+def rtp_since(timestamp: int, earlier: int) -> int:
+    """``timestamp - earlier`` in RTP units, across a wrap of the 32-bit counter."""
+    return extend_timestamp(timestamp, earlier) - earlier

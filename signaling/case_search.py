@@ -36,6 +36,7 @@ from recorder.clock import as_utc
 from signaling import validation
 from signaling.errors import InvalidInput
 from signaling.models import Case
+from signaling.reviews import QUEUED_AT
 from signaling.tables import (
     audit_events,
     case_decisions,
@@ -240,9 +241,8 @@ class CaseSql:
         self.now = literal(now, DateTime(timezone=True))
         self.dialect = dialect
         rs = review_sessions
-        queued = func.coalesce(rs.c.queued_at, rs.c.created_at)
         waited = seconds_between(
-            func.coalesce(rs.c.accepted_at, rs.c.ended_at, self.now), queued, dialect
+            func.coalesce(rs.c.accepted_at, rs.c.ended_at, self.now), QUEUED_AT, dialect
         )
         lived = case(
             (

@@ -25,7 +25,7 @@ from recorder.auditlog import AuditLog, chain_of
 from recorder.canonical import timestamp
 from recorder.clock import Clock
 from recorder.errors import EvidenceError
-from recorder.integrity import PURGE_EVENT
+from recorder.integrity import tombstones
 from recorder.store import EvidenceStore
 from signaling.errors import Conflict, NotFound
 from signaling.messages import message
@@ -68,7 +68,7 @@ class Exporter:
         inclusion, used, consistency = await asyncio.to_thread(
             package.attest, events, checkpoints, tree
         )
-        purges = {str(e.detail.get("sha256")): e for e in events if e.kind == PURGE_EVENT}
+        purges = tombstones(events)
         media = [
             package.MediaFile(
                 row.sha256,

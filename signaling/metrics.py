@@ -34,7 +34,7 @@ from recorder.schema import audit_events, evidence_files, log_checkpoints
 from signaling.access import public
 from signaling.appkeys import ACCOUNTS, CLOCK, ENGINE, LIVE, SETTINGS
 from signaling.live import LiveHub
-from signaling.reviews import OPEN_STATES
+from signaling.reviews import OPEN_STATES, QUEUED_AT
 from signaling.settings import Settings
 from signaling.tables import departments, login_failures, review_sessions
 
@@ -70,9 +70,7 @@ class StoredFigures:
 
 async def read_database(engine: AsyncEngine, settings: Settings, now: dt.datetime) -> StoredFigures:
     found = StoredFigures()
-    waiting_since = func.min(
-        func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at)
-    )
+    waiting_since = func.min(QUEUED_AT)
     window = now - dt.timedelta(minutes=settings.login_window_minutes)
     async with engine.connect() as conn:
         rows = await conn.execute(

@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import Row
 
 from recorder.auditlog import AuditEvent
-from recorder.integrity import PURGE_EVENT
+from recorder.integrity import tombstones
+from recorder.rtpnumbers import rtp_since
 from signaling.evidence import recordings
 
 Place = Callable[[int], float]
 """An RTP timestamp of a track → seconds (the server's clock, or the timeline's)."""
-RTP_MODULO = 1 << 32
 MAX_CLOCK_SKEW = 1.0
 """A track whose send-to-arrival offset differs more from its participant's is placed
 by arrival (a reconnect from another device, a bogus sender report)."""
@@ -47,12 +47,6 @@ HIDDEN_KINDS = frozenset(
     }
 )
 """Events of the session left off its timeline: filing details and views of it."""
-
-
-def rtp_delta(later: int, earlier: int) -> int:
-    """``later - earlier`` in RTP timestamp units, across a wrap of the 32-bit counter."""
-    delta = (later - earlier) % RTP_MODULO
-    return delta - RTP_MODULO if delta >= RTP_MODULO // 2 else delta
 
 
 @dataclass
@@ -85,12 +79,12 @@ class Instance:
         report = self.report()
         if report is None:
             return None
-        delta = rtp_delta(rtp, int(report["rtp_timestamp"]))
+        delta = rtp_since(rtp, int(report["rtp_timestamp"]))
         return float(report["ntp_time"]) + delta / self.clock_rate
 
     def arrived(self, rtp: int) -> float:
         first = self.first
-        delta = rtp_delta(rtp, int(first["first_rtp_timestamp"]))
+        delta = rtp_since(rtp, int(first["first_rtp_timestamp"]))
         return float(first["first_arrival"]) + delta / self.clock_rate
 
     def delay(self) -> float | None:
@@ -273,8 +267,4 @@ def _event(event: AuditEvent, rel: Callable[[float], float]) -> dict[str, Any]:
 
 def purged_files(events: list[AuditEvent]) -> dict[str, str]:
     """sha256 → retention date, from the case's ``evidence_purged`` tombstones."""
-    return {
-        str(e.detail["sha256"]): str(e.detail.get("retention_until", ""))
-        for e in events
-        if e.kind == PURGE_EVENT and e.detail.get("sha256")
-    }
+    return {sha: str(e.detail.get("retention_until", "")) for sha, e in tombstones(events).items()}

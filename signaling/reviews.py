@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 OPEN_STATES = ("waiting", "live")
 FINAL_STATES = ("ended", "cancelled", "timed_out")
+QUEUED_AT = func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at)
+"""When a session last entered its queue (its start, or its requeue)."""
 ALWAYS = true()
 CONSENTED = exists().where(review_consents.c.session_id == review_sessions.c.id)
 """A session is queued (listed, acceptable) only once its consent is recorded."""
@@ -213,9 +215,7 @@ class Reviews:
         base = (
             select(
                 review_sessions.c.id,
-                func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at).label(
-                    "queued_at"
-                ),
+                QUEUED_AT.label("queued_at"),
                 cases.c.case_no,
                 cases.c.applicant_name,
                 matters.c.name.label("matter"),
@@ -577,7 +577,7 @@ class Reviews:
                 await conn.execute(
                     select(
                         review_sessions.c.id,
-                        func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at),
+                        QUEUED_AT,
                     ).where(review_sessions.c.state == "waiting")
                 )
             ).all()

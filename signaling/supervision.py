@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.clock import Clock, as_utc
@@ -18,7 +18,7 @@ from signaling.cases import Cases, china_iso
 from signaling.live import LiveHub
 from signaling.messages import ROLE_NAMES, SESSION_STATE_NAMES, span_text
 from signaling.models import User
-from signaling.reviews import OPEN_STATES
+from signaling.reviews import OPEN_STATES, QUEUED_AT
 from signaling.tables import cases, departments, matters, outlets, review_sessions, users
 
 RECORDING_NAMES = {
@@ -50,7 +50,7 @@ class Supervision:
                 rs.c.id,
                 rs.c.state,
                 rs.c.created_at,
-                func.coalesce(rs.c.queued_at, rs.c.created_at).label("queued_at"),
+                QUEUED_AT.label("queued_at"),
                 rs.c.accepted_at,
                 cases.c.case_no,
                 matters.c.name.label("matter"),

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from recorder.auditlog import AuditEvent
-from signaling.playback import Files, purged_files, rtp_delta, timeline
+from recorder.rtpnumbers import rtp_since
+from signaling.playback import Files, purged_files, timeline
 
 T0 = 1_800_000_000.0
 SESSION = "s-1"
@@ -72,8 +73,8 @@ def event(seq: int, kind: str, at: float, **detail: Any) -> AuditEvent:
 
 def test_rtp_differences_cross_the_wrap() -> None:
     """A timestamp just past 2^32 is later than one just before it."""
-    assert rtp_delta(10, 2**32 - 10) == 20
-    assert rtp_delta(2**32 - 10, 10) == -20
+    assert rtp_since(10, 2**32 - 10) == 20
+    assert rtp_since(2**32 - 10, 10) == -20
 
 
 def test_tracks_are_aligned_by_sender_reports_and_arrival() -> None:
