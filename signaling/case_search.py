@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from recorder.clock import as_utc
-from signaling import validation
+from signaling import identity, validation
 from signaling.errors import InvalidInput
 from signaling.models import Case
 from signaling.reviews import QUEUED_AT
@@ -180,8 +180,10 @@ class CaseQuery:
         return found
 
     def shown(self) -> dict[str, Any]:
-        """The query as the API answers it back."""
+        """The query as the API answers it back (a full ID number searched for is not)."""
         values = asdict(self)
+        if identity.is_valid(identity.normalize(self.q)):
+            values["q"] = ""
         values["from"] = values.pop("date_from")
         values["to"] = values.pop("date_to")
         for name in ("from", "to"):

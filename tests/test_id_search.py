@@ -68,10 +68,12 @@ async def test_approvers_cannot_confirm_an_id_number(as_user):
 @pytest.mark.parametrize("username", ["chuangkou", "jiancha"])
 async def test_clerks_and_auditors_search_by_id_number(as_user, username):
     """A clerk (the applicant's card at the counter) and an auditor find a case by its
-    applicant's ID number, also typed with spaces, a lower-case x or full-width digits."""
+    applicant's ID number, also typed with spaces, a lower-case x or full-width digits;
+    the answer does not echo the number back."""
     user = await as_user(username)
     status, body = await searched(user, DEMO_ID)
     assert status == 200 and [c["applicant_name"] for c in body["cases"]] == [DEMO_NAME]
+    assert body["query"]["q"] == "" and DEMO_ID[6:14] not in json.dumps(body)
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in DEMO_ID)  # a Chinese input method's
     status, body = await searched(user, f" {full_width[:6]} {full_width[6:]} ")
     assert status == 200 and [c["applicant_name"] for c in body["cases"]] == [DEMO_NAME]
