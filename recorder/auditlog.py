@@ -331,13 +331,18 @@ class AuditLog:
     async def _tree(self, size: int) -> merkle.MerkleTree:
         async with self._engine.connect() as conn:
             hashes = (
-                await conn.execute(
-                    select(audit_events.c.hash)
-                    .where(audit_events.c.log_index < size)
-                    .order_by(audit_events.c.log_index)
+                (
+                    await conn.execute(
+                        select(audit_events.c.hash)
+                        .where(audit_events.c.log_index < size)
+                        .order_by(audit_events.c.log_index)
+                    )
                 )
-            ).scalars()
-            tree = merkle.MerkleTree(bytes.fromhex(h) for h in hashes)
+                .scalars()
+                .all()
+            )
+        # about 2n node hashes: a long log's would hold the event loop for a while
+        tree = await asyncio.to_thread(merkle.MerkleTree, (bytes.fromhex(h) for h in hashes))
         if tree.size != size:
             raise LogError("bad_tree_size", f"the log holds {tree.size} events, not {size}")
         return tree

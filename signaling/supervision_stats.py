@@ -20,6 +20,7 @@ over one query's durations.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from collections import defaultdict
@@ -229,7 +230,8 @@ class Supervision:
         async with self._engine.connect() as conn:
             count_rows = (await conn.execute(await self._cases.scoped(conn, user, counts))).all()
             time_rows = (await conn.execute(await self._cases.scoped(conn, user, times))).all()
-        return _assemble(query, count_rows, time_rows)
+        # one row per session of the window (a year's can be many): off the event loop
+        return await asyncio.to_thread(_assemble, query, count_rows, time_rows)
 
 
 Key = tuple[str | None, int | None]
