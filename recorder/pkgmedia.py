@@ -97,15 +97,13 @@ def hash_members(
     found = jobs.map(pkgjobs.examine, [(str(archive.path), task, sm3) for task in tasks])
     examined = {member.name: result for member, result in zip(present, found, strict=True)}
     for path, result in examined.items():
-        for name in ("sha256", "sm3"):
-            if name in result.digests and result.digests[name] != listed[path][name]:
-                report.problems.append(
-                    Problem(
-                        "hash_mismatch",
-                        path,
-                        f"{name} {result.digests[name]}, listed {listed[path][name]}",
-                    )
-                )
+        differ = [
+            f"{name} {result.digests[name]}, listed {listed[path][name]}"
+            for name in ("sha256", "sm3")
+            if name in result.digests and result.digests[name] != listed[path][name]
+        ]
+        if differ:
+            report.problems.append(Problem("hash_mismatch", path, "; ".join(differ)))
     return examined
 
 
@@ -157,7 +155,8 @@ def check_media(
     report: VerifyReport,
 ) -> MediaReport:
     media = _Media(archive, examined)
-    report.problems.extend(media.problems)
+    reported = {(p.code, p.where) for p in report.problems}
+    report.problems.extend(p for p in media.problems if (p.code, p.where) not in reported)
     purges = tombstones(events)
     named: dict[str, AuditEvent] = {}
     for event in events:
@@ -186,7 +185,7 @@ def check_media(
             report.problems.append(Problem("file_extra", path, "no event of the case names it"))
     _playables(media, events, report)
     _stills(media, events, report)
-    _tracks(media, events, report)
+    check_tracks(media, events, report)
     present = [m for m in archive.members.values() if m.name in examined]
     return MediaReport(len(present), sum(m.size for m in present))
 
@@ -245,7 +244,7 @@ def _logged_outage(outage: dict[str, float], logged: list[dict[str, Any]]) -> bo
     )
 
 
-def _tracks(media: _Media, events: list[AuditEvent], report: VerifyReport) -> None:
+def check_tracks(media: _Media, events: list[AuditEvent], report: VerifyReport) -> None:
     """Chunks 0, 1, 2, … of each track; each chunk's losses, jumps and outages as the
     file shows them, the same as its event says (an outage may instead be logged as a
     ``recording_gap``)."""
@@ -257,7 +256,7 @@ def _tracks(media: _Media, events: list[AuditEvent], report: VerifyReport) -> No
             tracks[str(track)].append(event)
         elif event.kind == "recording_gap":
             gaps[str(track)].append(event.detail)
-    plans: list[tuple[str, list[AuditEvent]]] = []
+    plans: list[tuple[str, list[tuple[AuditEvent, bool]]]] = []
     for track, chunks in tracks.items():
         chunks.sort(key=lambda e: _number(e.detail.get("chunk")))
         indices = [_number(e.detail.get("chunk")) for e in chunks]
@@ -267,13 +266,20 @@ def _tracks(media: _Media, events: list[AuditEvent], report: VerifyReport) -> No
                     Problem("track_gap_unlogged", track, f"chunk {expected} is not in the log")
                 )
                 break
-        plans.append((track, [e for e in chunks if e.detail.get("sha256") in media.intact]))
+        # (chunk, counted afresh): a recovered chunk, or one after a chunk not replayed
+        # (missing, purged or altered: reported as such, not as a gap in the next one)
+        plan, after_intact = [], False
+        for event in chunks:
+            intact = event.detail.get("sha256") in media.intact
+            if intact:
+                plan.append((event, event.kind == "chunk_recovered" or not after_intact))
+            after_intact = intact
+        plans.append((track, plan))
     results = [
-        replay([(media.found[e.detail["sha256"]], e.kind == "chunk_recovered") for e in chunks])
-        for _, chunks in plans
+        replay([(media.found[e.detail["sha256"]], fresh) for e, fresh in plan]) for _, plan in plans
     ]
-    for (track, chunks), counted in zip(plans, results, strict=True):
-        for event, found in zip(chunks, counted, strict=True):
+    for (track, plan), counted in zip(plans, results, strict=True):
+        for (event, _fresh), found in zip(plan, counted, strict=True):
             where = f"{track} chunk {event.detail.get('chunk')}"
             if isinstance(found, str):
                 report.problems.append(Problem("track_gap_unlogged", where, found))

@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,9 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder import package
+from recorder.auditlog import AuditEvent
 from recorder.keyring import key_id
 from recorder.pkgarchive import Archive, PackageError
-from recorder.pkgverify import verify_package
+from recorder.pkgjobs import Examined
+from recorder.pkgmedia import check_tracks, replay
+from recorder.pkgverify import VerifyReport, verify_package
 from recorder.verify import main
 from tests.evidence_package import (
     OTHER_CASE,
@@ -354,3 +358,33 @@ def test_random_byte_changes_never_pass_or_crash(case: Case, data: st.DataObject
             return
     if any(lo <= at < hi for lo, hi in ranges):
         assert not report.ok, (at, value)
+
+
+def test_a_chunk_after_an_altered_one_is_counted_afresh() -> None:
+    """Chunks 0, 1, 2 of a track, 1 altered (not intact): chunk 2 is counted from its own
+    first packet, so the altered chunk is the one problem, not also a loss in chunk 2."""
+    found = {
+        sha: Examined(
+            {}, (list(range(10 * k, 10 * k + 10)), [(10 * k + i) * 66_000 for i in range(10)])
+        )
+        for k, sha in enumerate("abc")
+    }
+    honest = {sha: replay([(found[sha], True)])[0] for sha in "abc"}
+    events = [
+        AuditEvent(
+            k,
+            "case:X",
+            k + 1,
+            "",
+            "chunk_closed",
+            None,
+            {"track": "t", "chunk": k, "sha256": sha, **honest[sha]},
+            "",
+            "",
+        )  # type: ignore[dict-item]
+        for k, sha in enumerate("abc")
+    ]
+    report = VerifyReport()
+    media = SimpleNamespace(intact={"a", "c"}, found={s: found[s] for s in "ac"})
+    check_tracks(media, events, report)  # type: ignore[arg-type]
+    assert report.problems == []
