@@ -43,6 +43,7 @@ from signaling.appkeys import (
     EVIDENCE,
     EXPORTS,
     FOLLOWUPS,
+    HEALTH,
     HOLDS,
     INTEGRITY,
     KEYS,
@@ -60,6 +61,7 @@ from signaling.bus import Bus, InProcessBus, RedisBus
 from signaling.evidence import CaseEvidence
 from signaling.exports import Exporter, Exports
 from signaling.followups import Followups
+from signaling.health import Health
 from signaling.integrity import CaseIntegrity
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
@@ -96,6 +98,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[TIME_LIMITS] = TimeLimits(
             services.engine, app[CLOCK], services.cases, app[SETTINGS].time_limit_warn_days
         )
+        app[HEALTH] = Health(services.engine)  # open_services has migrated the schema
         yield
 
 
