@@ -114,8 +114,8 @@ async def change_password(request: web.Request) -> web.Response:
 @allow(*ALL_ROLES, scope="whole catalogue")
 async def list_matters(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
-    active_only = request[USER].role != "admin"
-    matters = await request.app[CATALOG].matters(active_only=active_only)
+    catalog = lookup.catalog
+    matters = catalog.matters if request[USER].role == "admin" else catalog.active_matters()
     return json_response({"matters": [lookup.matter(m) for m in matters]})
 
 

@@ -7,8 +7,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Connection, event, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from signaling.tables import counters
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -48,3 +50,19 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+async def next_value(conn: AsyncConnection, name: str) -> int:
+    """Move the ``counters`` row ``name`` on by one (created at 1) inside the caller's
+    transaction; returns the new value."""
+    value = await conn.scalar(
+        update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    )
+    if value is None:
+        # The UPDATE above took the write lock, so no other writer can insert it first.
+        await conn.execute(counters.insert().values(name=name, value=1))
+        return 1
+    return int(value)
