@@ -84,6 +84,7 @@ class Cases:
         self._id_searches = id_searches
         self._prefix = prefix
         self._case_no = re.compile(rf"{re.escape(prefix)}-\d{{4}}-\d{{6,}}")
+        self._sql = CaseSql(engine.dialect.name, CHINA_TIME)
 
     async def create(self, clerk: User, data: Mapping[str, Any]) -> Case:
         if clerk.role != "clerk" or clerk.outlet_id is None:
@@ -176,7 +177,7 @@ class Cases:
         if identity.is_valid(identity.normalize(query.q)):
             await self._id_searches.admit(user)
             digest = identity.digest(identity.normalize(query.q), self._id_key)
-        sql = CaseSql(self._clock.now(), self._engine.dialect.name, CHINA_TIME)
+        sql, params = self._sql, self._sql.params(self._clock.now())
         statement = await self.scoped(user, select(cases))
         async with self._engine.connect() as conn:
             approver_id = await self._approver_id(conn, query.approver)
@@ -192,13 +193,12 @@ class Cases:
             # the count rides along as an uncorrelated subquery: computed once, one query
             page = sql.select_rows(statement).add_columns(counted.scalar_subquery().label("total"))
             offset = (query.page - 1) * query.per_page
-            rows = (
-                await conn.execute(sql.ordered(page, query).limit(query.per_page).offset(offset))
-            ).all()
+            page = sql.ordered(page, query).limit(query.per_page).offset(offset)
+            rows = (await conn.execute(page, params)).all()
             if rows:
                 total = int(rows[0].total)
             else:  # past the end (or nothing): counted on its own
-                total = int(await conn.scalar(counted) or 0) if offset else 0
+                total = int(await conn.scalar(counted, params) or 0) if offset else 0
         if digest is not None:
             await self._id_searches.record(user, digest, total)
         return CasePage([case_row(row, _case(row)) for row in rows], total, query)
