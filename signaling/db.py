@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _rollback_if_open(rollback: Callable[[Any], None]) -> Callable[[Any], None]:
+    """SQLite: a rollback with no transaction open does nothing (the driver itself checks
+    ``in_transaction``) but costs a round trip to aiosqlite's thread; every read's
+    connection ends with one. Skip it when nothing is open."""
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            rollback(dbapi_connection)
+
+    return do_rollback
+
+
 def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        dialect = engine.sync_engine.dialect
+        if dialect.driver == "aiosqlite":
+            dialect.do_rollback = _rollback_if_open(dialect.do_rollback)  # type: ignore[method-assign,assignment]
     return engine
 
 
