@@ -18,9 +18,8 @@ from signaling.access import (
     public,
     set_session_cookie,
 )
-from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, ENGINE
+from signaling.appkeys import ACCOUNTS, AUDIT, CASES, CATALOG, HEALTH
 from signaling.case_search import CaseQuery
-from signaling.db import schema_revision
 from signaling.errors import InvalidInput, NotFound
 from signaling.models import Role
 from signaling.presenters import Lookup
@@ -53,9 +52,13 @@ def client_address(request: web.Request) -> str:
 @routes.get("/healthz")
 @public(page=False)
 async def healthz(request: web.Request) -> web.Response:
-    revision = await schema_revision(request.app[ENGINE])
-    if revision is None:
+    """200 once the schema is migrated and the database answers (checked at most once
+    a second); 503 before that or while it does not."""
+    health = request.app.get(HEALTH)
+    if health is None:
         return json_response({"status": "starting"}, status=503)
+    if not await health.database_ok():
+        return json_response({"status": "database_unavailable"}, status=503)
     return json_response({"status": "ok"})
 
 
@@ -111,8 +114,8 @@ async def change_password(request: web.Request) -> web.Response:
 @allow(*ALL_ROLES, scope="whole catalogue")
 async def list_matters(request: web.Request) -> web.Response:
     lookup = await Lookup.load(request.app)
-    active_only = request[USER].role != "admin"
-    matters = await request.app[CATALOG].matters(active_only=active_only)
+    catalog = lookup.catalog
+    matters = catalog.matters if request[USER].role == "admin" else catalog.active_matters()
     return json_response({"matters": [lookup.matter(m) for m in matters]})
 
 

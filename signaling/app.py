@@ -43,6 +43,7 @@ from signaling.appkeys import (
     EVIDENCE,
     EXPORTS,
     FOLLOWUPS,
+    HEALTH,
     HOLDS,
     INTEGRITY,
     KEYS,
@@ -57,9 +58,11 @@ from signaling.appkeys import (
     TOKENS,
 )
 from signaling.bus import Bus, InProcessBus, RedisBus
+from signaling.catalog import CATALOG_TOPIC, Catalog
 from signaling.evidence import CaseEvidence
 from signaling.exports import Exporter, Exports
 from signaling.followups import Followups
+from signaling.health import Health
 from signaling.integrity import CaseIntegrity
 from signaling.live import LiveHub
 from signaling.middleware import error_middleware, security_headers
@@ -96,6 +99,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[TIME_LIMITS] = TimeLimits(
             services.engine, app[CLOCK], services.cases, app[SETTINGS].time_limit_warn_days
         )
+        app[HEALTH] = Health(services.engine)  # open_services has migrated the schema
         yield
 
 
@@ -132,6 +136,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     stills = Stills(app[ENGINE], clock, app[AUDIT], app[EVIDENCE], bus, settings)
     actions = ReviewActions(app[ENGINE], clock, app[AUDIT], bus, reviews)
     async with contextlib.AsyncExitStack() as stack:
+        await _follow_catalog(app[CATALOG], bus, stack)
         # before sessions resume: chunks a crash left open are kept, sessions marked
         last_run = await asyncio.to_thread(read_last_run, settings.data_dir)
         marker = RunMarker(settings.data_dir, clock)
@@ -169,6 +174,24 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     await media.close()
     await reviews.close()
     await bus.close()
+
+
+async def _follow_catalog(catalog: Catalog, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
+    """Announce this node's catalogue writes on the bus; drop the snapshot on others'."""
+    announced = await stack.enter_async_context(bus.subscribe(CATALOG_TOPIC))
+
+    async def announce(generation: int) -> None:
+        await bus.publish(CATALOG_TOPIC, {"generation": generation})
+
+    async def stop() -> None:
+        catalog.on_change = None
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+    catalog.on_change = announce
+    follower = asyncio.create_task(catalog.follow(announced))
+    stack.push_async_callback(stop)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -20,6 +20,7 @@ from signaling.catalog import Catalog
 from signaling.evidence import CaseEvidence
 from signaling.exports import Exports
 from signaling.followups import Followups
+from signaling.health import Health
 from signaling.integrity import CaseIntegrity
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
@@ -35,6 +36,8 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 KEYS = web.AppKey("keys", NodeSecrets)
 ENGINE = web.AppKey("engine", AsyncEngine)
+HEALTH = web.AppKey("health", Health)
+"""Set once the schema is migrated (until then /healthz answers 503)."""
 AUDIT = web.AppKey("audit", AuditLog)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 CATALOG = web.AppKey("catalog", Catalog)

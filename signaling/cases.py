@@ -7,21 +7,21 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import identity, validation
 from signaling.case_search import CASE_STATUS, CasePage, CaseQuery, CaseSql, case_row
+from signaling.catalog import Catalog
+from signaling.db import next_value
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.id_search import IdSearches
 from signaling.models import Case, User
 from signaling.tables import (
     cases,
-    counters,
     departments,
-    jurisdictions,
     matter_materials,
     matters,
     outlets,
@@ -74,14 +74,17 @@ class Cases:
         id_key: bytes,
         prefix: str,
         id_searches: IdSearches,
+        catalog: Catalog,
     ) -> None:
         self._engine = engine
+        self._catalog = catalog
         self._clock = clock
         self._audit = audit
         self._id_key = id_key
         self._id_searches = id_searches
         self._prefix = prefix
         self._case_no = re.compile(rf"{re.escape(prefix)}-\d{{4}}-\d{{6,}}")
+        self._sql = CaseSql(engine.dialect.name, CHINA_TIME)
 
     async def create(self, clerk: User, data: Mapping[str, Any]) -> Case:
         if clerk.role != "clerk" or clerk.outlet_id is None:
@@ -109,7 +112,7 @@ class Cases:
             if matter is None or not matter.active:
                 raise InvalidInput("unknown_matter", field="matter")
             year = now.astimezone(CHINA_TIME).year
-            number = await self._next_number(conn, f"case-{year}")
+            number = await next_value(conn, f"case-{year}")
             case_no = f"{self._prefix}-{year}-{number:06d}"
             await conn.execute(
                 cases.insert().values(
@@ -138,19 +141,6 @@ class Cases:
         )
         return await self._get(case_no)
 
-    async def _next_number(self, conn: AsyncConnection, name: str) -> int:
-        value = await conn.scalar(
-            update(counters)
-            .where(counters.c.name == name)
-            .values(value=counters.c.value + 1)
-            .returning(counters.c.value)
-        )
-        if value is None:
-            # The UPDATE above took the write lock, so no other writer can insert it first.
-            await conn.execute(counters.insert().values(name=name, value=1))
-            return 1
-        return int(value)
-
     async def _get(self, case_no: str) -> Case:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
@@ -162,10 +152,9 @@ class Cases:
         """The case if it is in the user's scope; Forbidden if it exists outside it. An
         auditor's view is logged (``case_viewed``) unless the caller logs its own."""
         case = await self._get(case_no)
+        statement = await self.scoped(user, select(cases.c.id))
         async with self._engine.connect() as conn:
-            visible = await conn.scalar(
-                (await self.scoped(conn, user, select(cases.c.id))).where(cases.c.id == case.id)
-            )
+            visible = await conn.scalar(statement.where(cases.c.id == case.id))
         if visible is None:
             raise Forbidden("out_of_scope")
         if user.role in ("auditor", "admin") and log_view:
@@ -175,8 +164,8 @@ class Cases:
     async def visible(self, user: User, case_ids: Iterable[int]) -> dict[int, str]:
         """Of the given cases, those in the user's scope: id → case number. Nothing is
         logged (callers that answer "not found" for the others use it)."""
+        statement = await self.scoped(user, select(cases.c.id, cases.c.case_no))
         async with self._engine.connect() as conn:
-            statement = await self.scoped(conn, user, select(cases.c.id, cases.c.case_no))
             rows = await conn.execute(statement.where(cases.c.id.in_(list(case_ids))))
             return {int(row.id): str(row.case_no) for row in rows}
 
@@ -194,21 +183,28 @@ class Cases:
         if identity.is_valid(identity.normalize(query.q)):
             await self._id_searches.admit(user)
             digest = identity.digest(identity.normalize(query.q), self._id_key)
-        sql = CaseSql(self._clock.now(), self._engine.dialect.name, CHINA_TIME)
+        sql, params = self._sql, self._sql.params(self._clock.now())
+        statement = await self.scoped(user, select(cases))
         async with self._engine.connect() as conn:
             approver_id = await self._approver_id(conn, query.approver)
-            statement = await self.scoped(conn, user, select(cases))
             if digest is not None:
                 statement = statement.where(cases.c.id_number_digest == digest)
             elif query.q:
                 whole = query.q.upper() if self._case_no.fullmatch(query.q.upper()) else None
                 statement = statement.where(sql.term(query.q, whole))
             statement = sql.filtered(statement, query, approver_id)
-            counted = statement.with_only_columns(cases.c.id).subquery()
-            total = int(await conn.scalar(select(func.count()).select_from(counted)) or 0)
-            page = sql.ordered(sql.select_rows(statement), query)
+            counted = select(func.count()).select_from(
+                statement.with_only_columns(cases.c.id).subquery()
+            )
+            # the count rides along as an uncorrelated subquery: computed once, one query
+            page = sql.select_rows(statement).add_columns(counted.scalar_subquery().label("total"))
             offset = (query.page - 1) * query.per_page
-            rows = (await conn.execute(page.limit(query.per_page).offset(offset))).all()
+            page = sql.ordered(page, query).limit(query.per_page).offset(offset)
+            rows = (await conn.execute(page, params)).all()
+            if rows:
+                total = int(rows[0].total)
+            else:  # past the end (or nothing): counted on its own
+                total = int(await conn.scalar(counted, params) or 0) if offset else 0
         if digest is not None:
             await self._id_searches.record(user, digest, total)
         return CasePage([case_row(row, _case(row)) for row in rows], total, query)
@@ -224,9 +220,7 @@ class Cases:
             raise InvalidInput("no_such_approver", field="approver")
         return int(found)
 
-    async def scoped(
-        self, conn: AsyncConnection, user: User, statement: Select[Any]
-    ) -> Select[Any]:
+    async def scoped(self, user: User, statement: Select[Any]) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""
         if user.role == "admin":  # the auditor's side open to admins (export, holds): all
             return statement
@@ -244,7 +238,7 @@ class Cases:
         if user.role == "auditor":
             if user.jurisdiction_code is None:
                 return statement
-            codes = await self._jurisdiction_tree(conn, user.jurisdiction_code)
+            codes = (await self._catalog.snapshot()).subtree(user.jurisdiction_code)
             return statement.where(
                 or_(
                     cases.c.outlet_id.in_(
@@ -256,20 +250,6 @@ class Cases:
                 )
             )
         raise Forbidden("wrong_role")
-
-    @staticmethod
-    async def _jurisdiction_tree(conn: AsyncConnection, root: str) -> set[str]:
-        rows = (await conn.execute(select(jurisdictions.c.code, jurisdictions.c.parent_code))).all()
-        children: dict[str | None, list[str]] = {}
-        for code, parent in rows:
-            children.setdefault(parent, []).append(code)
-        found, pending = {root}, [root]
-        while pending:
-            for child in children.get(pending.pop(), []):
-                if child not in found:  # a cycle in the data must not loop forever
-                    found.add(child)
-                    pending.append(child)
-        return found
 
 
 async def case_materials(engine: AsyncEngine, case_id: int) -> list[dict[str, Any]]:

@@ -3,7 +3,13 @@ matters (事项) with their required materials (申请材料清单)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Row, Table, delete, select, update
@@ -11,12 +17,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.auditlog import AuditLog
 from signaling import validation
+from signaling.db import next_value
 from signaling.errors import InvalidInput, NotFound
 from signaling.models import MATTER_MODES, Jurisdiction, Material, Matter, Unit
-from signaling.tables import departments, jurisdictions, matter_materials, matters, outlets
+from signaling.tables import (
+    counters,
+    departments,
+    jurisdictions,
+    matter_materials,
+    matters,
+    outlets,
+)
+
+logger = logging.getLogger(__name__)
 
 CODE_PATTERN = r"[A-Za-z0-9_.-]{1,32}"
 UNIT_TABLES: dict[str, Table] = {"outlet": outlets, "department": departments}
+GENERATION = "catalog"
+"""The ``counters`` row every catalogue write moves on, in its own transaction."""
+CATALOG_TOPIC = "catalog"
+"""The bus topic a node announces its catalogue writes on: ``{"generation": n}``."""
 
 
 def _jurisdiction_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,47 +99,78 @@ def _unit(row: Row[Any]) -> Unit:
     return Unit(row.id, row.code, row.name, row.jurisdiction_code)
 
 
-class Catalog:
-    def __init__(self, engine: AsyncEngine, audit: AuditLog) -> None:
-        self._engine = engine
-        self._audit = audit
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """The whole catalogue as read at one generation (each part ordered by code)."""
 
-    # -- reads ---------------------------------------------------------------------------
+    generation: int
+    jurisdictions: tuple[Jurisdiction, ...]
+    outlets: tuple[Unit, ...]
+    departments: tuple[Unit, ...]
+    matters: tuple[Matter, ...]
+    outlet_by_id: Mapping[int, Unit] = field(init=False)
+    department_by_id: Mapping[int, Unit] = field(init=False)
+    matter_by_id: Mapping[int, Matter] = field(init=False)
 
-    async def jurisdictions(self) -> list[Jurisdiction]:
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(jurisdictions).order_by(jurisdictions.c.code))).all()
-        return [Jurisdiction(r.code, r.name, r.parent_code) for r in rows]
+    def __post_init__(self) -> None:
+        for name, items in (
+            ("outlet_by_id", self.outlets),
+            ("department_by_id", self.departments),
+            ("matter_by_id", self.matters),
+        ):
+            object.__setattr__(self, name, MappingProxyType({i.id: i for i in items}))
 
-    async def units(self, kind: str) -> list[Unit]:
-        table = UNIT_TABLES[kind]
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(table).order_by(table.c.code))).all()
-        return [_unit(r) for r in rows]
+    def active_matters(self) -> tuple[Matter, ...]:
+        return tuple(m for m in self.matters if m.active)
 
-    async def unit(self, kind: str, unit_id: int) -> Unit:
-        table = UNIT_TABLES[kind]
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(table).where(table.c.id == unit_id))).first()
-        if row is None:
-            raise NotFound(f"{kind}_not_found")
-        return _unit(row)
+    def matter(self, code: str) -> Matter:
+        for matter in self.matters:
+            if matter.code == code:
+                return matter
+        raise NotFound("matter_not_found")
 
-    async def matters(self, *, active_only: bool = False) -> list[Matter]:
-        query = select(matters).order_by(matters.c.code)
-        if active_only:
-            query = query.where(matters.c.active.is_(True))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            items = (
-                await conn.execute(select(matter_materials).order_by(matter_materials.c.position))
-            ).all()
-        by_matter: dict[int, list[Material]] = {}
-        for item in items:
-            by_matter.setdefault(item.matter_id, []).append(
-                Material(item.position, item.name, item.required, item.id)
-            )
-        return [
+    def subtree(self, root: str) -> frozenset[str]:
+        """``root`` and every jurisdiction below it."""
+        children: dict[str | None, list[str]] = {}
+        for jurisdiction in self.jurisdictions:
+            children.setdefault(jurisdiction.parent_code, []).append(jurisdiction.code)
+        found, pending = {root}, [root]
+        while pending:
+            for child in children.get(pending.pop(), []):
+                if child not in found:  # a cycle in the data must not loop forever
+                    found.add(child)
+                    pending.append(child)
+        return frozenset(found)
+
+
+async def _generation(conn: AsyncConnection) -> int:
+    return int(
+        await conn.scalar(select(counters.c.value).where(counters.c.name == GENERATION)) or 0
+    )
+
+
+async def _read(conn: AsyncConnection, generation: int) -> CatalogSnapshot:
+    """Everything, read after ``generation`` (so at least as new as it)."""
+    places = (await conn.execute(select(jurisdictions).order_by(jurisdictions.c.code))).all()
+    units = {
+        kind: tuple(_unit(r) for r in await conn.execute(select(table).order_by(table.c.code)))
+        for kind, table in UNIT_TABLES.items()
+    }
+    rows = (await conn.execute(select(matters).order_by(matters.c.code))).all()
+    items = (
+        await conn.execute(select(matter_materials).order_by(matter_materials.c.position))
+    ).all()
+    by_matter: dict[int, list[Material]] = {}
+    for item in items:
+        by_matter.setdefault(item.matter_id, []).append(
+            Material(item.position, item.name, item.required, item.id)
+        )
+    return CatalogSnapshot(
+        generation,
+        tuple(Jurisdiction(r.code, r.name, r.parent_code) for r in places),
+        units["outlet"],
+        units["department"],
+        tuple(
             Matter(
                 r.id,
                 r.code,
@@ -132,13 +183,74 @@ class Catalog:
                 tuple(by_matter.get(r.id, ())),
             )
             for r in rows
-        ]
+        ),
+    )
 
-    async def matter(self, code: str) -> Matter:
-        for matter in await self.matters():
-            if matter.code == code:
-                return matter
-        raise NotFound("matter_not_found")
+
+class Catalog:
+    """Reads go through ``snapshot()``: an immutable copy, kept until the catalogue's
+    generation (``counters`` row "catalog", bumped by every write in its own
+    transaction) moves. The generation is read at most every ``recheck_seconds`` (one
+    read in flight), so a write by another node or the CLI shows within that; this
+    node's writes, and those another node announces on the bus (``invalidate``), show
+    on the next call."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        audit: AuditLog,
+        on_change: Callable[[int], Awaitable[None]] | None = None,
+        recheck_seconds: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._audit = audit
+        self.on_change = on_change
+        """Told the new generation after each write (the app announces it on the bus)."""
+        self.recheck_seconds = recheck_seconds
+        self._snapshot: CatalogSnapshot | None = None
+        self._fresh_until = -math.inf  # monotonic: no generation read needed before it
+        self._epoch = 0  # moved by invalidate(): a read begun before it is not fresh
+        self._lock = asyncio.Lock()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def snapshot(self) -> CatalogSnapshot:
+        if self._snapshot is not None and time.monotonic() < self._fresh_until:
+            return self._snapshot
+        async with self._lock:
+            if self._snapshot is not None and time.monotonic() < self._fresh_until:
+                return self._snapshot  # read by the call this one waited for
+            epoch = self._epoch
+            async with self._engine.connect() as conn:
+                generation = await _generation(conn)
+                if self._snapshot is None or self._snapshot.generation != generation:
+                    self._snapshot = await _read(conn, generation)
+            if epoch == self._epoch:
+                self._fresh_until = time.monotonic() + self.recheck_seconds
+            return self._snapshot
+
+    def invalidate(self, generation: int | None = None) -> None:
+        """Read the generation again on the next call (unless ``generation`` is known
+        to be held already)."""
+        if generation is not None and self._snapshot is not None:
+            if self._snapshot.generation >= generation:
+                return
+        self._epoch += 1
+        self._fresh_until = -math.inf
+
+    async def _changed(self, generation: int) -> None:
+        self.invalidate()
+        if self.on_change is not None:
+            try:
+                await self.on_change(generation)
+            except Exception:  # the write stands: other nodes see it within a second
+                logger.exception("could not announce catalogue generation %d", generation)
+
+    async def follow(self, announced: asyncio.Queue[dict[str, Any]]) -> None:
+        """Invalidate on each generation announced on the bus (runs until cancelled)."""
+        while True:
+            generation = (await announced.get()).get("generation")
+            self.invalidate(generation if isinstance(generation, int) else None)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -150,8 +262,10 @@ class Catalog:
             result = await conn.execute(
                 update(matters).where(matters.c.code == code).values(active=active)
             )
-        if result.rowcount == 0:
-            raise NotFound("matter_not_found")
+            if result.rowcount == 0:
+                raise NotFound("matter_not_found")
+            generation = await next_value(conn, GENERATION)
+        await self._changed(generation)
         await self._audit.append(
             "matter_enabled" if active else "matter_disabled", actor=actor, matter=code
         )
@@ -188,6 +302,8 @@ class Catalog:
                     await self._upsert(conn, table, table.c.code, fields)
             for entry in sections["matters"]:
                 await self._upsert_matter(conn, _matter_fields(entry))
+            generation = await next_value(conn, GENERATION)
+        await self._changed(generation)
         await self._audit.append("catalog_imported", actor=actor, counts=counts)
         return counts
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Connection, event, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from signaling.tables import counters
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -21,10 +24,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _rollback_if_open(rollback: Callable[[Any], None]) -> Callable[[Any], None]:
+    """SQLite: a rollback with no transaction open does nothing (the driver itself checks
+    ``in_transaction``) but costs a round trip to aiosqlite's thread; every read's
+    connection ends with one. Skip it when nothing is open."""
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            rollback(dbapi_connection)
+
+    return do_rollback
+
+
 def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        dialect = engine.sync_engine.dialect
+        if dialect.driver == "aiosqlite":
+            dialect.do_rollback = _rollback_if_open(dialect.do_rollback)  # type: ignore[method-assign,assignment]
     return engine
 
 
@@ -48,3 +66,19 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+async def next_value(conn: AsyncConnection, name: str) -> int:
+    """Move the ``counters`` row ``name`` on by one (created at 1) inside the caller's
+    transaction; returns the new value."""
+    value = await conn.scalar(
+        update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    )
+    if value is None:
+        # The UPDATE above took the write lock, so no other writer can insert it first.
+        await conn.execute(counters.insert().values(name=name, value=1))
+        return 1
+    return int(value)

@@ -9,6 +9,7 @@ from aiohttp import web
 from signaling.appkeys import CATALOG
 from signaling.case_search import CasePage, CaseRow
 from signaling.cases import CHINA_TIME, china_iso, mask_phone
+from signaling.catalog import CatalogSnapshot
 from signaling.messages import (
     CASE_STATUS_NAMES,
     MODE_NAMES,
@@ -28,21 +29,17 @@ def _unit(unit: Unit | None) -> dict[str, Any] | None:
 
 
 class Lookup:
-    """The catalogue by id, loaded once per request."""
+    """The catalogue by id: the node's current snapshot (signaling/catalog.py)."""
 
-    def __init__(self, outlets: list[Unit], departments: list[Unit], matters: list[Matter]) -> None:
-        self.outlets = {u.id: u for u in outlets}
-        self.departments = {u.id: u for u in departments}
-        self.matters = {m.id: m for m in matters}
+    def __init__(self, catalog: CatalogSnapshot) -> None:
+        self.catalog = catalog
+        self.outlets = catalog.outlet_by_id
+        self.departments = catalog.department_by_id
+        self.matters = catalog.matter_by_id
 
     @classmethod
     async def load(cls, app: web.Application) -> Lookup:
-        catalog = app[CATALOG]
-        return cls(
-            await catalog.units("outlet"),
-            await catalog.units("department"),
-            await catalog.matters(),
-        )
+        return cls(await app[CATALOG].snapshot())
 
     def user(self, user: User) -> dict[str, Any]:
         return {

@@ -68,12 +68,13 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         keyring = Keyring(engine, clock, keys.node_key_path(settings.data_dir), secrets.node_key)
         audit = AuditLog(engine, clock, keyring, settings.witness_file)
         await audit.register_key()
+        catalog = Catalog(engine, audit)
         yield Services(
             keys=secrets,
             engine=engine,
             audit=audit,
             accounts=Accounts(engine, clock, settings, audit),
-            catalog=Catalog(engine, audit),
+            catalog=catalog,
             cases=Cases(
                 engine,
                 clock,
@@ -81,6 +82,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
                 secrets.id_key,
                 settings.case_prefix,
                 IdSearches(engine, clock, audit, settings.id_searches_per_hour),
+                catalog,
             ),
             evidence=EvidenceStore(settings.data_dir / "evidence"),
         )

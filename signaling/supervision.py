@@ -66,8 +66,9 @@ class Supervision:
             .where(rs.c.state.in_(OPEN_STATES))
             .order_by(rs.c.state, rs.c.accepted_at, rs.c.created_at)
         )
+        query = await self._cases.scoped(user, query)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(await self._cases.scoped(conn, user, query))).all()
+            rows = (await conn.execute(query)).all()
         now = self._clock.now()
         return [self._describe(row, now) for row in rows]
 

@@ -227,9 +227,13 @@ class Supervision:
             .select_from(joined)
             .where(window, review_sessions.c.accepted_at.is_not(None))
         )
+        counts, times = (
+            await self._cases.scoped(user, counts),
+            await self._cases.scoped(user, times),
+        )
         async with self._engine.connect() as conn:
-            count_rows = (await conn.execute(await self._cases.scoped(conn, user, counts))).all()
-            time_rows = (await conn.execute(await self._cases.scoped(conn, user, times))).all()
+            count_rows = (await conn.execute(counts)).all()
+            time_rows = (await conn.execute(times)).all()
         # one row per session of the window (a year's can be many): off the event loop
         return await asyncio.to_thread(_assemble, query, count_rows, time_rows)
 

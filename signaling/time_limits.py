@@ -79,8 +79,9 @@ class TimeLimits:
             .join(departments, departments.c.id == cases.c.department_id)
             .where(cases.c.status.in_(OPEN_CASE_STATUS))
         )
+        query = await self._cases.scoped(user, query)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(await self._cases.scoped(conn, user, query))).all()
+            rows = (await conn.execute(query)).all()
         today = self._clock.now().astimezone(CHINA_TIME).date()
         cards = []
         for row in rows:

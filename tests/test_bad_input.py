@@ -662,7 +662,7 @@ async def test_catalog_import_is_all_or_nothing(client, admin):
 
     response = await admin.post("/api/v1/catalog", json=good)
     assert response.status == 200, await response.text()
-    assert (await client.app[CATALOG].matter("LZ-SCJG-0101")).name == "改名了的事项"
+    assert (await client.app[CATALOG].snapshot()).matter("LZ-SCJG-0101").name == "改名了的事项"
 
 
 async def test_jurisdiction_cycle_is_refused(client, admin, aiohttp_client):

@@ -74,3 +74,28 @@ def test_bench_log_prints_a_json_summary_last() -> None:
     stall = figures.pop("cold_loop_stall_ms")
     assert set(figures) == {"append_per_s", "checkpoint_cold_ms", "checkpoint_warm_ms", "verify_ms"}
     assert all(value > 0 for value in figures.values()) and stall >= 0
+
+
+@pytest.mark.bench
+def test_bench_api_prints_a_json_summary_last() -> None:
+    """A tiny API run (1 s windows, 4 clients): the last line is JSON with req/s,
+    p50/p99 and CPU per request for the bare app, the case list and /healthz, the
+    ratios to the bare app, and no request refused (the clerk's session held)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.api", "--seconds", "1", "--rounds", "1", "--clients", "4"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.splitlines()[-1])
+    for target in ("bare", "cases", "healthz"):
+        figures = summary[target]
+        assert {"rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"} <= set(figures)
+        assert figures["rps"] > 0 and figures["errors"] == 0, (target, figures)
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert summary["cases"]["ratio"] > 0 and summary["healthz"]["ratio"] > 0
+    assert isinstance(summary["goal_met"], bool)
+    assert "cases" in done.stdout and "healthz" in done.stdout  # the table

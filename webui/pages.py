@@ -191,8 +191,7 @@ async def open_sessions(request: web.Request) -> dict[str, Any]:
 
 async def _new_case_context(request: web.Request) -> dict[str, Any]:
     lookup = await Lookup.load(request.app)
-    matters = await request.app[CATALOG].matters(active_only=True)
-    return {"matters": [lookup.matter(m) for m in matters]}
+    return {"matters": [lookup.matter(m) for m in lookup.catalog.active_matters()]}
 
 
 @routes.get("/cases/new")
@@ -265,12 +264,11 @@ def _user_id(request: web.Request) -> int:
 
 async def _users_context(request: web.Request) -> dict[str, Any]:
     lookup = await Lookup.load(request.app)
-    catalog = request.app[CATALOG]
     return {
         "users": [lookup.user(u) for u in await request.app[ACCOUNTS].list()],
-        "outlets": await catalog.units("outlet"),
-        "departments": await catalog.units("department"),
-        "jurisdictions": await catalog.jurisdictions(),
+        "outlets": lookup.catalog.outlets,
+        "departments": lookup.catalog.departments,
+        "jurisdictions": lookup.catalog.jurisdictions,
         "roles": ROLE_NAMES,
     }
 
@@ -334,11 +332,11 @@ async def users_toggle(request: web.Request) -> web.Response:
 
 
 async def _catalog_context(request: web.Request) -> dict[str, Any]:
-    catalog = request.app[CATALOG]
+    catalog = await request.app[CATALOG].snapshot()
     return {
-        "jurisdictions": await catalog.jurisdictions(),
-        "outlets": await catalog.units("outlet"),
-        "departments": await catalog.units("department"),
+        "jurisdictions": catalog.jurisdictions,
+        "outlets": catalog.outlets,
+        "departments": catalog.departments,
     }
 
 
@@ -385,10 +383,9 @@ async def catalog_import(request: web.Request) -> web.Response:
 
 async def _matters_context(request: web.Request) -> dict[str, Any]:
     lookup = await Lookup.load(request.app)
-    catalog = request.app[CATALOG]
     return {
-        "matters": [lookup.matter(m) for m in await catalog.matters()],
-        "departments": await catalog.units("department"),
+        "matters": [lookup.matter(m) for m in lookup.catalog.matters],
+        "departments": lookup.catalog.departments,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.appkeys import CASES, CATALOG, REVIEWS
+from signaling.appkeys import CASES, REVIEWS
 from signaling.consent import consent_json
 from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
 from signaling.presenters import Lookup, review
@@ -58,7 +58,7 @@ async def session_page(request: web.Request) -> web.Response:
     case = await request.app[CASES].get(user, session.case_no)
     lookup = await Lookup.load(request.app)
     can_invite = user.role == "approver" and user.id == session.accepted_by
-    departments = await request.app[CATALOG].units("department") if can_invite else []
+    departments = lookup.catalog.departments if can_invite else ()
     values = {
         "session": session_json(session),
         "case": lookup.case(case),

@@ -79,12 +79,12 @@ def _sort_links(query: CaseQuery) -> dict[str, dict[str, str]]:
 
 async def _filter_choices(request: web.Request) -> dict[str, Any]:
     """The catalogue and the approvers, for the auditor's filter form."""
-    catalog = request.app[CATALOG]
+    catalog = await request.app[CATALOG].snapshot()
     approvers = [u for u in await request.app[ACCOUNTS].list() if u.role == "approver"]
     return {
-        "matters": await catalog.matters(),
-        "outlets": await catalog.units("outlet"),
-        "departments": await catalog.units("department"),
+        "matters": catalog.matters,
+        "outlets": catalog.outlets,
+        "departments": catalog.departments,
         "approvers": approvers,
         "decisions": [(d, DECISION_NAMES[d]) for d in DECISIONS],
         "ratings": [(r, RATING_NAMES[r]) for r in RATINGS],
