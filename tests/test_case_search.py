@@ -5,6 +5,7 @@ bad parameters as clear 400s."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,6 +235,10 @@ async def test_scope_of_each_role(world):
     assert (await world.search(elsewhere, gaps="1"))["cases"] == []
     city = await world.login("jiancha_lz", "Jiancha-2030-pw")
     assert (await world.search(city))["total"] == 6
+    async with city.http.get(city.base_url + "/cases") as page:  # the filter form
+        choices = set(re.findall(r'<option value="([^"]+)"', await page.text()))
+    assert {"LZ-CZ-01", "LZ-SCJG", "shenpi", "shenpi_rs", "LZ-SCJG-0101"} <= choices
+    assert not {c for c in choices if c.startswith("BH-")}  # 北海 is not the auditor's
     assert await world.names(await world.login("chuangkou_lz")) == ["case3"]
     assert await world.names(await world.login("shenpi_rs")) == ["case2"]
     clerk = await world.login("chuangkou")

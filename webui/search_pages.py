@@ -24,6 +24,7 @@ from signaling.case_search import (
 from signaling.errors import InvalidInput, Throttled
 from signaling.id_search import ID_SEARCH_ROLES
 from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, message
+from signaling.models import User
 from signaling.presenters import Lookup
 from webui.pages import render
 
@@ -77,15 +78,23 @@ def _sort_links(query: CaseQuery) -> dict[str, dict[str, str]]:
     return links
 
 
-async def _filter_choices(request: web.Request) -> dict[str, Any]:
-    """The catalogue and the approvers, for the auditor's filter form."""
+async def _filter_choices(request: web.Request, user: User) -> dict[str, Any]:
+    """The catalogue and the approvers of the auditor's jurisdiction (and below), for
+    the filter form: no names of units or staff the auditor cannot see cases of."""
     catalog = await request.app[CATALOG].snapshot()
-    approvers = [u for u in await request.app[ACCOUNTS].list() if u.role == "approver"]
+    codes = None if user.jurisdiction_code is None else catalog.subtree(user.jurisdiction_code)
+    outlets = [u for u in catalog.outlets if codes is None or u.jurisdiction_code in codes]
+    departments = [u for u in catalog.departments if codes is None or u.jurisdiction_code in codes]
+    ids = {d.id for d in departments}
     return {
-        "matters": catalog.matters,
-        "outlets": catalog.outlets,
-        "departments": catalog.departments,
-        "approvers": approvers,
+        "matters": [m for m in catalog.matters if m.department_id in ids],
+        "outlets": outlets,
+        "departments": departments,
+        "approvers": [
+            u
+            for u in await request.app[ACCOUNTS].list()
+            if u.role == "approver" and u.department_id in ids
+        ],
         "decisions": [(d, DECISION_NAMES[d]) for d in DECISIONS],
         "ratings": [(r, RATING_NAMES[r]) for r in RATINGS],
         "sorts": [(s, SORT_NAMES[s]) for s in SORTS],
@@ -128,7 +137,7 @@ async def cases_page(request: web.Request) -> web.Response:
         "detailed": auditor,
         "statuses": CASE_STATUS,
         "reset": "/cases",
-        **(await _filter_choices(request) if auditor else {}),
+        **(await _filter_choices(request, user) if auditor else {}),
     }
     return render(request, "cases.html", values, status=code)
 
