@@ -228,16 +228,16 @@ async def run_path(
                 api_load(server, api_clients, seconds, log_dir) if result.variant == "api" else None
             )
             await measure(result, server, clients, seconds, load)
-        last = results[-1]
+        head = results[0]  # late joiners and samples belong to the path: its first result
         firsts = await asyncio.gather(*(late_join(server, clients, k) for k in everyone))
         for first in firsts:
             if first is None:
-                last.late_join_failed += 1
+                head.late_join_failed += 1
             else:
-                last.late_join_ms += first
+                head.late_join_ms += first
         stats = await server.call("stats")
         verified = await clients.each("verify")
-        last.decoded = {
+        head.decoded = {
             key: sum(v[key] for v in verified) for key in ("decoded", "matched", "tracks")
         }
         for result in results:

@@ -63,6 +63,7 @@ class TrackProbe:
     """(cycle position, frame bytes) from the first keyframe on."""
     _pending: dict[int, dict[int, tuple[RtpPacket, float]]] = field(default_factory=dict)
     _decoder: Any = None
+    _sample_closed: bool = False
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         hooks.tap_receiver(receiver, self._on_packet)
@@ -94,11 +95,20 @@ class TrackProbe:
             return
         if self.first_at is None:
             self.first_at = now
-        if (keyframe and not self.sample) or 0 < len(self.sample) < SAMPLE_FRAMES:
-            self.sample.append((position, data))
+        self._keep(position, data, keyframe)
         index = self.source.index_of(position, now)
         if index is not None:
             self.frames.append(Arrival(index, now, arrivals))
+
+    def _keep(self, position: int, data: bytes, keyframe: bool) -> None:
+        """The sample: consecutive frames from the first keyframe on (a gap ends it, so
+        every frame kept must decode to its counter)."""
+        if len(self.sample) >= SAMPLE_FRAMES or self._sample_closed:
+            return
+        if self.sample and not keyframe and position != self.sample[-1][0] + 1:
+            self._sample_closed = True
+        elif self.sample or keyframe:
+            self.sample.append((position, data))
 
     def _decoded_position(self, data: bytes, keyframe: bool) -> int | None:
         if self._decoder is None:
