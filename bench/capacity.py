@@ -44,6 +44,8 @@ from media import loops
 class Step:
     sessions: int
     server_core_pct: float
+    server_core_busy_pct: float
+    """The server core's busy share, whoever used it."""
     rss_mb: float
     frames_lost: int
     added_p50_ms: float | None
@@ -111,9 +113,9 @@ async def ramp(
             await clients.each("wait_video", CONNECT_SECONDS + 5, deadline=CONNECT_SECONDS)
             await asyncio.sleep(args.warmup)
             result = PathResult(f"{mode} {new.stop}", new.stop)
-            before = busy(client_cores)
+            before = busy(client_cores), busy({args.server_core})
             await measure(result, server, clients, args.seconds)
-            after = busy(client_cores)
+            after = busy(client_cores), busy({args.server_core})
             step = figures(result, server, len(client_cores), before, after)
             steps.append(step)
             print(row(step), flush=True)
@@ -126,23 +128,36 @@ async def ramp(
     return steps, reason
 
 
-def figures(
-    result: PathResult, server: Child, cores: int, before: tuple[int, int], after: tuple[int, int]
-) -> Step:
-    """A step's figures; the client side's load is the workers' own CPU over their cores
-    (the cores' total busy share, other processes included, is shown beside it)."""
-    lag = result.server.get("loop_lag_ms", {})
+Jiffies = tuple[int, int]
+
+
+def share(before: Jiffies, after: Jiffies) -> float:
     spent = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / spent, 1) if spent else 0.0
+
+
+def figures(
+    result: PathResult,
+    server: Child,
+    cores: int,
+    before: tuple[Jiffies, Jiffies],
+    after: tuple[Jiffies, Jiffies],
+) -> Step:
+    """A step's figures. CPU shares are the processes' own; each core set's busy share,
+    other processes included, is shown beside them (on a shared machine another
+    process on the server's core shows as lag, not as server CPU)."""
+    lag = result.server.get("loop_lag_ms", {})
     return Step(
         sessions=result.sessions,
         server_core_pct=round(100 * (result.cpu_s or 0.0) / result.window_s, 1),
+        server_core_busy_pct=share(before[1], after[1]),
         rss_mb=round(proc_rss(server.process.pid) / 2**20, 1),
         frames_lost=result.frames_lost,
         added_p50_ms=_round(result.added(50)),
         added_p95_ms=_round(result.added(95)),
         loop_lag_p99_ms=lag.get("p99"),
         client_cores_pct=round(100 * result.client_cpu_s / result.window_s / cores, 1),
-        client_cores_busy_pct=round(100 * (after[0] - before[0]) / spent, 1) if spent else 0.0,
+        client_cores_busy_pct=share(before[0], after[0]),
         udp_errors=sum(result.server.get("udp_errors", {}).values()),
     )
 
@@ -152,14 +167,15 @@ def _round(value: float | None) -> float | None:
 
 
 HEADER = (
-    f"{'sessions':>8} {'server core %':>13} {'RSS MB':>7} {'lost':>5} "
+    f"{'sessions':>8} {'server % (busy)':>15} {'RSS MB':>7} {'lost':>5} "
     f"{'added p50/p95 ms':>17} {'lag p99 ms':>10} {'clients % (busy)':>16} {'UDP drops':>9}"
 )
 
 
 def row(s: Step) -> str:
     return (
-        f"{s.sessions:>8} {s.server_core_pct:>13} {s.rss_mb:>7} {s.frames_lost:>5} "
+        f"{s.sessions:>8} {f'{s.server_core_pct} ({s.server_core_busy_pct})':>15} "
+        f"{s.rss_mb:>7} {s.frames_lost:>5} "
         f"{f'{s.added_p50_ms}/{s.added_p95_ms}':>17} {s.loop_lag_p99_ms!s:>10} "
         f"{f'{s.client_cores_pct} ({s.client_cores_busy_pct})':>16} {s.udp_errors:>9}"
     )
