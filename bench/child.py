@@ -4,6 +4,7 @@ stdin, one reply per line (same ``id``) on its stdout; ``{"op": "quit"}`` ends i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -69,7 +70,8 @@ class Child:
     def pin(self, cpus: set[int]) -> None:
         """Every thread of the child to ``cpus`` (threads it starts later inherit it)."""
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), cpus)
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(int(task.name), cpus)
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
