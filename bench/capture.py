@@ -10,7 +10,7 @@ from recorder.convert import convert_stored
 from recorder.workers import WorkerPool
 
 if TYPE_CHECKING:
-    from bench.relay import PathResult
+    from bench.clients import PathResult
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -1,28 +1,32 @@
-"""Pieces of the relay benchmark that run in the measuring process: pre-encoded media,
-publishers that send it without encoding, subscribers that decode and read the stamped
-counters, and the peer-connection set-up both ends share.
+"""Pieces the relay benchmarks share: pre-encoded media, sources that hand it to
+senders without encoding, and the peer-connection set-up both ends share.
 
 Video is encoded once, up front, with libvpx through PyAV: a cycle of stamped frames,
-frame 0 a keyframe; when the far end asks for a keyframe (PLI) the publisher starts
-the cycle again. A track whose ``recv()`` returns ``av.Packet`` is packetised
-by aiortc's sender without encoding, so publishers cost the same in every run and their
-bitrate is the one chosen here. A little noise below the counter row keeps libvpx at the
-target bitrate (a static page would be a few kbit/s).
+frame 0 a keyframe; when a far end asks for a keyframe (PLI) the source starts the
+cycle again. A track whose ``recv()`` returns ``av.Packet`` is packetised by aiortc's
+sender without encoding, so publishers cost the same in every run and their bitrate is
+the one chosen here. A little noise below the counter row keeps libvpx at the target
+bitrate (a static page would be a few kbit/s).
 
-Frame n of the cycle carries counter n (``media.synthetic``). Publishers record when
-they hand each frame to their sender; subscribers read the counter of each decoded
-frame, map it to the latest frame sent with that counter, and keep the arrival time.
-Both are in this process, so ``time.monotonic()`` is one clock (CLOCK_MONOTONIC is
-system-wide on Linux in any case)."""
+Frame n of the cycle carries counter n (``media.synthetic``); its bytes identify it
+too. A ``Source`` records when it hands each item over; the receiving side
+(``bench.probe``) maps each arrived frame back to the latest item handed over with the
+same bytes (or, decoded, the same counter). ``time.monotonic()`` is CLOCK_MONOTONIC,
+system-wide on Linux, so client processes and the coordinator share one clock."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import bisect
+import dataclasses
 import fractions
+import json
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import av
@@ -32,7 +36,6 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpTransceiver,
     RTCSessionDescription,
     sdp,
 )
@@ -171,87 +174,145 @@ class Media:
         videos = {spec.source: encode_video(spec, fps, seconds) for spec in VIDEO_SOURCES}
         return cls(videos, encode_tone())
 
+    def dump(self, path: Path) -> None:
+        """For the client workers (``load``): JSON, the media base64-encoded."""
+        text = {
+            "videos": {
+                name: {"spec": dataclasses.asdict(v.spec), "fps": v.fps, "frames": _b64(v.frames)}
+                for name, v in self.videos.items()
+            },
+            "audio": _b64(self.audio),
+        }
+        path.write_text(json.dumps(text))
+
+    @classmethod
+    def load(cls, path: Path) -> Media:
+        text = json.loads(path.read_text())
+        videos = {
+            name: EncodedVideo(VideoSpec(**v["spec"]), v["fps"], _unb64(v["frames"]))
+            for name, v in text["videos"].items()
+        }
+        return cls(videos, _unb64(text["audio"]))
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(item).decode() for item in items]
+
+
+def _unb64(items: list[str]) -> list[bytes]:
+    return [base64.b64decode(item) for item in items]
+
 
 # -- publishing ----------------------------------------------------------------------------
 
 
-class _Paced(MediaStreamTrack):
-    """Hands out item n at start + n × interval."""
+class ProxyTrack(MediaStreamTrack):
+    """What one sender sees of a ``Source``: its packets, handed over as they come."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__()
+        self.kind = source.kind
+        self.source = source
+        self.active = False
+        """Set on the first ``recv()``: only a running sender is handed packets (a queue
+        filled before would burst stale frames into the connection)."""
+        self.queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue()
+
+    async def recv(self) -> av.Packet[Any]:
+        if not self.active:
+            self.active = True
+            self.source.start()
+        packet = await self.queue.get()
+        if packet is None or self.readyState != "live":
+            raise MediaStreamError
+        return packet
+
+
+class Source:
+    """One publisher's pre-encoded track, paced, and handed to every active proxy at the
+    same moment: paths fed by one source share each item's hand-over time, so their
+    arrival times compare directly. A keyframe request (PLI) from any of them restarts
+    the cycle (frame 0, the keyframe) for all, as a browser's encoder would."""
+
+    def __init__(self, name: str, kind: str, items: list[bytes], interval: float, clock: int):
+        self.name, self.kind, self.items = name, kind, items
         self.interval = interval
-        self.index = 0
-        self._start: float | None = None
-
-    async def _wait_turn(self) -> None:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self.index * self.interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-class PacketVideoTrack(_Paced):
-    """Pre-encoded video. On ``request_keyframe()`` the next frame is the cycle's first
-    (a keyframe), as a browser sends one at once: VP8 delta frames cannot follow a
-    keyframe encoded apart (entropy contexts and references would differ)."""
-
-    kind = "video"
-
-    def __init__(self, video: EncodedVideo) -> None:
-        super().__init__(1 / video.fps)
-        self.video = video
-        self.sent_at: list[float] = []
-        """Send time of each frame, by frame index."""
+        self.ticks = round(interval * clock)
+        self.time_base = fractions.Fraction(1, clock)
+        self.proxies: list[ProxyTrack] = []
+        self.handed_at: list[float] = []
+        """Hand-over time of each item, by index."""
+        self.position: list[int] = []
+        """Cycle position (= stamped counter) of each item, by index."""
         self.keyframes_sent = 0
-        """Keyframes sent on request."""
-        self._position = 0
-        self._latest: dict[int, int] = {}  # position in the cycle (= counter) → index
-        self._keyframe_wanted = False
+        self._by_position: dict[int, list[int]] = {}
+        self._lookup = {data: n for n, data in enumerate(items)}
+        self._restart = True
+        self._task: asyncio.Task[None] | None = None
+
+    def proxy(self) -> ProxyTrack:
+        proxy = ProxyTrack(self)
+        self.proxies.append(proxy)
+        return proxy
 
     def request_keyframe(self) -> None:
-        self._keyframe_wanted = True
+        self._restart = True
 
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._wait_turn()
-        if self._keyframe_wanted and self._position != 0:
-            self._position = 0
-            self.keyframes_sent += 1
-        self._keyframe_wanted = False
-        packet = av.Packet(self.video.frames[self._position])
-        packet.pts = self.index * VIDEO_CLOCK // self.video.fps
-        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self._latest[self._position] = self.index
-        self.sent_at.append(time.monotonic())
-        self._position = (self._position + 1) % self.video.cycle
-        self.index += 1
-        return packet
+    def start(self) -> None:
+        self._restart = True  # a new path starts on a keyframe
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
 
-    def frame_index(self, counter: int) -> int | None:
-        """The latest frame sent with this counter (latency stays far below the time
-        until a counter comes round again)."""
-        return self._latest.get(counter)
+    async def _run(self) -> None:
+        start = time.monotonic()
+        place = 0
+        while True:
+            index = len(self.handed_at)
+            delay = start + index * self.interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._restart and self.kind == "video":
+                self.keyframes_sent += place != 0
+                place = 0
+            self._restart = False
+            now = time.monotonic()
+            self.handed_at.append(now)
+            self.position.append(place)
+            self._by_position.setdefault(place, []).append(index)
+            for proxy in self.proxies:
+                if proxy.active:
+                    packet = av.Packet(self.items[place])
+                    packet.pts = index * self.ticks
+                    packet.time_base = self.time_base
+                    proxy.queue.put_nowait(packet)
+            place = (place + 1) % len(self.items)
+
+    def position_of(self, data: bytes) -> int | None:
+        return self._lookup.get(data)
+
+    def index_of(self, position: int, arrived: float) -> int | None:
+        """The latest item handed over with this position before ``arrived``."""
+        indexes = self._by_position.get(position, [])
+        at = bisect.bisect_right(indexes, arrived, key=lambda n: self.handed_at[n]) - 1
+        return indexes[at] if at >= 0 else None
+
+    async def close(self) -> None:
+        for proxy in self.proxies:
+            proxy.queue.put_nowait(None)
+            proxy.stop()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
-class PacketAudioTrack(_Paced):
-    kind = "audio"
-
-    def __init__(self, packets: list[bytes]) -> None:
-        super().__init__(AUDIO_SAMPLES / AUDIO_RATE)
-        self.packets = packets
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._wait_turn()
-        packet = av.Packet(self.packets[self.index % len(self.packets)])
-        packet.pts = self.index * AUDIO_SAMPLES
-        packet.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self.index += 1
-        return packet
+def sources(media: Media) -> dict[str, Source]:
+    """A session's three sources: face, document, tone."""
+    made = {
+        name: Source(name, "video", video.frames, 1 / video.fps, VIDEO_CLOCK)
+        for name, video in media.videos.items()
+    }
+    made["audio"] = Source("audio", "audio", media.audio, AUDIO_SAMPLES / AUDIO_RATE, AUDIO_RATE)
+    return made
 
 
 def new_pc() -> RTCPeerConnection:
@@ -285,107 +346,11 @@ async def set_offer(pc: RTCPeerConnection, offer: str) -> None:
     hooks.register_rtx_ssrcs(pc, sdp.SessionDescription.parse(offer))
 
 
-class Publisher:
-    """A clerk: face, document and tone, pre-encoded; answers keyframe requests."""
-
-    def __init__(self, media: Media) -> None:
-        self.pc = new_pc()
-        self.video = {s: PacketVideoTrack(v) for s, v in media.videos.items()}
-        self.audio = PacketAudioTrack(media.audio)
-        self._sending: dict[str, RTCRtpTransceiver] = {}
-        for source, track in self.video.items():
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            # aiortc's sender only flags its encoder on a PLI, which the packet path
-            # ignores: hand the request to the track instead
-            hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
-            self._sending[source] = transceiver
-        self._sending["audio"] = self.pc.addTransceiver(self.audio, direction="sendonly")
-
-    async def offer(self) -> tuple[str, dict[str, str]]:
-        offer = await make_offer(self.pc)
-        return offer, {t.mid or "": source for source, t in self._sending.items()}
-
-    async def close(self) -> None:
-        await self.pc.close()
-
-
-# -- subscribing ---------------------------------------------------------------------------
-
-
-@dataclass
-class Arrivals:
-    """Decoded frames of one subscribed track."""
-
-    first_at: float | None = None
-    at: list[float] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)
-    """Frame index at the publisher (-1: counter unreadable)."""
-    audio_frames: int = 0
-
-
 def luma_counter(frame: av.VideoFrame) -> int:
     """The stamped counter, reading only the top rows of the luma plane."""
     plane = frame.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * BLOCK)
     return read_counter(rows.reshape(BLOCK, plane.line_size))
-
-
-class Subscriber:
-    """An approver that only receives: two video slots and one audio slot."""
-
-    def __init__(self, publisher: Publisher) -> None:
-        self.publisher = publisher
-        self.pc = new_pc()
-        self.received: dict[str, Arrivals] = {}
-        self.created_at = time.monotonic()
-        self._readers: set[asyncio.Task[None]] = set()
-
-    async def offer(self) -> str:
-        for kind in ("video", "video", "audio"):
-            self.pc.addTransceiver(kind, direction="recvonly")
-        return await make_offer(self.pc)
-
-    async def accept(self, answer: str, slots: dict[str, str]) -> None:
-        """``slots``: mid → source, as the relay filled them."""
-        await accept_answer(self.pc, answer)
-        self.listen(slots)
-
-    def listen(self, slots: dict[str, str]) -> None:
-        for transceiver in self.pc.getTransceivers():
-            source = slots.get(transceiver.mid or "")
-            if source is not None and source not in self.received:
-                self.received[source] = Arrivals()
-                task = asyncio.create_task(self._read(source, transceiver.receiver.track))
-                self._readers.add(task)
-
-    async def _read(self, source: str, track: MediaStreamTrack) -> None:
-        got = self.received[source]
-        sender = self.publisher.video.get(source)
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                if got.first_at is None:
-                    got.first_at = now
-                if isinstance(frame, av.VideoFrame) and sender is not None:
-                    index = sender.frame_index(luma_counter(frame))
-                    got.at.append(now)
-                    got.index.append(-1 if index is None else index)
-                else:
-                    got.audio_frames += 1
-        except MediaStreamError:
-            return
-
-    def has_video(self) -> bool:
-        return all(
-            self.received.get(s.source, Arrivals()).first_at is not None for s in VIDEO_SOURCES
-        )
-
-    async def close(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
-        await self.pc.close()
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:

@@ -1,360 +1,90 @@
 """Relay benchmark: coreview's RTP-level forwarding (``MediaRoom``) against aiortc's
-``MediaRelay`` (decode, then re-encode per subscriber), with a direct
-publisher→subscriber link as the latency reference.
+``MediaRelay`` (decode, then re-encode per subscriber), with the latency each adds
+measured against a direct twin of every session.
 
-    python -m bench.relay --sessions 2 --seconds 10
+    python -m bench.relay --sessions 2 --seconds 10 [--client-procs 2]
 
 A session is one clerk publishing face 640x480 (~0.5 Mbit/s), document 1280x720
 (~3 Mbit/s, both VP8 at 15 fps, pre-encoded: see ``bench.common``) and Opus audio, and
-one approver subscribing to all three. The three paths run one after the other:
+one approver subscribing to all three. The clients run in ``--client-procs`` worker
+processes (``bench.client``), sessions spread over them, and decode nothing: frames are
+depacketised where they arrive and matched by their bytes (``bench.probe``; a sample
+per track is decoded afterwards to show they were valid). Each session also has a
+twin: the same frames, handed over at the same moment, sent straight to a subscriber in
+the same worker. The server under test (``bench.server``) runs in its own process.
 
-1. ``direct``: publisher and subscriber connected to each other.
-2. ``room``: through ``MediaRoom`` in a child process (``bench.server``).
-3. ``relay``: through ``MediaRelay`` in a child process.
+Paths, one after the other: ``room`` (coreview), ``relay`` (MediaRelay; its frames are
+re-encoded, so its subscribers decode them to read the stamped counter). Per path:
+connect every session, wait for video, warm up, then measure over ``--seconds``: the
+server's CPU time per media second per session; per frame the latency from hand-over to
+complete arrival (last packet), and *added* latency = server path minus twin for the
+same frame (and for each of its packets); frames handed over in the window (less a
+grace second) that never arrived. After the window a second subscriber joins each
+session: time from its offer to its first complete frame on each video track.
 
-Per path: connect every session, wait for video on every subscriber, warm up, then
-measure over ``--seconds``: the child's CPU time (``os.times()`` in the child, all
-threads) per media second per session; the latency of each decoded video frame (publisher
-hand-over to subscriber decode, one monotonic clock, this process); frames sent in the
-window (less a grace second) that never arrived. After the window a second subscriber
-joins each session: time from its offer to its first decoded frame on each video track.
-
-With ``--record`` a fourth path runs between ``room`` and ``relay``: ``record``, the room
-with a capture writer on every published track (chunks of ``--chunk-seconds`` stored
-in a temporary evidence store), alternating with the room ``--pairs`` times. Its CPU
-less the room's, summed over those runs, is the
-capture's added CPU per session (``capture_added_cpu_per_session`` and, as a share of
-forwarding, ``capture_added_percent``). Every chunk it stored is then converted by the
-conversion worker; the worker's CPU time over the media seconds converted is
-``conversion_cpu_per_media_second``.
+- ``--record``: the room alternates with ``record`` (a capture writer on every track)
+  ``--pairs`` times; see ``bench.capture`` for the figures.
+- ``--compare NAME=A,B``: instead, the room with ``bench.server --NAME A`` and
+  ``--NAME B`` alternating ABAB ``--pairs`` times; CPU per session per variant and B/A.
+- ``--api-load``: instead, one room serving coreview's web app on its loop
+  (``--with-api``), windows alternating without and with 40 clients listing cases
+  (``bench.apiload``); the added per-frame p95 of each and their gap.
 
 Output: a table, then as the last line one JSON object. ``latency_*_ms`` there is the
-latency *added* over the direct link (difference of percentiles); ``ratio`` is
-MediaRelay's CPU per session over coreview's (how many times cheaper coreview is)."""
+added latency per frame (p50/p95 of server path minus twin); ``ratio`` is MediaRelay's
+CPU per session over coreview's (how many times cheaper coreview is)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.capture import capture_figures, conversion_cost
-from bench.common import (
-    VIDEO_SOURCES,
-    Media,
-    Publisher,
-    Subscriber,
-    accept_answer,
-    make_answer,
-    percentile,
-    set_offer,
-)
+from bench.clients import Clients, PathResult, run_path
+from bench.common import Media, percentile
+from media import loops
 
 logger = logging.getLogger("bench.relay")
-
-REPO = Path(__file__).resolve().parents[1]
-CONNECT_SECONDS = 30.0
-"""Deadline for every subscriber of a path to decode its first video frames."""
-LATE_JOIN_SECONDS = 10.0
-WARMUP_SECONDS = 1.0
-LOSS_GRACE_SECONDS = 1.0
-"""Frames sent this close to the end of the window are not counted as lost."""
-LOG_TAIL_LINES = 30
-
-
-class ServerProcess:
-    """``python -m bench.server MODE`` as a child: JSON lines over its stdin/stdout."""
-
-    def __init__(self, process: asyncio.subprocess.Process, log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(
-        cls, mode: str, log_path: Path, max_seconds: float, extra: tuple[str, ...] = ()
-    ) -> ServerProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        with log_path.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.server",
-                mode,
-                "--max-seconds",
-                str(max_seconds),
-                *extra,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                cwd=REPO,
-                env=env,
-                limit=1 << 22,
-            )
-        return cls(process, log_path)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            message = json.loads(line)
-            future = self._waiting.pop(message.get("id"), None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(RuntimeError(f"bench server exited\n{self.log_tail()}"))
-
-    def log_tail(self) -> str:
-        lines = self.log_path.read_text("utf-8", errors="replace").splitlines()
-        return "\n".join(lines[-LOG_TAIL_LINES:])
-
-    async def call(self, op: str, limit: float = CONNECT_SECONDS, **fields: Any) -> Any:
-        assert self.process.stdin is not None
-        request_id = next(self._ids)
-        future = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        line = json.dumps({"id": request_id, "op": op, **fields}) + "\n"
-        self.process.stdin.write(line.encode())
-        await self.process.stdin.drain()
-        message = await asyncio.wait_for(future, limit)
-        if "error" in message:
-            raise RuntimeError(f"bench server: {op}: {message['error']}\n{self.log_tail()}")
-        message.pop("id")
-        return message
-
-    async def cpu(self) -> float:
-        return float((await self.call("cpu"))["cpu"])
-
-    async def stop(self) -> None:
-        """Ask it to quit; terminate, then kill it (by its PID) if it does not."""
-        if self.process.returncode is None:
-            try:
-                await self.call("quit", limit=10)
-                await asyncio.wait_for(self.process.wait(), 10)
-            except (TimeoutError, RuntimeError, ConnectionError):
-                if self.process.returncode is None:
-                    self.process.terminate()
-                    try:
-                        await asyncio.wait_for(self.process.wait(), 5)
-                    except TimeoutError:
-                        self.process.kill()
-                        await self.process.wait()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
-
-@dataclass
-class PathResult:
-    name: str
-    sessions: int
-    window_s: float = 0.0
-    cpu_s: float | None = None
-    latencies_ms: list[float] = field(default_factory=list)
-    frames_sent: int = 0
-    frames_received: int = 0
-    frames_lost: int = 0
-    unreadable: int = 0
-    late_join_ms: list[float] = field(default_factory=list)
-    late_join_failed: int = 0
-    keyframes_sent: int = 0
-    """Keyframes the publishers sent on request (PLI)."""
-    server: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cpu_per_session(self) -> float | None:
-        if self.cpu_s is None or not self.window_s:
-            return None
-        return self.cpu_s / self.window_s / self.sessions
-
-    def latency(self, q: float) -> float | None:
-        return percentile(self.latencies_ms, q)
-
-
-async def wait_for(condition: Callable[[], bool], limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {limit:.0f} s")
-        await asyncio.sleep(0.02)
-
-
-async def connect_direct(publisher: Publisher) -> Subscriber:
-    subscriber = Subscriber(publisher)
-    offer, publish = await publisher.offer()
-    await set_offer(subscriber.pc, offer)
-    answer = await make_answer(subscriber.pc)
-    await accept_answer(publisher.pc, answer)
-    subscriber.listen(publish)
-    return subscriber
-
-
-async def connect_publisher(server: ServerProcess, publisher: Publisher, session: int) -> None:
-    offer, publish = await publisher.offer()
-    answer = await server.call("publish", session=session, sdp=offer, publish=publish)
-    await accept_answer(publisher.pc, answer["sdp"])
-
-
-async def connect_subscriber(
-    server: ServerProcess, publisher: Publisher, session: int, name: str
-) -> Subscriber:
-    subscriber = Subscriber(publisher)
-    offer = await subscriber.offer()
-    answer = await server.call("subscribe", session=session, name=name, sdp=offer)
-    await subscriber.accept(answer["sdp"], answer["slots"])
-    return subscriber
-
-
-def window_figures(
-    result: PathResult, pairs: list[tuple[Publisher, Subscriber]], t0: float, t1: float
-) -> None:
-    """Latency of every video frame decoded in [t0, t1]; frames sent in [t0, t1 - grace]
-    that arrived (by t1) or not."""
-    for publisher, subscriber in pairs:
-        for spec in VIDEO_SOURCES:
-            track = publisher.video[spec.source]
-            got = subscriber.received.get(spec.source)
-            if got is None:
-                continue
-            arrived = set()
-            for at, index in zip(got.at, got.index, strict=True):
-                if index < 0:
-                    result.unreadable += t0 <= at <= t1
-                    continue
-                arrived.add(index)
-                if t0 <= at <= t1:
-                    result.latencies_ms.append((at - track.sent_at[index]) * 1000)
-            counted = [
-                n for n, sent in enumerate(track.sent_at) if t0 <= sent <= t1 - LOSS_GRACE_SECONDS
-            ]
-            result.frames_sent += len(counted)
-            result.frames_received += sum(1 for n in counted if n in arrived)
-            result.frames_lost += sum(1 for n in counted if n not in arrived)
-
-
-async def late_join(
-    server: ServerProcess, publisher: Publisher, session: int, joined: list[Subscriber]
-) -> list[float] | None:
-    started = time.monotonic()
-    subscriber = await connect_subscriber(server, publisher, session, "late")
-    joined.append(subscriber)
-    try:
-        await wait_for(subscriber.has_video, LATE_JOIN_SECONDS, "late joiner's video")
-    except TimeoutError:
-        return None
-    return [
-        ((subscriber.received[s.source].first_at or started) - started) * 1000
-        for s in VIDEO_SOURCES
-    ]
-
-
-async def run_path(
-    name: str,
-    media: Media,
-    sessions: int,
-    seconds: float,
-    log_dir: Path,
-    extra: tuple[str, ...] = (),
-) -> PathResult:
-    result = PathResult(name, sessions)
-    server = None
-    publishers = [Publisher(media) for _ in range(sessions)]
-    subscribers: list[Subscriber] = []
-    try:
-        if name == "direct":
-            subscribers = list(await asyncio.gather(*(connect_direct(p) for p in publishers)))
-        else:
-            server = await ServerProcess.start(
-                name, log_dir / f"{name}-server.log", seconds * 2 + 120, extra
-            )
-            await asyncio.gather(
-                *(connect_publisher(server, p, i) for i, p in enumerate(publishers))
-            )
-            subscribers = list(
-                await asyncio.gather(
-                    *(
-                        connect_subscriber(server, p, i, "approver")
-                        for i, p in enumerate(publishers)
-                    )
-                )
-            )
-        await wait_for(lambda: all(s.has_video() for s in subscribers), CONNECT_SECONDS, "video")
-        await asyncio.sleep(WARMUP_SECONDS)
-        cpu0 = await server.cpu() if server else None
-        t0 = time.monotonic()
-        await asyncio.sleep(seconds)
-        t1 = time.monotonic()
-        if server is not None and cpu0 is not None:
-            result.cpu_s = await server.cpu() - cpu0
-        result.window_s = t1 - t0
-        window_figures(result, list(zip(publishers, subscribers, strict=True)), t0, t1)
-        if server is not None:
-            joined: list[Subscriber] = []
-            try:
-                firsts = await asyncio.gather(
-                    *(late_join(server, p, i, joined) for i, p in enumerate(publishers))
-                )
-            finally:
-                subscribers += joined
-            for first in firsts:
-                if first is None:
-                    result.late_join_failed += 1
-                else:
-                    result.late_join_ms += first
-            result.server = await server.call("stats")
-        result.keyframes_sent = sum(t.keyframes_sent for p in publishers for t in p.video.values())
-    finally:
-        for subscriber in subscribers:
-            await subscriber.close()
-        for publisher in publishers:
-            await publisher.close()
-        if server is not None:
-            await server.stop()
-    return result
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
-def table(results: list[PathResult], direct: PathResult) -> str:
+def _pair(a: float | None, b: float | None) -> str:
+    return f"{_ms(a)}/{_ms(b)}"
+
+
+def table(results: list[PathResult]) -> str:
     header = (
-        f"{'path':<8} {'CPU-s/media-s/session':>22} {'latency p50/p95 ms':>19} "
-        f"{'added p50/p95 ms':>17} {'frames sent/recv/lost':>22} {'late join ms med/max':>21} "
-        f"{'PLI kf':>6}"
+        f"{'path':<14} {'CPU-s/media-s/session':>22} {'frame p50/p95 ms':>17} "
+        f"{'added frame p50/p95':>20} {'added pkt p50/p95':>18} "
+        f"{'frames sent/lost':>17} {'late join med/max':>18} {'PLI kf':>6}"
     )
     rows = [header, "-" * len(header)]
     for r in results:
-        cpu = "—" if r.cpu_per_session is None else f"{r.cpu_per_session:.3f}"
-        p50, p95 = r.latency(50), r.latency(95)
-        d50, d95 = direct.latency(50), direct.latency(95)
-        added = (
-            f"{_ms(p50 - d50 if p50 is not None and d50 is not None else None)}/"
-            f"{_ms(p95 - d95 if p95 is not None and d95 is not None else None)}"
-        )
+        cpu = "—" if r.cpu_per_session is None else f"{r.cpu_per_session:.4f}"
         late = (
-            f"{_ms(percentile(r.late_join_ms, 50))}/{_ms(max(r.late_join_ms, default=None))}"
+            _pair(percentile(r.late_join_ms, 50), max(r.late_join_ms, default=None))
             if r.late_join_ms
             else "—"
         )
         if r.late_join_failed:
             late += f" ({r.late_join_failed} failed)"
         rows.append(
-            f"{r.name:<8} {cpu:>22} {_ms(p50) + '/' + _ms(p95):>19} {added:>17} "
-            f"{f'{r.frames_sent}/{r.frames_received}/{r.frames_lost}':>22} {late:>21} "
-            f"{r.keyframes_sent:>6}"
+            f"{r.name:<14} {cpu:>22} "
+            f"{_pair(percentile(r.frame_ms, 50), percentile(r.frame_ms, 95)):>17} "
+            f"{_pair(r.added(50), r.added(95)):>20} "
+            f"{_pair(r.added(50, 'packet'), r.added(95, 'packet')):>18} "
+            f"{f'{r.frames_sent}/{r.frames_lost}':>17} {late:>18} {r.keyframes_sent:>6}"
         )
     return "\n".join(rows)
 
@@ -363,34 +93,90 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summary(
-    room: PathResult, relay: PathResult, direct: PathResult, media: Media, seconds: float
-) -> dict[str, Any]:
-    def added(r: PathResult, q: float) -> float | None:
-        mine, reference = r.latency(q), direct.latency(q)
-        return None if mine is None or reference is None else mine - reference
-
-    cpu, baseline = room.cpu_per_session, relay.cpu_per_session
+def path_figures(r: PathResult) -> dict[str, Any]:
     return {
-        "cpu_per_session": _round(cpu, 4),
-        "baseline_cpu_per_session": _round(baseline, 4),
-        "ratio": _round(baseline / cpu, 2) if cpu and baseline is not None else None,
-        "latency_p50_ms": _round(added(room, 50)),
-        "latency_p95_ms": _round(added(room, 95)),
-        "baseline_latency_p50_ms": _round(added(relay, 50)),
-        "baseline_latency_p95_ms": _round(added(relay, 95)),
-        "direct_latency_p50_ms": _round(direct.latency(50)),
-        "direct_latency_p95_ms": _round(direct.latency(95)),
-        "frames_lost": room.frames_lost,
-        "baseline_frames_lost": relay.frames_lost,
-        "direct_frames_lost": direct.frames_lost,
-        "late_join_first_frame_ms": _round(percentile(room.late_join_ms, 50)),
-        "baseline_late_join_first_frame_ms": _round(percentile(relay.late_join_ms, 50)),
-        "sessions": room.sessions,
-        "seconds": seconds,
-        "input_kbps": {s: round(v.bitrate / 1000) for s, v in media.videos.items()},
-        "room_server": room.server,
+        "cpu_per_session": _round(r.cpu_per_session, 4),
+        "latency_p50_ms": _round(r.added(50)),
+        "latency_p95_ms": _round(r.added(95)),
+        "packet_latency_p50_ms": _round(r.added(50, "packet")),
+        "packet_latency_p95_ms": _round(r.added(95, "packet")),
+        "frame_latency_p50_ms": _round(percentile(r.frame_ms, 50)),
+        "frame_latency_p95_ms": _round(percentile(r.frame_ms, 95)),
+        "direct_latency_p50_ms": _round(percentile(r.twin_frame_ms, 50)),
+        "direct_latency_p95_ms": _round(percentile(r.twin_frame_ms, 95)),
+        "frames_lost": r.frames_lost,
+        "direct_frames_lost": r.twin_frames_lost,
+        "late_join_first_frame_ms": _round(percentile(r.late_join_ms, 50)),
+        "late_join_failed": r.late_join_failed,
+        "client_cpu_per_session": _round(r.client_cpu_per_session, 4),
     }
+
+
+def summary(room: PathResult, relay: PathResult | None) -> dict[str, Any]:
+    figures = path_figures(room)
+    if relay is not None:
+        base = path_figures(relay)
+        cpu, baseline = room.cpu_per_session, relay.cpu_per_session
+        figures |= {
+            "baseline_cpu_per_session": base["cpu_per_session"],
+            "ratio": _round(baseline / cpu, 2) if cpu and baseline is not None else None,
+            "baseline_latency_p50_ms": base["latency_p50_ms"],
+            "baseline_latency_p95_ms": base["latency_p95_ms"],
+            "baseline_frames_lost": relay.frames_lost,
+            "baseline_late_join_first_frame_ms": base["late_join_first_frame_ms"],
+        }
+    return figures | {"room_server": room.server, "decoded_sample": room.decoded}
+
+
+def compare_figures(name: str, values: list[str], results: list[PathResult]) -> dict[str, Any]:
+    """Per variant: CPU per session over all its runs, added p95; B/A of the CPU."""
+    per: dict[str, Any] = {}
+    for value in values:
+        runs = [r for r in results if r.variant == value]
+        window = sum(r.window_s for r in runs)
+        cpu = sum(r.cpu_s or 0.0 for r in runs) / window / runs[0].sessions if window else None
+        per[value] = {
+            "cpu_per_session": _round(cpu, 4),
+            "runs": [_round(r.cpu_per_session, 4) for r in runs],
+            "latency_p95_ms": _round(percentile([x for r in runs for x in r.added_frame_ms], 95)),
+            "frames_lost": sum(r.frames_lost for r in runs),
+        }
+    a, b = (per[v]["cpu_per_session"] for v in values[:2])
+    return {"name": name, "variants": per, "ratio": _round(b / a, 3) if a and b else None}
+
+
+def api_figures(results: list[PathResult]) -> dict[str, Any]:
+    quiet = [r for r in results if r.variant == "quiet"]
+    loaded = [r for r in results if r.variant == "api"]
+    p95 = {
+        kind: _round(percentile([x for r in runs for x in r.added_frame_ms], 95), 2)
+        for kind, runs in (("quiet", quiet), ("api", loaded))
+    }
+    gap = p95["api"] - p95["quiet"] if p95["api"] is not None and p95["quiet"] else None
+    return {
+        "added_frame_p95_ms": p95,
+        "gap_ms": _round(gap, 2),
+        "requests": [r.api for r in loaded],
+        "loop_lag_ms": {r.name: r.server.get("loop_lag_ms") for r in results},
+    }
+
+
+def plan(args: argparse.Namespace, store: Path) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(name, variant, server mode, server flags) of every path to run, in order."""
+    loop = ("--loop", args.loop)
+    if args.compare:
+        flag, values = args.compare
+        return [
+            (f"room {flag}={v}", v, "room", (*loop, f"--{flag}", v))
+            for _ in range(args.pairs)
+            for v in values
+        ]
+    if args.api_load:
+        return [("room+api", "", "room", (*loop, "--with-api", str(store.parent / "api")))]
+    record = ("--record-dir", str(store), "--chunk-seconds", str(args.chunk_seconds))
+    pairs = [("room", "", "room", loop), ("record", "", "record", (*loop, *record))]
+    paths = pairs * args.pairs if args.record else pairs[:1]
+    return [*paths, ("relay", "", "relay", loop)]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -402,44 +188,52 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="coreview-bench-") as folder:
         log_dir = Path(args.log_dir) if args.log_dir else Path(folder)
         log_dir.mkdir(parents=True, exist_ok=True)
-        results = []
+        media_path = Path(folder) / "media.json"
+        media.dump(media_path)
+        store = Path(folder) / "record-store"
+        windows = ("quiet", "api") * args.pairs if args.api_load else ("",)
+        results: list[PathResult] = []
         loads: dict[str, float] = {}
-        store = log_dir / "record-store"
-        extra = ("--record-dir", str(store), "--chunk-seconds", str(args.chunk_seconds))
-        pairs = ("room", "record") * args.pairs if args.record else ("room",)
-        paths = ("direct", *pairs, "relay")
-        for name in paths:
-            began = time.monotonic()
-            results.append(
-                await run_path(
-                    name,
-                    media,
-                    args.sessions,
-                    args.seconds,
-                    log_dir,
-                    extra if name == "record" else (),
-                )
-            )
-            loads[f"{name}{len(results)}"] = round(os.getloadavg()[0], 2)
-            took = time.monotonic() - began
-            load = os.getloadavg()[0]
-            print(f"{name}: done in {took:.1f} s (load average {load:.2f})", flush=True)
+        clients = await Clients.start(args.client_procs, media_path, log_dir, args.client_loop)
+        try:
+            for name, variant, mode, flags in plan(args, store):
+                began = time.monotonic()
+                results += await run_path(
+                    name, variant, mode, flags, clients, args.sessions, args.seconds, log_dir,
+                    windows=windows, api_clients=args.api_clients,
+                )  # fmt: skip
+                loads[f"{name}#{len(results)}"] = round(os.getloadavg()[0], 2)
+                took = time.monotonic() - began
+                print(f"{name}: done in {took:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+        finally:
+            await clients.stop()
         conversion = await conversion_cost(store) if args.record else None
-    direct, room, relay = results[0], results[1], results[-1]
     print()
     print(
-        f"{args.sessions} session(s), {args.seconds:g} s measured per path; "
-        "added = over the direct link"
+        f"{args.sessions} session(s) over {args.client_procs} client process(es), "
+        f"{args.seconds:g} s per window; added = server path minus its direct twin"
     )
-    print(table(results, direct))
+    print(table(results))
     print("load average (1 min) after each path:", loads, "— other work distorts the figures")
-    figures = {**summary(room, relay, direct, media, args.seconds), "load_average": loads}
+    rooms = [r for r in results if r.name == "room"] or results
+    relay = next((r for r in results if r.name == "relay"), None)
+    figures = summary(rooms[0], relay) | {
+        "sessions": args.sessions,
+        "seconds": args.seconds,
+        "client_procs": args.client_procs,
+        "loop": args.loop,
+        "input_kbps": {s: round(v.bitrate / 1000) for s, v in media.videos.items()},
+        "load_average": loads,
+    }
+    if args.compare:
+        figures["compare"] = compare_figures(args.compare[0], args.compare[1], results)
+        print("compare:", json.dumps(figures["compare"]))
+    if args.api_load:
+        figures["api_load"] = api_figures(results)
+        print("api load:", json.dumps(figures["api_load"], ensure_ascii=False))
     if conversion is not None:
-        captured = capture_figures(
-            [r for r in results if r.name == "room"],
-            [r for r in results if r.name == "record"],
-            conversion,
-        )
+        records = [r for r in results if r.name == "record"]
+        captured = capture_figures(rooms, records, conversion)
         print(
             f"capture adds {captured['capture_added_cpu_per_session']} CPU-s/media-s per session "
             f"({captured['capture_added_percent']} % of forwarding); conversion "
@@ -450,7 +244,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
+def _compare(text: str) -> tuple[str, list[str]]:
+    name, _, values = text.partition("=")
+    choices = [v for v in values.split(",") if v]
+    if not name or len(choices) != 2:
+        raise argparse.ArgumentTypeError("NAME=A,B (a bench.server flag and two values)")
+    return name, choices
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.relay", description=__doc__.split("\n")[0]
     )
@@ -460,17 +262,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cycle-seconds", type=float, default=8.0, help="length of the pre-encoded loop"
     )
-    parser.add_argument("--log-dir", help="keep the relay processes' logs here")
-    parser.add_argument("--record", action="store_true", help="also measure capture and conversion")
+    parser.add_argument("--client-procs", type=int, default=2, help="client worker processes")
+    parser.add_argument("--loop", choices=loops.CHOICES, default="auto", help="server's loop")
+    parser.add_argument("--client-loop", choices=loops.CHOICES, default="auto")
+    parser.add_argument("--log-dir", help="keep the child processes' logs here")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--record", action="store_true", help="also measure capture and conversion")
+    mode.add_argument("--compare", type=_compare, metavar="NAME=A,B", help="server variants, ABAB")
+    mode.add_argument("--api-load", action="store_true", help="media beside API load, ABAB")
+    parser.add_argument("--api-clients", type=int, default=40)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--pairs", type=int, default=2, help="with --record: room/record runs, alternating"
-    )
-    args = parser.parse_args(argv)
-    if not 1 <= args.sessions <= 20 or not 0 < args.seconds <= 600:
-        parser.error("--sessions 1..20, --seconds up to 600")
+    parser.add_argument("--pairs", type=int, default=2, help="alternations (AB) per comparison")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = parser()
+    args = command.parse_args(argv)
+    if not 1 <= args.sessions <= 40 or not 0 < args.seconds <= 600:
+        command.error("--sessions 1..40, --seconds up to 600")
+    if not 1 <= args.client_procs <= args.sessions:
+        command.error("--client-procs 1..sessions")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    print(json.dumps(asyncio.run(run(args))), flush=True)
+    with asyncio.Runner(loop_factory=loops.loop_factory(args.client_loop)) as runner:
+        print(json.dumps(runner.run(run(args))), flush=True)
     return 0
 
 

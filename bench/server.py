@@ -7,8 +7,14 @@ writes one JSON reply per line on stdout (same ``id``); logs go to stderr. It ex
     {"op": "publish", "session": k, "sdp": offer, "publish": {mid: source}} → {"sdp"}
     {"op": "subscribe", "session": k, "name": n, "sdp": offer} → {"sdp", "slots": {mid: source}}
     {"op": "cpu"} → {"cpu": user + system seconds of this process, all threads}
-    {"op": "stats"} → relay-specific counters
+    {"op": "stats"} → relay-specific counters, with the loop lag and UDP drops
+    {"op": "probe"} → {"loop_lag_ms": {p50, p99, max, n} since the last probe, "udp": {…}}
+    {"op": "api"} → {"url", "username", "password"} of the web app (``--with-api``)
     {"op": "quit"} → {}
+
+``--loop asyncio|uvloop`` chooses the event loop (media/loops.py); ``--with-api DIR``
+also serves coreview's web app (``create_app``, demo data seeded into DIR) on the same
+loop, as the service shares one process between media and API.
 
 - ``room``: coreview's ``MediaRoom`` (RTP-level forwarding), one per session; the
   publisher joins as ``clerk``, subscribers publish nothing.
@@ -26,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -37,7 +42,10 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
+from bench.child import serve_lines
 from bench.common import LOOPBACK, make_answer, new_pc, set_offer
+from bench.serverprobe import Api, LoopLag, udp_errors
+from media import loops
 from media.forwarder import PublishedTrack
 from media.room import SOURCES, MediaConfig, MediaRoom
 from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
@@ -212,28 +220,52 @@ class MediaRelayServer:
             await pc.close()
 
 
-def reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+class Server:
+    """One relay with its probes (and the web app, if asked), answering requests."""
 
+    def __init__(self, relay: Relay, api: Api | None) -> None:
+        self.relay = relay
+        self.api = api
+        self.lag = LoopLag()
 
-async def handle(relay: Relay, request: dict[str, Any]) -> dict[str, Any]:
-    op = request.get("op")
-    if op == "publish":
-        return {"sdp": await relay.publish(request["session"], request["sdp"], request["publish"])}
-    if op == "subscribe":
-        answer, slots = await relay.subscribe(request["session"], request["name"], request["sdp"])
-        return {"sdp": answer, "slots": slots}
-    if op == "cpu":
-        times = os.times()
-        return {"cpu": times.user + times.system}
-    if op == "stats":
-        return relay.stats()
-    raise ValueError(f"unknown op {op!r}")
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        relay = self.relay
+        if op == "publish":
+            sdp = await relay.publish(request["session"], request["sdp"], request["publish"])
+            return {"sdp": sdp}
+        if op == "subscribe":
+            answer, slots = await relay.subscribe(
+                request["session"], request["name"], request["sdp"]
+            )
+            return {"sdp": answer, "slots": slots}
+        if op == "cpu":
+            times = os.times()
+            return {"cpu": times.user + times.system}
+        if op == "stats":
+            return {**relay.stats(), **self.probe()}
+        if op == "probe":
+            return self.probe()
+        if op == "api":
+            if self.api is None:
+                raise ValueError("started without --with-api")
+            return self.api.login
+        raise ValueError(f"unknown op {op!r}")
+
+    def probe(self) -> dict[str, Any]:
+        return {"loop_lag_ms": self.lag.take(), "udp": udp_errors(), "loop": self.loop}
+
+    @property
+    def loop(self) -> str:
+        return loops.impl_name(asyncio.get_running_loop())
 
 
 async def serve(
-    mode: str, max_seconds: float, record_dir: Path | None, chunk_seconds: float
+    mode: str,
+    max_seconds: float,
+    record_dir: Path | None,
+    chunk_seconds: float,
+    api_dir: Path | None = None,
 ) -> None:
     relay: Relay
     if mode == "relay":
@@ -241,34 +273,16 @@ async def serve(
     else:
         capturing = Capturing(record_dir, chunk_seconds) if record_dir is not None else None
         relay = RoomRelay(capturing)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 22)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def answer(request: dict[str, Any]) -> None:
-        try:
-            reply({"id": request.get("id"), **await handle(relay, request)})
-        except Exception as exc:  # the measuring process shows it; keep serving
-            logger.exception("request %s failed", request.get("op"))
-            reply({"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
-
+    server = Server(relay, Api(api_dir) if api_dir is not None else None)
+    server.lag.start()
     try:
-        async with asyncio.timeout(max_seconds):
-            while line := await reader.readline():
-                request = json.loads(line)
-                if request.get("op") == "quit":
-                    reply({"id": request.get("id")})
-                    break
-                task = asyncio.create_task(answer(request))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-    except TimeoutError:
-        logger.error("bench server stopped after %.0f s", max_seconds)
+        if server.api is not None:
+            await server.api.start()
+        await serve_lines(server.handle, max_seconds)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.lag.close()
+        if server.api is not None:
+            await server.api.close()
         await relay.close()
 
 
@@ -278,12 +292,17 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--record-dir", type=Path, help="evidence store root (mode record)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument("--loop", choices=loops.CHOICES, default="auto")
+    parser.add_argument("--with-api", type=Path, metavar="DIR", help="also serve the web app")
     args = parser.parse_args()
     if args.mode == "record" and args.record_dir is None:
         parser.error("mode record needs --record-dir")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     record_dir = args.record_dir if args.mode == "record" else None
-    asyncio.run(serve(args.mode, args.max_seconds, record_dir, args.chunk_seconds))
+    with asyncio.Runner(loop_factory=loops.loop_factory(args.loop)) as runner:
+        runner.run(
+            serve(args.mode, args.max_seconds, record_dir, args.chunk_seconds, args.with_api)
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from media.loops import LoopChoiceError, impl_name, new_event_loop
 from recorder.clock import SystemClock
 from recorder.errors import LogError, StoreError
 from recorder.logverify import LogReport, verify_stored
@@ -284,6 +285,12 @@ def _serve(settings: Settings) -> int:
     except TlsError as exc:
         print(f"配置有误：{exc}", file=sys.stderr)
         return 2
+    try:
+        loop = new_event_loop()
+    except LoopChoiceError as exc:
+        print(f"配置有误：{exc}", file=sys.stderr)
+        return 2
+    logger.info("event loop: %s", impl_name(loop))
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -291,6 +298,7 @@ def _serve(settings: Settings) -> int:
         ssl_context=context,
         access_log_class=AccessLogger,
         print=lambda _text: _print_started(settings),
+        loop=loop,
     )
     return 0
 
@@ -406,6 +414,8 @@ def _simulate(args: argparse.Namespace) -> int:
     print(json.dumps(summary, ensure_ascii=False))
     return 0 if summary["all_clean"] else 1
 
+
+logger = logging.getLogger(__name__)
 
 MEDIA_LOGGERS = ("aioice", "aiortc")
 """Libraries logging every ICE/DTLS step at INFO: their detail is shown at DEBUG only."""

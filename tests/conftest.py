@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from media import loops
 from recorder.clock import SystemClock
 from signaling.app import create_app
 from signaling.demo import seed
@@ -93,3 +94,12 @@ async def users(server, data_dir):
     yield make
     for client in clients.values():
         await client.close()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Tests marked ``asyncio(loop_factories=[...])`` run once per named loop (a loop
+    that is not installed is skipped); every other test keeps the standard loop."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return loops.available()
+    return {"asyncio": asyncio.new_event_loop}

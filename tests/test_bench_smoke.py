@@ -8,11 +8,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = (
+    "--client-procs",
+    "1",
     "--sessions",
     "1",
     "--seconds",
@@ -29,6 +32,8 @@ KEYS = {
     "ratio",
     "latency_p50_ms",
     "latency_p95_ms",
+    "packet_latency_p95_ms",
+    "direct_latency_p95_ms",
     "late_join_first_frame_ms",
     "capture_added_cpu_per_session",
     "conversion_cpu_per_media_second",
@@ -40,9 +45,23 @@ KEYS = {
 def test_bench_relay_prints_a_json_summary_last() -> None:
     """One short session per path (with --record: the room with capture too, and the
     conversion of its chunks): the last line is a JSON object whose keys hold a figure
-    for every path (so each path carried decodable, stamped video)."""
+    for every path (so each path carried stamped video, matched frame by frame and
+    packet by packet against its twin), and the decoded sample showed every counter."""
+    summary, done = run_bench("bench.relay", *ARGS)
+    assert KEYS <= set(summary)
+    for key in KEYS:
+        assert isinstance(summary[key], int | float), (key, summary[key])
+    assert "room" in done.stdout and "relay" in done.stdout  # the human-readable table
+    assert summary["conversion"]["chunks"] >= 3  # every track's chunks were converted
+    sample = summary["decoded_sample"]
+    assert sample["tracks"] == 4 and sample["decoded"] > 0  # face + document, room + twin
+    assert sample["matched"] == sample["decoded"]
+
+
+def run_bench(module: str, *args: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run a benchmark; its last line parsed as JSON, and the finished process."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.relay", *ARGS],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -50,12 +69,55 @@ def test_bench_relay_prints_a_json_summary_last() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.splitlines()[-1])
-    assert KEYS <= set(summary)
-    for key in KEYS:
-        assert isinstance(summary[key], int | float), (key, summary[key])
-    assert "room" in done.stdout and "relay" in done.stdout  # the human-readable table
-    assert summary["conversion"]["chunks"] >= 3  # every track's chunks were converted
+    summary: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return summary, done
+
+
+TINY = ("--sessions", "2", "--client-procs", "2", "--seconds", "2", "--cycle-seconds", "2")
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(180)
+def test_bench_relay_compares_server_variants() -> None:
+    """--compare loop=asyncio,auto runs the room with each loop and reports CPU per
+    session for both, their ratio, and no frame lost."""
+    summary, _ = run_bench("bench.relay", *TINY, "--compare", "loop=asyncio,auto", "--pairs", "1")
+    compare = summary["compare"]
+    assert compare["name"] == "loop" and set(compare["variants"]) == {"asyncio", "auto"}
+    for variant in compare["variants"].values():
+        assert variant["cpu_per_session"] > 0 and len(variant["runs"]) == 1
+    assert compare["ratio"] > 0
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(180)
+def test_bench_relay_measures_media_beside_api_load() -> None:
+    """--api-load: the room serves the web app too; a window without and one with
+    clients listing cases each give an added per-frame p95, and every request was
+    answered 200."""
+    summary, _ = run_bench("bench.relay", *TINY, "--api-load", "--pairs", "1", "--api-clients", "4")
+    load = summary["api_load"]
+    assert set(load["added_frame_p95_ms"]) == {"quiet", "api"}
+    assert all(isinstance(v, float) for v in load["added_frame_p95_ms"].values())
+    (requests,) = load["requests"]
+    assert requests["requests"] > 0 and requests["errors"] == 0
+    assert all(lag["n"] > 0 for lag in load["loop_lag_ms"].values())
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(180)
+def test_bench_capacity_ramps_and_names_what_stopped_it() -> None:
+    """A two-step ramp (one session each) with the server pinned: each step has its
+    figures, and the first limit met is named."""
+    summary, done = run_bench(
+        "bench.capacity", "--max-sessions", "2", "--step", "1", "--seconds", "2",
+        "--warmup", "0.5", "--cycle-seconds", "2", "--client-procs", "1",
+    )  # fmt: skip
+    room = summary["room"]
+    assert 1 <= len(room["steps"]) <= 2 and room["first_limit"]
+    assert room["cpu_per_session"] > 0
+    assert all(step["rss_mb"] > 0 for step in room["steps"])
+    assert "sessions" in done.stdout  # the human-readable table
 
 
 @pytest.mark.bench

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPacket,
@@ -23,6 +24,9 @@ from media.keyframes import vp8_keyframe_start
 from media.participant import SyntheticParticipant, make_sources
 from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
 from tests.helpers import wait_until
+
+pytestmark = pytest.mark.asyncio(loop_factories=["asyncio", "uvloop"])
+"""Forwarding runs on the standard loop and on uvloop (media/loops.py)."""
 
 CONFIG = MediaConfig(announced_addresses=("127.0.0.1",))
 
