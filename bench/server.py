@@ -82,7 +82,7 @@ class Capturing:
                 on_chunk=self._closed,
                 on_event=lambda _kind, _detail: None,
                 on_failure=lambda code, detail: logger.error("capture: %s %s", code, detail),
-                request_keyframe=lambda: self._spawn(track.request_keyframe()),
+                request_keyframe=track.request_keyframe,
                 sender_report=lambda: track.last_report,
             )
         )

@@ -1,4 +1,6 @@
-"""RTP-level forwarding through a MediaRoom, with real aiortc peers on loopback."""
+"""RTP-level forwarding through a MediaRoom, with real aiortc peers on loopback; every
+test runs on both media paths: the fast one (packets read off the socket, sent at once)
+and aiortc's (its transport, receiver and coroutines)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPacket,
@@ -24,7 +27,18 @@ from media.participant import SyntheticParticipant, make_sources
 from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
 from tests.helpers import wait_until
 
-CONFIG = MediaConfig(announced_addresses=("127.0.0.1",))
+
+@pytest.fixture(autouse=True, params=[("fast", "sync"), ("aiortc", "async")], ids=lambda p: p[0])
+def media_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ingest and send modes every MediaConfig of the test gets."""
+    ingest, send = request.param
+    monkeypatch.setenv("COREVIEW_MEDIA_INGEST", ingest)
+    monkeypatch.setenv("COREVIEW_MEDIA_SEND", send)
+    return str(ingest)
+
+
+def config() -> MediaConfig:
+    return MediaConfig(announced_addresses=("127.0.0.1",))
 
 
 def transport(peer: SyntheticParticipant) -> Any:
@@ -91,7 +105,7 @@ class Pair:
     """A clerk (face, document, tone) and an approver (face, tone) in one room."""
 
     def __init__(self) -> None:
-        self.room = MediaRoom("session", CONFIG)
+        self.room = MediaRoom("session", config())
         self.clerk = SyntheticParticipant(make_sources(("face", "document", "audio")))
         self.approver = SyntheticParticipant(make_sources(("face", "audio")))
         self.others: list[SyntheticParticipant] = []
@@ -113,9 +127,10 @@ def gaps(arrived_at: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(arrived_at)), default=0.0)
 
 
-async def test_stamped_frames_flow_both_ways_in_order():
+async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
     """Clerk's face, document and tone reach the approver and the approver's face and
-    tone reach the clerk; counters arrive in increasing order."""
+    tone reach the clerk; counters arrive in increasing order. On the fast path the
+    server's DTLS transport sees almost none of the media packets (they bypass it)."""
     pair = Pair()
     await pair.start()
     try:
@@ -134,6 +149,14 @@ async def test_stamped_frames_flow_both_ways_in_order():
             assert len(set(received.counters)) == len(received.counters)
         assert (1280, 720) in document.sizes
         assert abs(tone.frequency - 440) < 10
+        server_pc = pair.room._peers["clerk"].pc
+        stats = await server_pc.getStats()
+        through_dtls = sum(s.packetsReceived for s in stats.values() if s.type == "transport")
+        received = sum(t.packets for t in pair.room._peers["clerk"].tracks.values())
+        if media_path == "fast":
+            assert through_dtls < received / 4, (through_dtls, received)
+        else:
+            assert through_dtls >= received
     finally:
         await pair.close()
 
@@ -217,7 +240,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
     """A hidden auditor's connection (quiet) makes no keyframe request when it joins or
     waits, nor by its own PLIs, and its loss does not lower the publisher's bitrate; its
     picture starts on the next keyframe someone else causes (the recording's next cut)."""
-    room = MediaRoom("session", CONFIG)
+    room = MediaRoom("session", config())
     clerk = SyntheticParticipant(make_sources(("document",)))
     hidden = SyntheticParticipant({})
     try:
@@ -239,7 +262,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
         [leg] = track.legs
         await wait_until(lambda: leg.connected, what="the auditor's transport")
         for _ in range(3):  # the leg's SSRC: nothing has arrived yet to learn it from
-            await hooks.send_pli(receiver, leg.slot.params.ssrc)
+            hooks.send_pli(receiver, leg.slot.params.ssrc)
         await wait_until(
             lambda: leg.connected_at is not None and time.monotonic() - leg.connected_at > 3,
             what="3 s of waiting",
@@ -249,7 +272,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
 
         cut = time.monotonic()
         track._last_keyframe_request = 0.0  # as the recording's cut would, past the throttle
-        await track.request_keyframe()
+        track.request_keyframe()
         await wait_until(lambda: hidden.received[mid].first_at is not None, limit=5)
         assert hidden.received[mid].first_at - cut < 1.0
         losing = True
@@ -281,7 +304,7 @@ async def test_subscriber_keyframe_requests_are_forwarded_throttled():
         ssrc = hooks.remote_ssrcs(receiver)[0]
         started = time.monotonic()
         for _ in range(20):
-            await hooks.send_pli(receiver, ssrc)
+            hooks.send_pli(receiver, ssrc)
         await wait_until(lambda: len(pli_seen) >= 1, what="a PLI at the publisher")
         elapsed = time.monotonic() - started
         assert 1 <= len(pli_seen) <= 1 + elapsed / 0.5
