@@ -39,7 +39,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from bench.common import LOOPBACK, make_answer, new_pc, set_offer
 from media.forwarder import PublishedTrack
-from media.room import SOURCES, MediaConfig, MediaRoom
+from media.room import INGESTS, SENDS, SOURCES, MediaConfig, MediaRoom
 from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
 from recorder.store import EvidenceStore
 
@@ -272,13 +272,31 @@ async def serve(
         await relay.close()
 
 
+def add_media_path_flags(parser: argparse.ArgumentParser) -> None:
+    """``--ingest``/``--send``: which media path the room forwards on (media/room.py)."""
+    parser.add_argument(
+        "--ingest", choices=INGESTS, help="fast: off the socket; aiortc: its transport"
+    )
+    parser.add_argument("--send", choices=SENDS, help="sync: at once; async: aiortc's coroutines")
+
+
+def apply_media_path_flags(args: argparse.Namespace) -> None:
+    """Set for this process only, before any room exists (unset: the defaults)."""
+    if args.ingest:
+        os.environ["COREVIEW_MEDIA_INGEST"] = args.ingest
+    if args.send:
+        os.environ["COREVIEW_MEDIA_SEND"] = args.send
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
     parser.add_argument("mode", choices=("room", "record", "relay"))
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--record-dir", type=Path, help="evidence store root (mode record)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    add_media_path_flags(parser)
     args = parser.parse_args()
+    apply_media_path_flags(args)
     if args.mode == "record" and args.record_dir is None:
         parser.error("mode record needs --record-dir")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

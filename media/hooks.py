@@ -46,6 +46,9 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
+from pylibsrtp import ERRORS as SRTP_ERRORS
+from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi, lib
 
 from media import rtpread
 from media.rtpread import RtpView
@@ -97,6 +100,7 @@ HOOKED: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...] = (
     (Connection, (), ("_nominated", "_protocols")),
     (CandidatePair, (), ("protocol", "remote_candidate")),
     (StunProtocol, ("datagram_received",), ()),
+    (pylibsrtp.Session, (), ("_cdata", "_buffer", "_srtp")),
 )
 """Every aiortc/aioice internal used below, checked once when this module is imported."""
 
@@ -430,6 +434,8 @@ def _host_gatherer(
                 if exc.errno != errno.EADDRNOTAVAIL:
                     raise
                 sock = _bind("0.0.0.0", ports)  # noqa: S104 - NAT: listen everywhere
+            if fast:
+                _enlarge_receive_buffer(sock)
             _transport, protocol = await loop.create_datagram_endpoint(
                 lambda: protocol_class(connection), sock=sock
             )
@@ -462,8 +468,9 @@ def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> RtpSend:
     connection = transport.transport._connection
     nominated: dict[int, CandidatePair] = connection._nominated
     tasks: set[asyncio.Future[None]] = set()
-    # the pair last seen nominated, its socket's sendto (None: not a host pair) and address
-    route: list[Any] = [object(), None, None]
+    # the pair last seen nominated, its socket's sendto (None: not a host pair), its
+    # remote address, and SRTP and SRTCP protection
+    route: list[Any] = [object(), None, None, None, None]
 
     def done(task: asyncio.Future[None]) -> None:
         tasks.discard(task)
@@ -483,18 +490,62 @@ def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> RtpSend:
             if pair is None:
                 return  # no pair (yet, or any more): aiortc would raise
             host = pair.protocol.local_candidate.type == "host"
-            route[:] = [pair, pair.protocol.transport.sendto if host else None, pair.remote_addr]
+            srtp = transport._tx_srtp
+            route[:] = [
+                pair,
+                pair.protocol.transport.sendto if host else None,
+                pair.remote_addr,
+                srtp_call(srtp, lib.srtp_protect, SRTP_MAX_TRAILER_LEN),
+                srtp_call(srtp, lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN),
+            ]
         sendto = route[1]
         if sendto is None:
             later(data)
             return
-        srtp = transport._tx_srtp
-        sendto(srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data), route[2])
+        try:
+            sendto(route[4](data) if is_rtcp(data) else route[3](data), route[2])
+        except pylibsrtp.Error:
+            pass  # not protectable (too long): aiortc would raise; nothing is sent
 
     return send if sync else later
 
 
+def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> Callable[[bytes], bytes]:
+    """pylibsrtp's ``Session.protect``/``unprotect`` (by ``func``) without allocating a
+    length cell per packet: the same C call on the session's own buffer; failures raise
+    ``pylibsrtp.Error`` (a packet too long for the buffer included). Relies on the
+    session's ``_cdata``, ``_buffer`` and ``_srtp`` (pylibsrtp is pinned)."""
+    cdata, buffer, srtp = session._cdata, session._buffer, session._srtp
+    limit = len(cdata) - trailer
+    size = ffi.new("int *")
+
+    def process(data: bytes) -> bytes:
+        length = len(data)
+        if length > limit:
+            raise pylibsrtp.Error("packet is too long")
+        size[0] = length
+        buffer[0:length] = data
+        code = func(srtp[0], cdata, size)  # srtp: the session's own cell, kept alive here
+        if code:
+            raise pylibsrtp.Error(SRTP_ERRORS[code] if code < len(SRTP_ERRORS) else code)
+        return bytes(buffer[0 : size[0]])
+
+    return process
+
+
 _rtcp_senders: weakref.WeakKeyDictionary[RTCDtlsTransport, RtpSend] = weakref.WeakKeyDictionary()
+
+
+RECEIVE_BUFFER = 4 << 20
+"""Receive buffer asked for on a fast-ingest socket (bytes; the kernel caps it at
+net.core.rmem_max): media is forwarded as it is read, so a burst waits in the socket."""
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except OSError:
+        pass  # the default buffer still works
 
 
 class FastProtocol(StunProtocol):
@@ -551,7 +602,7 @@ def _ingest(
     taps: Mapping[RTCRtpReceiver, PacketHandler],
     audio_ids: Mapping[RTCRtpReceiver, int],
 ) -> Callable[[bytes], None]:
-    unprotect = transport._rx_srtp.unprotect
+    unprotect = srtp_call(transport._rx_srtp, lib.srtp_unprotect, 0)
     router = transport._rtp_router
     extensions = transport._rtp_header_extensions_map
     routes: dict[int, tuple[PacketHandler, int]] = {}

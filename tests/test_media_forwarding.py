@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -367,9 +368,10 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         await pair.close()
 
 
-async def test_announced_address_and_port_range_are_used():
+async def test_announced_address_and_port_range_are_used(media_path: str):
     """The server's answer offers host candidates only on the announced address and
-    within the configured UDP port range."""
+    within the configured UDP port range; a fast-ingest socket asks for a receive buffer
+    beyond the default (bursts wait there while packets are forwarded)."""
     room = MediaRoom("ports", MediaConfig(("127.0.0.1",), 41000, 41050))
     peer = SyntheticParticipant(make_sources(("face",)))
     try:
@@ -382,6 +384,14 @@ async def test_announced_address_and_port_range_are_used():
         for fields in candidates:
             assert fields[4] == "127.0.0.1"
             assert 41000 <= int(fields[5]) <= 41050
+        default = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with default:
+            default_size = default.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        connection = room._peers["clerk"].pc.getTransceivers()[0].receiver.transport.transport
+        for protocol in connection.iceGatherer._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert (size > default_size) == (media_path == "fast"), (size, default_size)
     finally:
         await peer.close()
         await room.close()

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiortc
+import pylibsrtp
+import pytest
 from aioice import Candidate, Connection, stun
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -19,7 +21,8 @@ from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket
-from pylibsrtp import Policy, Session
+from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, Policy, Session
+from pylibsrtp._binding import lib
 
 from media import hooks
 from media.rtpread import RtpView
@@ -140,8 +143,9 @@ def test_no_aiortc_internal_is_used_outside_media_hooks():
     for _cls, methods, attributes in hooks.HOOKED:
         names |= {m for m in methods if m.startswith("_")}
         names |= {a for a in attributes if a.startswith("_") and not a.startswith("__")}
-    # private names (mangled ones included: ._RTCRtpSender__...) of aiortc's classes
-    pattern = re.compile(r"\.(_RTC\w+|" + "|".join(sorted(names)) + r")\b")
+    # private names (mangled ones included: ._RTCRtpSender__...) of aiortc's classes, not
+    # an object's own attribute of the same name (self._buffer)
+    pattern = re.compile(r"(?<!\bself)\.(_RTC\w+|" + "|".join(sorted(names)) + r")\b")
     offenders = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for package in ("media", "bench", "signaling", "recorder", "webui")
@@ -299,3 +303,26 @@ async def test_rtp_sender_sends_at_once_on_a_host_pair_else_through_aiortc():
     hooks.rtp_sender(transport, sync=False)(rtcp)
     await wait_until(lambda: len(through_aiortc) == 2, what="both sent through aiortc")
     assert through_aiortc == [media[3], rtcp] and len(on_socket) == 2
+
+
+def test_srtp_call_is_pylibsrtps_protect_and_unprotect():
+    """srtp_call (no allocation per packet) writes what pylibsrtp's own protect writes,
+    reads back what it reads, and refuses a forged or oversized packet with
+    pylibsrtp.Error, for SRTP and SRTCP."""
+    ours, theirs = srtp_pair(), srtp_pair()
+    protect = hooks.srtp_call(ours[0], lib.srtp_protect, SRTP_MAX_TRAILER_LEN)
+    protect_rtcp = hooks.srtp_call(ours[0], lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN)
+    unprotect = hooks.srtp_call(ours[1], lib.srtp_unprotect, 0)
+    for seq in range(5):
+        packet = PacketWriter().write(96, seq & 1, seq, seq * 3000, 1111, bytes([seq]) * 900, 0)
+        protected = protect(packet)
+        assert protected == theirs[0].protect(packet)
+        assert unprotect(protected) == packet == theirs[1].unprotect(protected)
+    rtcp = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
+    assert theirs[1].unprotect_rtcp(protect_rtcp(rtcp)) == rtcp
+    forged = bytearray(protect(PacketWriter().write(96, 0, 9, 0, 1111, b"data", 0)))
+    forged[-1] ^= 1
+    with pytest.raises(pylibsrtp.Error):
+        unprotect(bytes(forged))
+    with pytest.raises(pylibsrtp.Error):
+        protect(bytes(1500))
