@@ -16,6 +16,8 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
     is_rtcp,
@@ -315,10 +317,13 @@ async def test_subscriber_keyframe_requests_are_forwarded_throttled():
 
 async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
     """The subscriber gets sender reports whose RTP time matches the leg's timestamps
-    (so lip sync works), and the publisher gets REMB for its video SSRCs."""
+    (so lip sync works), and the publisher gets REMB for its video SSRCs and receiver
+    reports whose highest sequence number follows what it sent (the server's receive
+    statistics are fed on either media path)."""
     pair = Pair()
     reports: list[RtcpSrPacket] = []
     rembs: list[tuple[int, list[int]]] = []
+    receiver_reports: list[RtcpReceiverInfo] = []
     last_ts: dict[int, int] = {}
 
     approver_dtls = transport(pair.approver)
@@ -336,6 +341,14 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         return True
 
     on_incoming_rtp(pair.approver, watch_rtp)
+    last_sent_seq: dict[int, int] = {}
+
+    def watch_sent(data: bytes) -> bool:
+        if not is_rtcp(data):
+            last_sent_seq[int.from_bytes(data[8:12], "big")] = int.from_bytes(data[2:4], "big")
+        return True
+
+    on_outgoing(pair.clerk, watch_sent)
     clerk_dtls = transport(pair.clerk)
     original_clerk_rtcp = clerk_dtls._handle_rtcp_data
 
@@ -343,6 +356,8 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         for packet in RtcpPacket.parse(data):
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 rembs.append(unpack_remb_fci(packet.fci))
+            if isinstance(packet, RtcpRrPacket):
+                receiver_reports.extend(packet.reports)
         await original_clerk_rtcp(data)
 
     clerk_dtls._handle_rtcp_data = watch_remb
@@ -364,6 +379,16 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         }
         assert set(ssrcs) == clerk_video
         assert bitrate == PUBLISH_BITRATE  # nobody loses packets: the full target
+        document_ssrc = pair.room.track("clerk", "document").ssrc
+        await wait_until(
+            lambda: any(r.ssrc == document_ssrc for r in receiver_reports),
+            limit=10,
+            what="a receiver report for the clerk's document",
+        )
+        report = [r for r in receiver_reports if r.ssrc == document_ssrc][-1]
+        sent_seq = last_sent_seq[document_ssrc]  # sent after the report's last one
+        assert 0 <= (sent_seq - report.highest_sequence) & 0xFFFF < 2000
+        assert report.packets_lost < 50
     finally:
         await pair.close()
 
