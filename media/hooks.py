@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -221,12 +220,9 @@ def _rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
 
 
 def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
-    """Send feedback on the receiver's transport now (``rtp_sender``)."""
-    transport = receiver.transport
-    send = _rtcp_senders.get(transport)
-    if send is None:
-        send = _rtcp_senders[transport] = rtp_sender(transport)
-    send(bytes(packet))
+    """Send feedback on the receiver's transport now (``rtp_sender``; a few packets a
+    second, so the sender is not kept)."""
+    rtp_sender(receiver.transport)(bytes(packet))
 
 
 def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
@@ -531,9 +527,6 @@ def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> Callable[[
         return bytes(buffer[0 : size[0]])
 
     return process
-
-
-_rtcp_senders: weakref.WeakKeyDictionary[RTCDtlsTransport, RtpSend] = weakref.WeakKeyDictionary()
 
 
 RECEIVE_BUFFER = 4 << 20
