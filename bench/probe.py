@@ -12,32 +12,21 @@ stream carrying the expected counters."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver
-from aiortc.rtp import RtpPacket
 
 from bench.common import Source, luma_counter
 from media import hooks
+from media.rtpread import RtpView
 from recorder.rtpcodecs import vp8_descriptor_size
 
 SAMPLE_FRAMES = 30
 """Frames kept per video track, from the first keyframe on, for ``verify()``."""
 PENDING_LIMIT = 64
 """Incomplete frames kept per track (older ones count as lost)."""
-
-
-class _Done(Awaitable[None]):
-    """An already finished awaitable: the tap may await the handler or not."""
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield from ()
-
-
-_DONE = _Done()
 
 
 @dataclass
@@ -61,20 +50,20 @@ class TrackProbe:
     packets: int = 0
     sample: list[tuple[int, bytes]] = field(default_factory=list)
     """(cycle position, frame bytes) from the first keyframe on."""
-    _pending: dict[int, dict[int, tuple[RtpPacket, float]]] = field(default_factory=dict)
+    _pending: dict[int, dict[int, tuple[RtpView, float]]] = field(default_factory=dict)
     _decoder: Any = None
     _sample_closed: bool = False
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         hooks.tap_receiver(receiver, self._on_packet)
 
-    def _on_packet(self, packet: RtpPacket, _arrival_ms: int) -> _Done:
+    def _on_packet(self, packet: RtpView) -> None:
         now = time.monotonic()
         self.packets += 1
         if self.source.kind != "video":
             if self.first_at is None:
                 self.first_at = now
-            return _DONE
+            return
         parts = self._pending.setdefault(packet.timestamp, {})
         parts[packet.sequence_number] = (packet, now)
         frame = _complete(parts)
@@ -83,7 +72,6 @@ class TrackProbe:
             self._arrived(*frame, now)
         elif len(self._pending) > PENDING_LIMIT:
             del self._pending[next(iter(self._pending))]
-        return _DONE
 
     def _arrived(self, data: bytes, arrivals: list[float], now: float) -> None:
         keyframe = not data[0] & 0x01
@@ -135,7 +123,7 @@ class TrackProbe:
         return decoded, matched
 
 
-def _complete(parts: dict[int, tuple[RtpPacket, float]]) -> tuple[bytes, list[float]] | None:
+def _complete(parts: dict[int, tuple[RtpView, float]]) -> tuple[bytes, list[float]] | None:
     """The frame's VP8 bitstream and its packets' arrivals in sequence order, if its
     packets run without a gap from a partition start to the marker."""
     seqs = sorted(parts)

@@ -47,7 +47,7 @@ from bench.common import LOOPBACK, make_answer, new_pc, set_offer
 from bench.serverprobe import Api, LoopLag, udp_errors
 from media import loops
 from media.forwarder import PublishedTrack
-from media.room import SOURCES, MediaConfig, MediaRoom
+from media.room import INGESTS, SENDS, SOURCES, MediaConfig, MediaRoom
 from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
 from recorder.store import EvidenceStore
 
@@ -90,7 +90,7 @@ class Capturing:
                 on_chunk=self._closed,
                 on_event=lambda _kind, _detail: None,
                 on_failure=lambda code, detail: logger.error("capture: %s %s", code, detail),
-                request_keyframe=lambda: self._spawn(track.request_keyframe()),
+                request_keyframe=track.request_keyframe,
                 sender_report=lambda: track.last_report,
             )
         )
@@ -286,6 +286,22 @@ async def serve(
         await relay.close()
 
 
+def add_media_path_flags(parser: argparse.ArgumentParser) -> None:
+    """``--ingest``/``--send``: which media path the room forwards on (media/room.py)."""
+    parser.add_argument(
+        "--ingest", choices=INGESTS, help="fast: off the socket; aiortc: its transport"
+    )
+    parser.add_argument("--send", choices=SENDS, help="sync: at once; async: aiortc's coroutines")
+
+
+def apply_media_path_flags(args: argparse.Namespace) -> None:
+    """Set for this process only, before any room exists (unset: the defaults)."""
+    if args.ingest:
+        os.environ["COREVIEW_MEDIA_INGEST"] = args.ingest
+    if args.send:
+        os.environ["COREVIEW_MEDIA_SEND"] = args.send
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
     parser.add_argument("mode", choices=("room", "record", "relay"))
@@ -294,7 +310,9 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     parser.add_argument("--loop", choices=loops.CHOICES, default="auto")
     parser.add_argument("--with-api", type=Path, metavar="DIR", help="also serve the web app")
+    add_media_path_flags(parser)
     args = parser.parse_args()
+    apply_media_path_flags(args)
     if args.mode == "record" and args.record_dir is None:
         parser.error("mode record needs --record-dir")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

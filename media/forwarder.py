@@ -16,14 +16,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RtcpSrPacket, RtpPacket
+from aiortc.rtp import RtcpSrPacket
 
 from media import hooks
 from media.keyframes import keyframe_detector
-from media.rtpwrite import PacketWriter
+from media.rtpread import RtpView
+from media.rtpwrite import PacketWriter, abs_send_time
 from media.upstream import UpstreamGaps, seq_newer
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ CONGESTION_LOSS = 5
 """Fraction lost (of 256, ~2 %) above which a subscriber's estimate clamps publishers."""
 CACHE_SIZE = 1024
 """Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
+ERROR_LOG_INTERVAL = 10.0
+"""A packet whose handling fails is counted; the traceback is logged at most this often."""
 
 
 class PacketSink(Protocol):
@@ -47,7 +50,7 @@ class PacketSink(Protocol):
     with its arrival time (seconds since the epoch). Called on the event loop for every
     packet: keep it cheap, never block."""
 
-    def packet(self, packet: RtpPacket, arrival: float) -> None: ...
+    def packet(self, packet: RtpView, arrival: float) -> None: ...
 
     def ended(self) -> None:
         """The track is gone (its publisher left or reconnected)."""
@@ -77,51 +80,93 @@ class PublishedTrack:
         self.late = 0
         """Retransmissions that came after their gap was given up (still forwarded)."""
         self.keyframe_requests = 0
+        self.errors = 0
+        """Packets whose handling raised (logged, dropped: the track goes on)."""
         self.last_report: tuple[int, int] | None = None  # (ntp, rtp) of the last SR
+        self._is_video = kind == "video"
+        self._legs: tuple[Leg, ...] = ()
+        """``legs`` as a tuple, for the per-packet loop."""
+        self._gated = False
+        """Some leg may not have started: look for keyframes."""
+        self._error_logged_at = 0.0
         self._gaps = UpstreamGaps()
         self._starts_keyframe = keyframe_detector(mime_type)
         self._last_keyframe_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
         self._new_gaps = asyncio.Event()
-        hooks.tap_receiver(receiver, self.on_packet)
+        self.deliver = hooks.tap_receiver(receiver, self.on_packet)
+        """Where packets read off the socket go (``hooks.fast_ingest``)."""
         hooks.watch_sender_reports(receiver, self.on_sender_report)
 
-    async def on_packet(self, packet: RtpPacket, _arrival_ms: int) -> None:
+    def _add_leg(self, leg: Leg) -> None:
+        self.legs.add(leg)
+        self._legs = tuple(self.legs)
+        self._gated = True
+
+    def _remove_leg(self, leg: Leg) -> None:
+        self.legs.discard(leg)
+        self._legs = tuple(self.legs)
+
+    def on_packet(self, packet: RtpView) -> None:
+        try:
+            self._on_packet(packet)
+        except Exception:  # one bad packet must not stop the track: count, log, go on
+            self.errors += 1
+            now = time.monotonic()
+            if now - self._error_logged_at > ERROR_LOG_INTERVAL:
+                self._error_logged_at = now
+                logger.exception(
+                    "%s/%s: a packet failed (%d so far)", self.participant, self.source, self.errors
+                )
+
+    def _on_packet(self, packet: RtpView) -> None:
+        now = time.monotonic()
+        wall = time.time()
         self.ssrc = packet.ssrc
         self.packets += 1
         if self.sinks:
-            arrival = time.time()
             for sink in self.sinks:
-                sink.packet(packet, arrival)
-        if self.kind == "video":
-            new_gaps, recovered, late = self._gaps.add(packet.sequence_number, time.monotonic())
+                sink.packet(packet, wall)
+        seq = packet.sequence_number
+        fresh = True
+        if self._is_video:
+            gaps = self._gaps
+            new_gaps, recovered, late = gaps.add(seq, now)
             self.recovered += recovered
             self.late += late
-            if self._gaps.jumped:
-                await self._resync()
+            if gaps.jumped:
+                self._resync()
             if new_gaps:
-                await hooks.send_nack(self.receiver, packet.ssrc, new_gaps)
+                hooks.send_nack(self.receiver, packet.ssrc, new_gaps)
                 self._new_gaps.set()
                 self._ensure_retry_task()
-        # a leg starts only on the newest packet: a late retransmission of an old
-        # keyframe would leave a hole after it that the subscriber cannot fill
-        fresh = self.kind != "video" or packet.sequence_number == self._gaps.highest
-        gated = fresh and any(not leg.started for leg in self.legs)
-        keyframe = self.kind != "video" or (gated and self._starts_keyframe(packet.payload))
-        waiting = False
-        for leg in tuple(self.legs):
-            await leg.forward(packet, keyframe)
-            waiting = waiting or leg.awaits_keyframe()
-        if waiting and time.monotonic() - self._last_keyframe_request > KEYFRAME_RETRY_INTERVAL:
-            await self.request_keyframe()
+            # a leg starts only on the newest packet: a late retransmission of an old
+            # keyframe would leave a hole after it that the subscriber cannot fill
+            fresh = seq == gaps.highest
+        legs = self._legs
+        if self._gated:
+            self._gated = any(not leg.started for leg in legs)
+        keyframe = not self._is_video or (
+            self._gated and fresh and self._starts_keyframe(packet.payload)
+        )
+        send_time = abs_send_time(wall)
+        for leg in legs:
+            leg.forward(packet, keyframe, now, send_time)
+        if (
+            self._gated
+            and any(leg.awaits_keyframe() for leg in legs)
+            and now - self._last_keyframe_request > KEYFRAME_RETRY_INTERVAL
+        ):
+            self.request_keyframe()
 
-    async def _resync(self) -> None:
+    def _resync(self) -> None:
         """An outage (a jump in sequence numbers): every leg waits for the next keyframe
         and then numbers on from its last packet, so the subscriber sees no jump."""
-        for leg in self.legs:
+        for leg in self._legs:
             leg.started = False
+        self._gated = True
         self._last_keyframe_request = 0.0
-        await self.request_keyframe()
+        self.request_keyframe()
 
     def on_sender_report(self, report: RtcpSrPacket) -> None:
         info = report.sender_info
@@ -129,7 +174,7 @@ class PublishedTrack:
         for leg in self.legs:
             leg.translate_report(*self.last_report)
 
-    async def request_keyframe(self) -> None:
+    def request_keyframe(self) -> None:
         if self.kind != "video" or self.ssrc is None:
             return
         now = time.monotonic()
@@ -137,7 +182,7 @@ class PublishedTrack:
             return
         self._last_keyframe_request = now
         self.keyframe_requests += 1
-        await hooks.send_pli(self.receiver, self.ssrc)
+        hooks.send_pli(self.receiver, self.ssrc)
 
     def _ensure_retry_task(self) -> None:
         if self._retry_task is None or self._retry_task.done():
@@ -165,15 +210,15 @@ class PublishedTrack:
                 pass
             retry, gave_up = self._gaps.due(time.monotonic())
             if retry:
-                await hooks.send_nack(self.receiver, self.ssrc, retry)
+                hooks.send_nack(self.receiver, self.ssrc, retry)
             if gave_up:
-                await self.request_keyframe()
+                self.request_keyframe()
 
     async def close(self) -> None:
         if self._retry_task is not None:
             self._retry_task.cancel()
             await asyncio.gather(self._retry_task, return_exceptions=True)
-        for leg in tuple(self.legs):
+        for leg in self._legs:
             leg.detach()
         for sink in self.sinks:
             sink.ended()
@@ -200,11 +245,17 @@ class Slot:
     quiet: bool = False
     """A hidden subscriber's: it never asks the publisher for anything (keyframes,
     lower bitrate), so the publisher cannot tell it is there."""
-    cache: dict[int, tuple[int, int, int, bytes]] = field(default_factory=dict)
+    sync: bool = True
+    """Send each packet at once on the socket (``hooks.rtp_sender``); False: through
+    aiortc's coroutines, one task per packet (the fallback, and a benchmark baseline)."""
+    cache: list[tuple[int, int, int, bytes] | None] = field(
+        default_factory=lambda: [None] * CACHE_SIZE
+    )
     """(sequence number, marker, timestamp, payload) of recent packets, by seq % size."""
 
     def __post_init__(self) -> None:
         self.writer = PacketWriter.from_ids(self.params.mid, self.params.extension_ids)
+        self._transmit = hooks.rtp_sender(self.sender.transport, sync=self.sync)
         hooks.intercept_sender_feedback(
             self.sender,
             hooks.SenderFeedback(
@@ -212,17 +263,18 @@ class Slot:
             ),
         )
 
-    async def on_nack(self, lost: list[int]) -> None:
+    def on_nack(self, lost: list[int]) -> None:
         """Resend from the cache, as RTX (RFC 4588) where negotiated."""
         params = self.params
+        send_time = abs_send_time(time.time())
         for seq in lost:
-            cached = self.cache.get(seq % CACHE_SIZE)
+            cached = self.cache[seq % CACHE_SIZE]
             if cached is None or cached[0] != seq:
                 continue
             _seq, marker, timestamp, payload = cached
             if params.rtx_payload_type is None:
                 data = self.writer.write(
-                    params.payload_type, marker, seq, timestamp, params.ssrc, payload, time.time()
+                    params.payload_type, marker, seq, timestamp, params.ssrc, payload, send_time
                 )
             else:
                 data = self.writer.write(
@@ -232,15 +284,15 @@ class Slot:
                     timestamp,
                     params.rtx_ssrc,
                     seq.to_bytes(2, "big") + payload,
-                    time.time(),
+                    send_time,
                 )
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             self.retransmitted += 1
-            await self._send(data)
+            self._transmit(data)
 
-    async def on_keyframe_request(self) -> None:
+    def on_keyframe_request(self) -> None:
         if self.leg is not None and not self.quiet:
-            await self.leg.track.request_keyframe()
+            self.leg.track.request_keyframe()
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate
@@ -254,20 +306,20 @@ class Slot:
         counts: its loss must not lower what the publisher sends)."""
         return self.fraction_lost > CONGESTION_LOSS and not self.quiet
 
-    async def _send(self, data: bytes) -> None:
-        try:
-            await hooks.send_rtp(self.sender, data)
-        except ConnectionError:
-            pass  # the subscriber's transport is closing; its leg goes with it
-
-    async def send(
-        self, marker: int, seq: int, timestamp: int, payload: bytes, audio_level: Any
+    def send(
+        self,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        payload: bytes,
+        audio_level: tuple[bool, int] | None,
+        send_time: int,
     ) -> None:
         self.cache[seq % CACHE_SIZE] = (seq, marker, timestamp, payload)
         self.packets += 1
         self.octets += len(payload)
         params = self.params
-        await self._send(
+        self._transmit(
             self.writer.write(
                 params.payload_type,
                 marker,
@@ -275,7 +327,7 @@ class Slot:
                 timestamp,
                 params.ssrc,
                 payload,
-                time.time(),
+                send_time,
                 audio_level,
             )
         )
@@ -295,7 +347,7 @@ class Leg:
         self.since_start = 0
         self.connected_at: float | None = None
         slot.leg = self
-        track.legs.add(self)
+        track._add_leg(self)
 
     @property
     def connected(self) -> bool:
@@ -313,30 +365,32 @@ class Leg:
         return not self.slot.quiet or now - self.connected_at > QUIET_KEYFRAME_WAIT
 
     def detach(self) -> None:
-        self.track.legs.discard(self)
+        self.track._remove_leg(self)
         if self.slot.leg is self:
             self.slot.leg = None
 
-    def _start(self, packet: RtpPacket) -> None:
+    def _start(self, packet: RtpView, now: float) -> None:
         """Fix the offsets so the leg's numbering continues where the slot left off."""
         slot = self.slot
         self.first_upstream_seq = packet.sequence_number
         self.since_start = 0
         self.seq_offset = (slot.next_seq - packet.sequence_number) & 0xFFFF
-        elapsed = time.monotonic() - slot.last_sent_at if slot.last_sent_at else 0.0
+        elapsed = now - slot.last_sent_at if slot.last_sent_at else 0.0
         resume = (slot.last_timestamp + max(1, int(elapsed * slot.params.clock_rate))) & 0xFFFFFFFF
         self.ts_offset = (resume - packet.timestamp) & 0xFFFFFFFF
         self.started = True
         if self.track.last_report is not None:
             self.translate_report(*self.track.last_report)
 
-    async def forward(self, packet: RtpPacket, keyframe: bool) -> None:
+    def forward(self, packet: RtpView, keyframe: bool, now: float, send_time: int) -> None:
+        """Rewrite ``packet`` for this leg and send it; ``now`` (monotonic) and
+        ``send_time`` (abs-send-time) are taken once per packet for all legs."""
         if not self.started:
             if not keyframe:
                 return  # a subscriber cannot decode anything before a keyframe
             if not self.connected:
                 return  # a keyframe sent before DTLS is up is lost: wait for the next one
-            self._start(packet)
+            self._start(packet, now)
         elif self.since_start < CACHE_SIZE and seq_newer(
             self.first_upstream_seq, packet.sequence_number
         ):
@@ -347,12 +401,10 @@ class Leg:
         if seq_newer((seq + 1) & 0xFFFF, slot.next_seq):
             slot.next_seq = (seq + 1) & 0xFFFF
             slot.last_timestamp = timestamp
-            slot.last_sent_at = time.monotonic()
+            slot.last_sent_at = now
         self.forwarded += 1
         self.since_start += 1
-        await slot.send(
-            packet.marker, seq, timestamp, packet.payload, packet.extensions.audio_level
-        )
+        slot.send(packet.marker, seq, timestamp, packet.payload, packet.audio_level, send_time)
 
     def translate_report(self, ntp: int, rtp_timestamp: int) -> None:
         """The publisher's NTP↔RTP mapping, in this leg's timestamp space, so the

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiortc
+import pylibsrtp
 from aioice import Candidate, Connection
 from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
     RTCDtlsTransport,
     RTCIceGatherer,
@@ -27,6 +28,8 @@ from aiortc import (
     RTCRtpTransceiver,
     sdp,
 )
+from aiortc.rtcdtlstransport import RtpRouter
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -38,15 +41,24 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
     pack_remb_fci,
     unpack_remb_fci,
-    unwrap_rtx,
 )
+from pylibsrtp import ERRORS as SRTP_ERRORS
+from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi, lib
+
+from media import rtpread
+from media.rtpread import RtpView
 
 PINNED_AIORTC = "1.16.0"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
-PacketHandler = Callable[[RtpPacket, int], Awaitable[None]]
-"""Called with each media packet (RTX already unwrapped) and its arrival time in ms."""
+PacketHandler = Callable[[RtpView], None]
+"""Called with each media packet (RTX already unwrapped), as it arrives."""
+RtpSend = Callable[[bytes], None]
+"""Protects and sends one plaintext RTP or RTCP packet (dropped when not connected)."""
 
 
 class HookError(RuntimeError):
@@ -77,6 +89,17 @@ HOOKED: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...] = (
     (RTCIceGatherer, (), ("_connection",)),
     (Connection, ("get_component_candidates",), ("_protocols",)),
     (StreamStatistics, ("add",), ()),
+    # the per-packet fast path: rtp_sender, FastProtocol, fast_ingest
+    (
+        RTCDtlsTransport,
+        ("_send_rtp",),
+        ("_state", "_tx_srtp", "_rx_srtp", "_rtp_router", "_rtp_header_extensions_map"),
+    ),
+    (RtpRouter, ("route_rtp",), ()),
+    (Connection, (), ("_nominated", "_protocols")),
+    (CandidatePair, (), ("protocol", "remote_candidate")),
+    (StunProtocol, ("datagram_received",), ()),
+    (pylibsrtp.Session, (), ("_cdata", "_buffer", "_srtp")),
 )
 """Every aiortc/aioice internal used below, checked once when this module is imported."""
 
@@ -112,11 +135,12 @@ check_aiortc()
 # -- receiving side -----------------------------------------------------------------------
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> PacketHandler:
     """Bypass depacketising, the jitter buffer and the decoder of ``receiver``.
 
     Keeps what feeds receiver reports (per-SSRC statistics) and unwraps RTX; every media
-    packet then goes to ``on_packet``. NACK and PLI are the caller's business.
+    packet then goes to ``on_packet``. NACK and PLI are the caller's business. Returns
+    the same handling for packets read elsewhere (``fast_ingest``).
     Relies on: ``RTCRtpReceiver._handle_rtp_packet`` (replaced on the instance) and the
     private ``__codecs``, ``__remote_streams``, ``__rtx_ssrc`` dicts.
     """
@@ -124,28 +148,49 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
 
-    rtx_types: dict[int, bool] = {}
+    apts: dict[int, int | None] = {}
+    """Payload type → the type it retransmits (None: a media type)."""
 
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = codecs.get(packet.payload_type)
+    def deliver(packet: RtpView) -> None:
+        payload_type = packet.payload_type
+        codec = codecs.get(payload_type)
         if codec is None:
             return
-        is_rtx = rtx_types.get(packet.payload_type)
-        if is_rtx is None:
-            is_rtx = rtx_types[packet.payload_type] = codec.mimeType.lower().endswith("/rtx")
+        if payload_type in apts:
+            apt = apts[payload_type]
+        else:
+            apt = apts[payload_type] = (
+                codec.parameters.get("apt") if codec.mimeType.lower().endswith("/rtx") else None
+            )
         stream = streams.get(packet.ssrc)
         if stream is None:
             stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stream.add(packet)
-        if is_rtx:
+        stream.add(packet)  # type: ignore[arg-type]  # reads sequence_number, timestamp
+        if apt is not None:
             original = rtx_ssrcs.get(packet.ssrc)
-            apt = codec.parameters.get("apt")
-            if original is None or apt not in codecs or len(packet.payload) < 2:
+            if original is None or apt not in codecs:
                 return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
-        await on_packet(packet, arrival_time_ms)
+            unwrapped = rtpread.unwrap_rtx(packet, apt, original)
+            if unwrapped is None:
+                return
+            packet = unwrapped
+        on_packet(packet)
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        deliver(
+            RtpView(
+                packet.payload_type,
+                packet.marker,
+                packet.sequence_number,
+                packet.timestamp,
+                packet.ssrc,
+                packet.payload,
+                packet.extensions.audio_level,
+            )
+        )
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+    return deliver
 
 
 def watch_sender_reports(
@@ -174,36 +219,31 @@ def _rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
     return ssrc
 
 
-async def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
-    try:
-        await receiver.transport._send_rtp(bytes(packet))
-    except ConnectionError:
-        pass
+def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
+    """Send feedback on the receiver's transport now (``rtp_sender``; a few packets a
+    second, so the sender is not kept)."""
+    rtp_sender(receiver.transport)(bytes(packet))
 
 
-async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
     ssrc = _rtcp_ssrc(receiver)
     if ssrc is not None and lost:
         packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=ssrc, media_ssrc=media_ssrc)
         packet.lost = sorted(lost)
-        await send_rtcp(receiver, packet)
+        send_rtcp(receiver, packet)
 
 
-async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     ssrc = _rtcp_ssrc(receiver)
     if ssrc is not None:
-        await send_rtcp(
-            receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=ssrc, media_ssrc=media_ssrc)
-        )
+        send_rtcp(receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=ssrc, media_ssrc=media_ssrc))
 
 
-async def send_remb(receiver: RTCRtpReceiver, bitrate: int, media_ssrcs: list[int]) -> None:
+def send_remb(receiver: RTCRtpReceiver, bitrate: int, media_ssrcs: list[int]) -> None:
     ssrc = _rtcp_ssrc(receiver)
     if ssrc is not None and media_ssrcs:
         fci = pack_remb_fci(bitrate, media_ssrcs)
-        await send_rtcp(
-            receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)
-        )
+        send_rtcp(receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci))
 
 
 def register_rtx_ssrcs(pc: RTCPeerConnection, remote: sdp.SessionDescription) -> None:
@@ -287,11 +327,6 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-async def send_rtp(sender: RTCRtpSender, data: bytes) -> None:
-    """SRTP-protect with the leg's keys and send. Relies on ``transport._send_rtp``."""
-    await sender.transport._send_rtp(data)
-
-
 def set_sender_report(
     sender: RTCRtpSender, ntp: int, rtp_timestamp: int, packets: int, octets: int
 ) -> None:
@@ -306,8 +341,8 @@ def set_sender_report(
 
 @dataclass
 class SenderFeedback:
-    on_nack: Callable[[list[int]], Awaitable[None]]
-    on_keyframe_request: Callable[[], Awaitable[None]]
+    on_nack: Callable[[list[int]], None]
+    on_keyframe_request: Callable[[], None]
     on_remb: Callable[[int], None]
     on_loss: Callable[[int], None]
     """The subscriber's reported fraction lost (of 256) for this sender."""
@@ -321,9 +356,9 @@ def intercept_sender_feedback(sender: RTCRtpSender, feedback: SenderFeedback) ->
 
     async def handle(packet: Any) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            await feedback.on_nack(list(packet.lost))
+            feedback.on_nack(list(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
-            await feedback.on_keyframe_request()
+            feedback.on_keyframe_request()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ssrcs = unpack_remb_fci(packet.fci)
@@ -361,22 +396,30 @@ def _bind(address: str, ports: Iterable[int]) -> socket.socket:
 
 
 def control_host_candidates(
-    pc: RTCPeerConnection, announced: tuple[str, ...], port_min: int, port_max: int
+    pc: RTCPeerConnection,
+    announced: tuple[str, ...],
+    port_min: int,
+    port_max: int,
+    *,
+    fast: bool = False,
 ) -> None:
     """Gather host candidates on the announced addresses (or this host's addresses),
     on ports within ``[port_min, port_max]`` (0 = any). An announced address that is not
     local (a NAT's public address) is announced while the socket listens on all
-    interfaces. Call after ``setRemoteDescription`` and before ``createAnswer``.
+    interfaces. Call after ``setRemoteDescription`` and before ``createAnswer``. With
+    ``fast``, the sockets can hand SRTP media to ``fast_ingest`` once it is attached.
     Relies on the ICE gatherer's ``_connection`` and aioice's ``get_component_candidates``."""
     ports: list[int] = list(range(port_min, port_max + 1)) if port_min and port_max else [0]
     for transceiver in pc.getTransceivers():
         connection = transceiver.receiver.transport.transport.iceGatherer._connection
-        connection.get_component_candidates = _host_gatherer(connection, announced, ports)  # type: ignore[method-assign,assignment]
+        connection.get_component_candidates = _host_gatherer(connection, announced, ports, fast)  # type: ignore[method-assign,assignment]
 
 
 def _host_gatherer(
-    connection: Any, announced: tuple[str, ...], ports: list[int]
+    connection: Any, announced: tuple[str, ...], ports: list[int], fast: bool
 ) -> Callable[..., Awaitable[list[Candidate]]]:
+    protocol_class = FastProtocol if fast else StunProtocol
+
     async def gather(component: int, addresses: list[str], **_ignored: Any) -> list[Candidate]:
         loop = asyncio.get_running_loop()
         candidates = []
@@ -387,8 +430,10 @@ def _host_gatherer(
                 if exc.errno != errno.EADDRNOTAVAIL:
                     raise
                 sock = _bind("0.0.0.0", ports)  # noqa: S104 - NAT: listen everywhere
+            if fast:
+                _enlarge_receive_buffer(sock)
             _transport, protocol = await loop.create_datagram_endpoint(
-                lambda: StunProtocol(connection), sock=sock
+                lambda: protocol_class(connection), sock=sock
             )
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", address),
@@ -404,3 +449,180 @@ def _host_gatherer(
         return candidates
 
     return gather
+
+
+# -- the per-packet fast path (issue 10): a synchronous send and a direct ingest ---------
+
+
+def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> RtpSend:
+    """Protect and send on ``transport`` without a coroutine per packet: SRTP (or SRTCP)
+    with its keys, then ``sendto`` on the nominated pair's host socket. Another pair (a
+    TURN relay), or ``sync=False``, goes through aiortc's own ``_send_rtp`` in a task.
+    Packets sent before DTLS is up or after close are dropped (aiortc raises).
+    Relies on ``RTCDtlsTransport._state``, ``_tx_srtp``, ``_send_rtp``, aioice
+    ``Connection._nominated`` and ``CandidatePair.protocol``/``remote_addr``."""
+    connection = transport.transport._connection
+    nominated: dict[int, CandidatePair] = connection._nominated
+    tasks: set[asyncio.Future[None]] = set()
+    # the pair last seen nominated, its socket's sendto (None: not a host pair), its
+    # remote address, and SRTP and SRTCP protection
+    route: list[Any] = [object(), None, None, None, None]
+
+    def done(task: asyncio.Future[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a ConnectionError while closing: nothing to do
+
+    def later(data: bytes) -> None:
+        task = asyncio.ensure_future(transport._send_rtp(data))
+        tasks.add(task)
+        task.add_done_callback(done)
+
+    def send(data: bytes) -> None:
+        if transport._state is not DtlsState.CONNECTED:
+            return
+        pair = nominated.get(1)
+        if pair is not route[0]:
+            if pair is None:
+                return  # no pair (yet, or any more): aiortc would raise
+            host = pair.protocol.local_candidate.type == "host"
+            srtp = transport._tx_srtp
+            route[:] = [
+                pair,
+                pair.protocol.transport.sendto if host else None,
+                pair.remote_addr,
+                srtp_call(srtp, lib.srtp_protect, SRTP_MAX_TRAILER_LEN),
+                srtp_call(srtp, lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN),
+            ]
+        sendto = route[1]
+        if sendto is None:
+            later(data)
+            return
+        try:
+            sendto(route[4](data) if is_rtcp(data) else route[3](data), route[2])
+        except pylibsrtp.Error:
+            pass  # not protectable (too long): aiortc would raise; nothing is sent
+
+    return send if sync else later
+
+
+def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> Callable[[bytes], bytes]:
+    """pylibsrtp's ``Session.protect``/``unprotect`` (by ``func``) without allocating a
+    length cell per packet: the same C call on the session's own buffer; failures raise
+    ``pylibsrtp.Error`` (a packet too long for the buffer included). Relies on the
+    session's ``_cdata``, ``_buffer`` and ``_srtp`` (pylibsrtp is pinned)."""
+    cdata, buffer, srtp = session._cdata, session._buffer, session._srtp
+    limit = len(cdata) - trailer
+    size = ffi.new("int *")
+
+    def process(data: bytes) -> bytes:
+        length = len(data)
+        if length > limit:
+            raise pylibsrtp.Error("packet is too long")
+        size[0] = length
+        buffer[0:length] = data
+        code = func(srtp[0], cdata, size)  # srtp: the session's own cell, kept alive here
+        if code:
+            raise pylibsrtp.Error(SRTP_ERRORS[code] if code < len(SRTP_ERRORS) else code)
+        return bytes(buffer[0 : size[0]])
+
+    return process
+
+
+RECEIVE_BUFFER = 4 << 20
+"""Receive buffer asked for on a fast-ingest socket (bytes; the kernel caps it at
+net.core.rmem_max): media is forwarded as it is read, so a burst waits in the socket."""
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except OSError:
+        pass  # the default buffer still works
+
+
+class FastProtocol(StunProtocol):
+    """A server host candidate's socket: SRTP media goes straight to the attached
+    ingest; STUN, DTLS and SRTCP go to aioice and aiortc as before (so sender and
+    receiver reports, NACK, PLI and REMB keep working). Which is which follows aiortc's
+    own test (``is_rtcp``: second byte 192-208)."""
+
+    ingest: Callable[[bytes], None] | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        ingest = self.ingest
+        if (
+            ingest is not None
+            and len(data) > 12
+            and 127 < data[0] < 192  # type: ignore[operator]
+            and not 191 < data[1] < 209  # type: ignore[operator]
+        ):
+            ingest(data)  # type: ignore[arg-type]
+        else:
+            super().datagram_received(data, addr)
+
+
+def fast_ingest(pc: RTCPeerConnection, taps: Mapping[RTCRtpReceiver, PacketHandler]) -> bool:
+    """Read incoming SRTP media of ``pc`` on its ``FastProtocol`` sockets: unprotect,
+    parse the header (``media.rtpread``) and hand the packet to its receiver's tap (as
+    ``tap_receiver`` returns it), without aiortc's queue, task switch and ``RtpPacket``.
+    An SSRC not seen yet is routed once by aiortc's router (its rules: SSRC, MID, payload
+    type). Call once DTLS is up; returns False if there is nothing to attach to (aiortc's
+    path then stays in use). Relies on ``_rx_srtp``, ``_rtp_router``,
+    ``_rtp_header_extensions_map``, ``RTCRtpTransceiver._headerExtensions`` and
+    ``Connection._protocols``."""
+    attached = False
+    for transport in {t.receiver.transport for t in pc.getTransceivers()}:
+        protocols = [
+            p for p in transport.transport._connection._protocols if isinstance(p, FastProtocol)
+        ]
+        if transport._rx_srtp is None or not protocols:
+            continue
+        audio_ids = {
+            t.receiver: next((e.id for e in t._headerExtensions if e.uri == URI_AUDIO_LEVEL), 0)
+            for t in pc.getTransceivers()
+            if t.kind == "audio"
+        }
+        ingest = _ingest(transport, taps, audio_ids)
+        for protocol in protocols:
+            protocol.ingest = ingest
+        attached = True
+    return attached
+
+
+def _ingest(
+    transport: RTCDtlsTransport,
+    taps: Mapping[RTCRtpReceiver, PacketHandler],
+    audio_ids: Mapping[RTCRtpReceiver, int],
+) -> Callable[[bytes], None]:
+    unprotect = srtp_call(transport._rx_srtp, lib.srtp_unprotect, 0)
+    router = transport._rtp_router
+    extensions = transport._rtp_header_extensions_map
+    routes: dict[int, tuple[PacketHandler, int]] = {}
+    """SSRC → (tap, audio level extension ID or 0)."""
+
+    def learn(data: bytes) -> tuple[PacketHandler, int] | None:
+        try:
+            receiver: Any = router.route_rtp(RtpPacket.parse(data, extensions))
+        except ValueError:
+            return None
+        tap = taps.get(receiver)
+        if tap is None:
+            return None
+        route = routes[int.from_bytes(data[8:12], "big")] = (tap, audio_ids.get(receiver, 0))
+        return route
+
+    def ingest(data: bytes) -> None:
+        try:
+            data = unprotect(data)
+        except pylibsrtp.Error:
+            return
+        route = routes.get(int.from_bytes(data[8:12], "big")) or learn(data)
+        if route is None:
+            return
+        packet = rtpread.parse(data, route[1])
+        if packet is None:
+            return
+        route[0](packet)
+
+    return ingest

@@ -144,7 +144,7 @@ class SyntheticParticipant:
                 if now - slot.arrived_at[-1] > STALL_SECONDS:
                     for ssrc in hooks.remote_ssrcs(transceiver.receiver):
                         self.keyframe_requests += 1
-                        await hooks.send_pli(transceiver.receiver, ssrc)
+                        hooks.send_pli(transceiver.receiver, ssrc)
 
     async def close(self) -> None:
         for task in self._readers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,15 @@ SOURCE_KIND: dict[str, str] = {"face": "video", "document": "video", "audio": "a
 PUBLISH_BITRATE = 5_000_000
 """REMB sent to publishers unless a congested subscriber reports less (bits/s)."""
 REMB_INTERVAL = 1.0
+INGESTS = ("fast", "aiortc")
+SENDS = ("sync", "async")
+
+
+def _mode(variable: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(variable, choices[0])
+    if value not in choices:
+        raise ValueError(f"{variable} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 class MediaError(Exception):
@@ -66,6 +76,16 @@ class MediaConfig:
     ice_denied_networks: tuple[str, ...] = ()
     """Remote candidates in these networks are dropped, besides the defaults
     (media/candidates.py)."""
+    ingest: str = field(default_factory=lambda: _mode("COREVIEW_MEDIA_INGEST", INGESTS))
+    """``fast``: media packets go from the socket straight to forwarding
+    (``hooks.fast_ingest``); ``aiortc``: through aiortc's transport and receiver."""
+    send: str = field(default_factory=lambda: _mode("COREVIEW_MEDIA_SEND", SENDS))
+    """``sync``: each forwarded packet is protected and sent at once
+    (``hooks.rtp_sender``); ``async``: through aiortc's coroutines."""
+
+    def __post_init__(self) -> None:
+        if self.ingest not in INGESTS or self.send not in SENDS:
+            raise ValueError(f"unknown media mode: ingest {self.ingest!r}, send {self.send!r}")
 
 
 @dataclass
@@ -82,11 +102,14 @@ class MediaTotals:
     """RTP packets sent to subscribers, retransmissions included."""
     forwarded_bytes: int = 0
     """Payload bytes of those packets."""
+    ingest_errors: int = 0
+    """Received packets whose handling raised (logged and dropped)."""
 
     def add(self, other: MediaTotals) -> None:
         self.received_packets += other.received_packets
         self.forwarded_packets += other.forwarded_packets
         self.forwarded_bytes += other.forwarded_bytes
+        self.ingest_errors += other.ingest_errors
 
 
 @dataclass
@@ -104,6 +127,7 @@ class Peer:
             received_packets=sum(t.packets for t in self.tracks.values()),
             forwarded_packets=sum(s.packets for s in self.slots.values()),
             forwarded_bytes=sum(s.octets for s in self.slots.values()),
+            ingest_errors=sum(t.errors for t in self.tracks.values()),
         )
 
 
@@ -197,6 +221,7 @@ class MediaRoom:
                 self._config.announced_addresses,
                 self._config.udp_port_min,
                 self._config.udp_port_max,
+                fast=self._config.ingest == "fast",
             )
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # e.g. OperationError: no codec in common
@@ -217,6 +242,7 @@ class MediaRoom:
                     last_timestamp=random.randrange(0x100000000),  # noqa: S311
                     rtx_seq=random.randrange(0x10000),  # noqa: S311
                     quiet=quiet,
+                    sync=self._config.send == "sync",
                 )
             elif transceiver.direction == "recvonly":
                 source = publish[mid]
@@ -235,7 +261,9 @@ class MediaRoom:
             if self._peers.get(participant) is not peer:
                 return
             if pc.connectionState == "connected":
-                await self._request_keyframes(peer)
+                if self._config.ingest == "fast":
+                    hooks.fast_ingest(pc, {t.receiver: t.deliver for t in peer.tracks.values()})
+                self._request_keyframes(peer)
             if self._on_state is not None:
                 await self._on_state(participant, pc.connectionState)
 
@@ -314,16 +342,16 @@ class MediaRoom:
                         continue
                     Leg(track, slot)
                     if subscriber.pc.connectionState == "connected" and not subscriber.quiet:
-                        await track.request_keyframe()  # else once it is (on_state)
+                        track.request_keyframe()  # else once it is (on_state)
         if self._on_slots is not None:
             await self._on_slots()
 
-    async def _request_keyframes(self, subscriber: Peer) -> None:
+    def _request_keyframes(self, subscriber: Peer) -> None:
         """A subscriber's legs cannot start before its connection is up: ask for the
         keyframes they wait for once it is."""
         for slot in subscriber.slots.values():
             if slot.leg is not None and slot.leg.awaits_keyframe():
-                await slot.leg.track.request_keyframe()
+                slot.leg.track.request_keyframe()
 
     async def _send_remb(self) -> None:
         """Tell each publisher how much it may send: our target, clamped by the lowest
@@ -334,11 +362,11 @@ class MediaRoom:
             await asyncio.sleep(REMB_INTERVAL)
             for peer in tuple(self._peers.values()):
                 try:
-                    await self._remb_to(peer)
+                    self._remb_to(peer)
                 except Exception:
                     logger.exception("REMB to %s failed", peer.participant)
 
-    async def _remb_to(self, peer: Peer) -> None:
+    def _remb_to(self, peer: Peer) -> None:
         video = [t for t in peer.tracks.values() if t.kind == "video" and t.ssrc]
         if not video:
             return
@@ -349,9 +377,7 @@ class MediaRoom:
             if leg.slot.remb is not None and leg.slot.congested
         ]
         bitrate = min([PUBLISH_BITRATE, *reports])
-        await hooks.send_remb(
-            video[0].receiver, bitrate, [t.ssrc for t in video if t.ssrc is not None]
-        )
+        hooks.send_remb(video[0].receiver, bitrate, [t.ssrc for t in video if t.ssrc is not None])
 
     async def close(self) -> None:
         self._remb_task.cancel()

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import av
-from aiortc.rtp import RtpPacket
 
 from media.forwarder import PublishedTrack
 from media.room import MediaError
+from media.rtpread import RtpView
 from recorder.chunkfile import Record
 from recorder.depacketize import Frame, depacketize
 from recorder.rtpcodecs import keyframe_detector
@@ -54,7 +54,7 @@ class KeyframeSink:
             asyncio.get_running_loop().create_future()
         )
 
-    def packet(self, packet: RtpPacket, arrival: float) -> None:
+    def packet(self, packet: RtpView, arrival: float) -> None:
         if self.result.done():
             return
         collecting = bool(self._packets) and packet.timestamp == self._packets[0].timestamp
@@ -110,7 +110,7 @@ async def take_snapshot(
     try:
         async with asyncio.timeout(wait_seconds):
             while not sink.result.done():
-                await track.request_keyframe()
+                track.request_keyframe()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(sink.result), KEYFRAME_ASK_INTERVAL)
             frame, arrival = sink.result.result()

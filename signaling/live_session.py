@@ -162,7 +162,7 @@ class LiveSession:
 
     def on_track(self, track: PublishedTrack) -> None:
         if self.recording is not None:
-            attach(self.recording, track, self.hub.spawn)
+            attach(self.recording, track)
 
     def recording_state(self) -> tuple[str, int]:
         """What the recording does now, and how many tracks it captures: ``off`` (no

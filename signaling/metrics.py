@@ -214,6 +214,7 @@ class NodeCollector(Collector):
                 "Payload bytes forwarded to subscribers (bitrate: 8 × rate())",
                 totals.forwarded_bytes,
             ),
+            ("ingest_errors", "Received packets whose handling failed", totals.ingest_errors),
         ):
             family = CounterMetricFamily(f"coreview_media_{name}", doc)
             family.add_metric([], value)

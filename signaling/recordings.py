@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -83,11 +82,7 @@ async def _live(reviews: Reviews, session_id: str) -> bool:
         return False
 
 
-def attach(
-    recording: SessionRecording,
-    track: PublishedTrack,
-    spawn: Callable[[Coroutine[Any, Any, None]], None],
-) -> None:
+def attach(recording: SessionRecording, track: PublishedTrack) -> None:
     """Capture a newly published track: its packets, keyframes on request at each cut,
     and its sender reports (to align tracks)."""
     capture = recording.capture(
@@ -95,7 +90,7 @@ def attach(
         track.source,
         track.kind,
         track.mime_type,
-        request_keyframe=lambda: spawn(track.request_keyframe()),
+        request_keyframe=track.request_keyframe,
         sender_report=lambda: track.last_report,
     )
     track.sinks.append(capture)

@@ -1,9 +1,12 @@
-"""RTP-level forwarding through a MediaRoom, with real aiortc peers on loopback."""
+"""RTP-level forwarding through a MediaRoom, with real aiortc peers on loopback; every
+test runs on both media paths: the fast one (packets read off the socket, sent at once)
+and aiortc's (its transport, receiver and coroutines)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +16,8 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
     is_rtcp,
@@ -28,7 +33,18 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.asyncio(loop_factories=["asyncio", "uvloop"])
 """Forwarding runs on the standard loop and on uvloop (media/loops.py)."""
 
-CONFIG = MediaConfig(announced_addresses=("127.0.0.1",))
+
+@pytest.fixture(autouse=True, params=[("fast", "sync"), ("aiortc", "async")], ids=lambda p: p[0])
+def media_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ingest and send modes every MediaConfig of the test gets."""
+    ingest, send = request.param
+    monkeypatch.setenv("COREVIEW_MEDIA_INGEST", ingest)
+    monkeypatch.setenv("COREVIEW_MEDIA_SEND", send)
+    return str(ingest)
+
+
+def config() -> MediaConfig:
+    return MediaConfig(announced_addresses=("127.0.0.1",))
 
 
 def transport(peer: SyntheticParticipant) -> Any:
@@ -95,7 +111,7 @@ class Pair:
     """A clerk (face, document, tone) and an approver (face, tone) in one room."""
 
     def __init__(self) -> None:
-        self.room = MediaRoom("session", CONFIG)
+        self.room = MediaRoom("session", config())
         self.clerk = SyntheticParticipant(make_sources(("face", "document", "audio")))
         self.approver = SyntheticParticipant(make_sources(("face", "audio")))
         self.others: list[SyntheticParticipant] = []
@@ -117,9 +133,10 @@ def gaps(arrived_at: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(arrived_at)), default=0.0)
 
 
-async def test_stamped_frames_flow_both_ways_in_order():
+async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
     """Clerk's face, document and tone reach the approver and the approver's face and
-    tone reach the clerk; counters arrive in increasing order."""
+    tone reach the clerk; counters arrive in increasing order. On the fast path the
+    server's DTLS transport sees almost none of the media packets (they bypass it)."""
     pair = Pair()
     await pair.start()
     try:
@@ -138,6 +155,14 @@ async def test_stamped_frames_flow_both_ways_in_order():
             assert len(set(received.counters)) == len(received.counters)
         assert (1280, 720) in document.sizes
         assert abs(tone.frequency - 440) < 10
+        server_pc = pair.room._peers["clerk"].pc
+        stats = await server_pc.getStats()
+        through_dtls = sum(s.packetsReceived for s in stats.values() if s.type == "transport")
+        received = sum(t.packets for t in pair.room._peers["clerk"].tracks.values())
+        if media_path == "fast":
+            assert through_dtls < received / 4, (through_dtls, received)
+        else:
+            assert through_dtls >= received
     finally:
         await pair.close()
 
@@ -221,7 +246,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
     """A hidden auditor's connection (quiet) makes no keyframe request when it joins or
     waits, nor by its own PLIs, and its loss does not lower the publisher's bitrate; its
     picture starts on the next keyframe someone else causes (the recording's next cut)."""
-    room = MediaRoom("session", CONFIG)
+    room = MediaRoom("session", config())
     clerk = SyntheticParticipant(make_sources(("document",)))
     hidden = SyntheticParticipant({})
     try:
@@ -243,7 +268,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
         [leg] = track.legs
         await wait_until(lambda: leg.connected, what="the auditor's transport")
         for _ in range(3):  # the leg's SSRC: nothing has arrived yet to learn it from
-            await hooks.send_pli(receiver, leg.slot.params.ssrc)
+            hooks.send_pli(receiver, leg.slot.params.ssrc)
         await wait_until(
             lambda: leg.connected_at is not None and time.monotonic() - leg.connected_at > 3,
             what="3 s of waiting",
@@ -253,7 +278,7 @@ async def test_a_quiet_subscriber_asks_the_publisher_for_nothing():
 
         cut = time.monotonic()
         track._last_keyframe_request = 0.0  # as the recording's cut would, past the throttle
-        await track.request_keyframe()
+        track.request_keyframe()
         await wait_until(lambda: hidden.received[mid].first_at is not None, limit=5)
         assert hidden.received[mid].first_at - cut < 1.0
         losing = True
@@ -285,7 +310,7 @@ async def test_subscriber_keyframe_requests_are_forwarded_throttled():
         ssrc = hooks.remote_ssrcs(receiver)[0]
         started = time.monotonic()
         for _ in range(20):
-            await hooks.send_pli(receiver, ssrc)
+            hooks.send_pli(receiver, ssrc)
         await wait_until(lambda: len(pli_seen) >= 1, what="a PLI at the publisher")
         elapsed = time.monotonic() - started
         assert 1 <= len(pli_seen) <= 1 + elapsed / 0.5
@@ -295,10 +320,13 @@ async def test_subscriber_keyframe_requests_are_forwarded_throttled():
 
 async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
     """The subscriber gets sender reports whose RTP time matches the leg's timestamps
-    (so lip sync works), and the publisher gets REMB for its video SSRCs."""
+    (so lip sync works), and the publisher gets REMB for its video SSRCs and receiver
+    reports whose highest sequence number follows what it sent (the server's receive
+    statistics are fed on either media path)."""
     pair = Pair()
     reports: list[RtcpSrPacket] = []
     rembs: list[tuple[int, list[int]]] = []
+    receiver_reports: list[RtcpReceiverInfo] = []
     last_ts: dict[int, int] = {}
 
     approver_dtls = transport(pair.approver)
@@ -316,6 +344,14 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         return True
 
     on_incoming_rtp(pair.approver, watch_rtp)
+    last_sent_seq: dict[int, int] = {}
+
+    def watch_sent(data: bytes) -> bool:
+        if not is_rtcp(data):
+            last_sent_seq[int.from_bytes(data[8:12], "big")] = int.from_bytes(data[2:4], "big")
+        return True
+
+    on_outgoing(pair.clerk, watch_sent)
     clerk_dtls = transport(pair.clerk)
     original_clerk_rtcp = clerk_dtls._handle_rtcp_data
 
@@ -323,6 +359,8 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         for packet in RtcpPacket.parse(data):
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 rembs.append(unpack_remb_fci(packet.fci))
+            if isinstance(packet, RtcpRrPacket):
+                receiver_reports.extend(packet.reports)
         await original_clerk_rtcp(data)
 
     clerk_dtls._handle_rtcp_data = watch_remb
@@ -344,13 +382,24 @@ async def test_sender_reports_are_translated_and_remb_reaches_the_publisher():
         }
         assert set(ssrcs) == clerk_video
         assert bitrate == PUBLISH_BITRATE  # nobody loses packets: the full target
+        document_ssrc = pair.room.track("clerk", "document").ssrc
+        await wait_until(
+            lambda: any(r.ssrc == document_ssrc for r in receiver_reports),
+            limit=10,
+            what="a receiver report for the clerk's document",
+        )
+        report = [r for r in receiver_reports if r.ssrc == document_ssrc][-1]
+        sent_seq = last_sent_seq[document_ssrc]  # sent after the report's last one
+        assert 0 <= (sent_seq - report.highest_sequence) & 0xFFFF < 2000
+        assert report.packets_lost < 50
     finally:
         await pair.close()
 
 
-async def test_announced_address_and_port_range_are_used():
+async def test_announced_address_and_port_range_are_used(media_path: str):
     """The server's answer offers host candidates only on the announced address and
-    within the configured UDP port range."""
+    within the configured UDP port range; a fast-ingest socket asks for a receive buffer
+    beyond the default (bursts wait there while packets are forwarded)."""
     room = MediaRoom("ports", MediaConfig(("127.0.0.1",), 41000, 41050))
     peer = SyntheticParticipant(make_sources(("face",)))
     try:
@@ -363,6 +412,14 @@ async def test_announced_address_and_port_range_are_used():
         for fields in candidates:
             assert fields[4] == "127.0.0.1"
             assert 41000 <= int(fields[5]) <= 41050
+        default = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with default:
+            default_size = default.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        connection = room._peers["clerk"].pc.getTransceivers()[0].receiver.transport.transport
+        for protocol in connection.iceGatherer._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert (size > default_size) == (media_path == "fast"), (size, default_size)
     finally:
         await peer.close()
         await room.close()

@@ -8,14 +8,26 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiortc
-from aioice import Connection
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+import pylibsrtp
+import pytest
+from aioice import Candidate, Connection, stun
+from aioice.ice import CandidatePair, StunProtocol
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RtpRouter
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket
+from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, Policy, Session
+from pylibsrtp._binding import lib
 
 from media import hooks
+from media.rtpread import RtpView
+from media.rtpwrite import PacketWriter
+from tests.helpers import wait_until
 
 
 def test_aiortc_is_the_pinned_version():
@@ -130,9 +142,10 @@ def test_no_aiortc_internal_is_used_outside_media_hooks():
     names: set[str] = set()
     for _cls, methods, attributes in hooks.HOOKED:
         names |= {m for m in methods if m.startswith("_")}
-        names |= {a for a in attributes if not a.startswith("__")}
-    # private names (mangled ones included: ._RTCRtpSender__...) of aiortc's classes
-    pattern = re.compile(r"\.(_RTC\w+|" + "|".join(sorted(names)) + r")\b")
+        names |= {a for a in attributes if a.startswith("_") and not a.startswith("__")}
+    # private names (mangled ones included: ._RTCRtpSender__...) of aiortc's classes, not
+    # an object's own attribute of the same name (self._buffer)
+    pattern = re.compile(r"(?<!\bself)\.(_RTC\w+|" + "|".join(sorted(names)) + r")\b")
     offenders = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for package in ("media", "bench", "signaling", "recorder", "webui")
@@ -142,3 +155,174 @@ def test_no_aiortc_internal_is_used_outside_media_hooks():
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+# -- the per-packet fast path -------------------------------------------------------------
+
+
+def test_fast_path_mirrors_aiortcs_own_reading():
+    """FastProtocol takes what aiortc's DTLS transport would treat as SRTP media (first
+    byte 128-191, not RTCP by ``is_rtcp``); aioice's sender writes to the nominated
+    pair's socket at its remote address; the router learns SSRCs by route_rtp."""
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv_next
+    assert "if is_rtcp(data):" in recv_next
+    assert "msg[1] >= 192 and msg[1] <= 208" in inspect.getsource(aiortc.rtp.is_rtcp)
+    sendto = inspect.getsource(Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
+    assert isinstance(inspect.getattr_static(CandidatePair, "remote_addr"), property)
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._tx_srtp.protect_rtcp(data)" in send_rtp
+    assert "self._tx_srtp.protect(data)" in send_rtp
+    assert "self._state != State.CONNECTED" in send_rtp
+    assert "ssrc_table" in inspect.getsource(RtpRouter.route_rtp)
+
+
+def srtp_pair() -> tuple[Session, Session]:
+    """A sending and a receiving SRTP session with one key."""
+    key = bytes(range(30))
+    profile = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
+    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile))
+    return tx, rx
+
+
+async def test_fast_protocol_sends_media_to_the_ingest_and_the_rest_to_aioice():
+    """Media goes to the attached ingest; RTCP, DTLS and anything before the ingest is
+    attached go to aioice's connection; a STUN request still reaches ICE."""
+    to_aioice: list[bytes] = []
+    requests: list[stun.Message] = []
+    connection = SimpleNamespace(
+        data_received=lambda data, component: to_aioice.append(data),
+        request_received=lambda message, addr, protocol: requests.append(message),
+    )
+    protocol = hooks.FastProtocol(connection)  # type: ignore[arg-type]
+    protocol.local_candidate = Candidate("1", 1, "udp", 1, "127.0.0.1", 5000, "host")
+    media = PacketWriter().write(96, 1, 1, 2, 3, b"payload", 0)
+    rtcp = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
+    addr = ("127.0.0.1", 6000)
+    protocol.datagram_received(media, addr)
+    assert to_aioice == [media]
+    ingested: list[bytes] = []
+    protocol.ingest = ingested.append
+    for data in (media, rtcp, b"\x16\xfe\xfd" + bytes(20)):
+        protocol.datagram_received(data, addr)
+    assert ingested == [media]
+    assert to_aioice == [media, rtcp, b"\x16\xfe\xfd" + bytes(20)]
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    protocol.datagram_received(bytes(request), addr)
+    assert [r.transaction_id for r in requests] == [request.transaction_id]
+
+
+def test_fast_ingest_unprotects_parses_and_routes_learning_ssrcs_once():
+    """A packet of an SSRC seen before goes straight to its receiver's tap; an unknown
+    SSRC is routed once by aiortc's router (here by payload type); an unroutable or
+    forged packet is dropped; audio receivers get the audio level."""
+    tx, rx = srtp_pair()
+    router = RtpRouter()
+    video, audio = RTCRtpReceiver.__new__(RTCRtpReceiver), RTCRtpReceiver.__new__(RTCRtpReceiver)
+    router.register_receiver(video, ssrcs=[1111], payload_types=[96])
+    router.register_receiver(audio, ssrcs=[2222], payload_types=[111])
+    routed: list[int] = []
+    route_rtp = router.route_rtp
+
+    def spy(packet: aiortc.rtp.RtpPacket) -> Any:
+        routed.append(packet.ssrc)
+        return route_rtp(packet)
+
+    router.route_rtp = spy  # type: ignore[method-assign]
+    transport = SimpleNamespace(
+        _rx_srtp=rx, _rtp_router=router, _rtp_header_extensions_map=HeaderExtensionsMap()
+    )
+    seen: dict[str, list[RtpView]] = {"video": [], "audio": []}
+    ingest = hooks._ingest(
+        transport,  # type: ignore[arg-type]
+        {video: seen["video"].append, audio: seen["audio"].append},
+        {audio: 5},
+    )
+    writer = PacketWriter(audio_level_id=5)
+    for seq, (payload_type, ssrc) in enumerate(
+        [(96, 1111), (96, 1111), (111, 2222), (96, 3333), (96, 3333), (50, 4444), (50, 4444)]
+    ):
+        level = (True, 33) if payload_type == 111 else None
+        ingest(tx.protect(writer.write(payload_type, 0, seq, 0, ssrc, b"data", 0, level)))
+    forged = bytearray(tx.protect(writer.write(96, 0, 99, 0, 1111, b"data", 0)))
+    forged[-1] ^= 1
+    ingest(bytes(forged))
+    assert [p.sequence_number for p in seen["video"]] == [0, 1, 3, 4]
+    assert [(p.ssrc, p.audio_level) for p in seen["audio"]] == [(2222, (True, 33))]
+    assert routed == [1111, 2222, 3333, 4444, 4444]
+
+
+async def test_rtp_sender_sends_at_once_on_a_host_pair_else_through_aiortc():
+    """Synchronous: SRTP or SRTCP with the transport's keys, then the nominated host
+    pair's socket at the pair's remote address; nothing before DTLS is up, without a
+    pair or after close; a relayed pair (TURN) or ``sync=False`` goes through aiortc's
+    ``_send_rtp``."""
+    tx, rx = srtp_pair()
+    on_socket: list[tuple[bytes, tuple[str, int]]] = []
+    through_aiortc: list[bytes] = []
+
+    async def send_rtp(data: bytes) -> None:
+        through_aiortc.append(data)
+
+    def pair(kind: str) -> CandidatePair:
+        local = SimpleNamespace(
+            local_candidate=SimpleNamespace(type=kind),
+            transport=SimpleNamespace(sendto=lambda data, addr: on_socket.append((data, addr))),
+        )
+        remote = Candidate("2", 1, "udp", 1, "127.0.0.1", 5000, "host")
+        return CandidatePair(local, remote)  # type: ignore[arg-type]
+
+    connection = SimpleNamespace(_nominated={})
+    transport: Any = SimpleNamespace(
+        _state=DtlsState.NEW,
+        _tx_srtp=tx,
+        _send_rtp=send_rtp,
+        transport=SimpleNamespace(_connection=connection),
+    )
+    send = hooks.rtp_sender(transport)
+    media = [PacketWriter().write(96, 0, seq, 0, 1111, b"data", 0) for seq in range(4)]
+    rtcp = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
+    send(media[0])  # DTLS not up
+    transport._state = DtlsState.CONNECTED
+    send(media[0])  # no nominated pair
+    connection._nominated[1] = pair("host")
+    send(media[1])
+    send(rtcp)
+    transport._state = DtlsState.CLOSED
+    send(media[2])
+    assert [addr for _data, addr in on_socket] == [("127.0.0.1", 5000)] * 2
+    assert rx.unprotect(on_socket[0][0]) == media[1]
+    assert rx.unprotect_rtcp(on_socket[1][0]) == rtcp
+    transport._state = DtlsState.CONNECTED
+    connection._nominated[1] = pair("relay")
+    send(media[3])
+    hooks.rtp_sender(transport, sync=False)(rtcp)
+    await wait_until(lambda: len(through_aiortc) == 2, what="both sent through aiortc")
+    assert through_aiortc == [media[3], rtcp] and len(on_socket) == 2
+
+
+def test_srtp_call_is_pylibsrtps_protect_and_unprotect():
+    """srtp_call (no allocation per packet) writes what pylibsrtp's own protect writes,
+    reads back what it reads, and refuses a forged or oversized packet with
+    pylibsrtp.Error, for SRTP and SRTCP."""
+    ours, theirs = srtp_pair(), srtp_pair()
+    protect = hooks.srtp_call(ours[0], lib.srtp_protect, SRTP_MAX_TRAILER_LEN)
+    protect_rtcp = hooks.srtp_call(ours[0], lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN)
+    unprotect = hooks.srtp_call(ours[1], lib.srtp_unprotect, 0)
+    for seq in range(5):
+        packet = PacketWriter().write(96, seq & 1, seq, seq * 3000, 1111, bytes([seq]) * 900, 0)
+        protected = protect(packet)
+        assert protected == theirs[0].protect(packet)
+        assert unprotect(protected) == packet == theirs[1].unprotect(protected)
+    rtcp = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
+    assert theirs[1].unprotect_rtcp(protect_rtcp(rtcp)) == rtcp
+    forged = bytearray(protect(PacketWriter().write(96, 0, 9, 0, 1111, b"data", 0)))
+    forged[-1] ^= 1
+    with pytest.raises(pylibsrtp.Error):
+        unprotect(bytes(forged))
+    with pytest.raises(pylibsrtp.Error):
+        protect(bytes(1500))

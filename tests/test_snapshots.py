@@ -125,7 +125,7 @@ class SilentTrack:
         self.sinks: list[object] = []
         self.requests = 0
 
-    async def request_keyframe(self) -> None:
+    def request_keyframe(self) -> None:
         self.requests += 1
 
 

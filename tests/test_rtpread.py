@@ -1,0 +1,132 @@
+"""The light RTP reader (media/rtpread.py) reads what aiortc's own parser reads."""
+
+from __future__ import annotations
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media import rtpread
+from media.rtpwrite import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
+
+
+def extension_map(mid_id: int, ast_id: int, audio_id: int) -> HeaderExtensionsMap:
+    ids = {URI_MID: mid_id, URI_ABS_SEND_TIME: ast_id, URI_AUDIO_LEVEL: audio_id}
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items() if i
+            ]
+        )
+    )
+    return extensions
+
+
+@st.composite
+def packets(draw: st.DrawFn) -> tuple[bytes, HeaderExtensionsMap, int]:
+    """Serialised packets with CSRCs, padding and one- or two-byte header extensions
+    (an ID over 14 or a MID over 16 bytes forces the two-byte form)."""
+    mid_id, ast_id, audio_id = draw(
+        st.lists(st.integers(0, 20), min_size=3, max_size=3, unique=True)
+    )
+    extensions = extension_map(mid_id, ast_id, audio_id)
+    packet = RtpPacket(
+        payload_type=draw(st.integers(0, 127)),
+        marker=draw(st.integers(0, 1)),
+        sequence_number=draw(st.integers(0, 0xFFFF)),
+        timestamp=draw(st.integers(0, 0xFFFFFFFF)),
+        ssrc=draw(st.integers(0, 0xFFFFFFFF)),
+        payload=draw(st.binary(max_size=64)),
+    )
+    packet.csrc = draw(st.lists(st.integers(0, 0xFFFFFFFF), max_size=15))
+    packet.padding_size = draw(st.integers(0, 255))
+    if mid_id:
+        packet.extensions.mid = draw(st.text("abc012", min_size=1, max_size=20))
+    if ast_id:
+        packet.extensions.abs_send_time = draw(st.integers(0, 0xFFFFFF))
+    if audio_id:
+        packet.extensions.audio_level = (draw(st.booleans()), draw(st.integers(0, 127)))
+    return packet.serialize(extensions), extensions, audio_id
+
+
+@given(packets())
+def test_fields_and_payload_equal_aiortcs(case: tuple[bytes, HeaderExtensionsMap, int]) -> None:
+    """Header fields, payload (CSRCs, extensions and padding skipped) and the audio
+    level (one-byte form) are what ``RtpPacket.parse`` reads."""
+    data, extensions, audio_id = case
+    expected = RtpPacket.parse(data, extensions)
+    view = rtpread.parse(data, audio_id)
+    assert view is not None
+    assert (view.payload_type, view.marker, view.sequence_number, view.timestamp, view.ssrc) == (
+        expected.payload_type,
+        expected.marker,
+        expected.sequence_number,
+        expected.timestamp,
+        expected.ssrc,
+    )
+    assert view.payload == expected.payload
+    one_byte = data[0] & 0x10 and data[12 + 4 * (data[0] & 0x0F)] == 0xBE
+    assert view.audio_level == (expected.extensions.audio_level if one_byte else None)
+
+
+@given(packets(), st.integers(0, 127), st.integers(0, 0xFFFFFFFF))
+def test_rtx_unwraps_as_aiortc_does(
+    case: tuple[bytes, HeaderExtensionsMap, int], apt: int, ssrc: int
+) -> None:
+    """A retransmission's original sequence number, payload type, SSRC and payload are
+    those of aiortc's ``unwrap_rtx``; one too short to carry a sequence number is None."""
+    data, extensions, _audio_id = case
+    rtx = RtpPacket.parse(data, extensions)
+    view = rtpread.parse(data)
+    assert view is not None
+    unwrapped = rtpread.unwrap_rtx(view, apt, ssrc)
+    if len(rtx.payload) < 2:
+        assert unwrapped is None
+        return
+    expected = unwrap_rtx(rtx, payload_type=apt, ssrc=ssrc)
+    assert unwrapped is not None
+    assert (unwrapped.payload_type, unwrapped.sequence_number, unwrapped.ssrc) == (
+        expected.payload_type,
+        expected.sequence_number,
+        expected.ssrc,
+    )
+    assert (unwrapped.payload, unwrapped.timestamp) == (expected.payload, expected.timestamp)
+
+
+@given(st.binary(max_size=80))
+def test_anything_aiortc_accepts_reads_the_same(data: bytes) -> None:
+    """Arbitrary bytes: where aiortc parses a packet, the reader reads the same one;
+    where the reader refuses (None), aiortc refuses too."""
+    try:
+        expected = RtpPacket.parse(data)
+    except ValueError:
+        expected = None
+    view = rtpread.parse(data)
+    if view is None:
+        assert expected is None
+    elif expected is not None:
+        assert (view.sequence_number, view.ssrc, view.payload) == (
+            expected.sequence_number,
+            expected.ssrc,
+            expected.payload,
+        )
+
+
+def test_malformed_packets_are_refused():
+    """Too short, another version, truncated CSRCs or extension, padding past the
+    payload: None, as aiortc raises."""
+    header = bytes([0x80, 96]) + bytes(10)
+    assert rtpread.parse(header[:11]) is None
+    assert rtpread.parse(bytes([0x40]) + header[1:]) is None
+    assert rtpread.parse(bytes([0x82]) + header[1:] + bytes(4)) is None
+    assert rtpread.parse(bytes([0x90]) + header[1:] + b"\xbe\xde\x00\x02" + bytes(4)) is None
+    assert rtpread.parse(bytes([0xA0]) + header[1:] + b"ab\x05") is None
+    assert rtpread.parse(bytes([0xA0]) + header[1:] + b"ab\x00") is None
+    for data in (header[:11], bytes([0x82]) + header[1:] + bytes(4)):
+        try:
+            RtpPacket.parse(data)
+        except ValueError:
+            continue
+        raise AssertionError("aiortc accepted it")
