@@ -156,6 +156,34 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, env: dict[str, str], timeout: float = 30.0
+) -> Iterator[tuple[int, Path]]:
+    """``coreview serve`` on a fresh data dir and a loopback port with ``env`` (no demo
+    data); yields (port, log path) once it has said it started; stopped by its PID."""
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    listen = ("--host", "127.0.0.1", "--port", str(port))
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [*coreview_command(), "serve", "--data-dir", str(tmp_path / "var"), *listen],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+        )
+    try:
+        end = time.monotonic() + timeout
+        while "coreview 已启动" not in log_tail(log_path):
+            assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = process.wait(timeout=0.05)
+                raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
+        yield port, log_path
+    finally:
+        stop_process(process)
+
+
 def seed_demo_data(data_dir: Path, env: dict[str, str] | None = None) -> dict[str, Account]:
     """Run ``coreview demo-data --json`` on ``data_dir``; return the demo accounts."""
     data_dir.mkdir(parents=True, exist_ok=True)

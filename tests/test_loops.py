@@ -5,19 +5,16 @@ either."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from media import loops
-from tests.live import coreview_command, free_port, log_tail, server_env, stop_process
+from tests.live import coreview_command, log_tail, server_env, serving
 
-START_SECONDS = 30.0
 needs_uvloop = pytest.mark.skipif(not loops.uvloop_available(), reason="uvloop not installed")
 
 
@@ -61,23 +58,7 @@ def test_uvloop_asked_for_but_missing_is_an_error(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("choice", ["asyncio", pytest.param("uvloop", marks=needs_uvloop)])
 def test_serve_runs_on_the_chosen_loop(tmp_path: Path, choice: str) -> None:
     """`coreview serve` with COREVIEW_LOOP set logs that loop and answers /healthz."""
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    listen = ("--host", "127.0.0.1", "--port", str(port))
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [*coreview_command(), "serve", "--data-dir", str(tmp_path / "var"), *listen],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_env({loops.ENV: choice}),
-        )
-    try:
-        end = time.monotonic() + START_SECONDS
-        while "coreview 已启动" not in log_tail(log_path):
-            assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = process.wait(timeout=0.05)
-                raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
+    with serving(tmp_path, {loops.ENV: choice}) as (port, log_path):
         assert f"event loop: {choice}" in log_tail(log_path)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
@@ -86,8 +67,6 @@ def test_serve_runs_on_the_chosen_loop(tmp_path: Path, choice: str) -> None:
             assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
         finally:
             connection.close()
-    finally:
-        stop_process(process)
 
 
 def test_serve_refuses_an_unknown_loop(tmp_path: Path) -> None:

@@ -4,23 +4,18 @@ cookies are Secure and HSTS is sent only when TLS is on."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import ssl
 import stat
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from signaling.middleware import HSTS
 from signaling.settings import Settings, SettingsError, load_settings
-from tests.live import coreview_command, free_port, log_tail, server_env, stop_process
-
-START_SECONDS = 30.0
+from tests.live import coreview_command, log_tail, server_env, serving
 
 
 def tls_cert(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,32 +53,6 @@ def test_tls_cert_is_private_names_the_hosts_and_is_kept(tmp_path: Path) -> None
     assert bad.returncode == 2 and "主机名或 IP 地址" in bad.stderr
 
 
-@contextlib.contextmanager
-def https_server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[int, Path]]:
-    """``coreview serve`` on a loopback port with ``env``; yields (port, log path) once it
-    has printed that it started, stopped by its PID."""
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    listen = ("--host", "127.0.0.1", "--port", str(port))
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [*coreview_command(), "serve", "--data-dir", str(tmp_path / "var"), *listen],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_env(env),
-        )
-    try:
-        end = time.monotonic() + START_SECONDS
-        while "coreview 已启动" not in log_tail(log_path):
-            assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = process.wait(timeout=0.05)
-                raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
-        yield port, log_path
-    finally:
-        stop_process(process)
-
-
 def test_serve_speaks_https_with_the_generated_certificate(tmp_path: Path) -> None:
     """With tls_cert/tls_key set, serve prints an https:// address and answers over TLS
     to a client that trusts only the generated certificate (HSTS sent, the login
@@ -92,7 +61,7 @@ def test_serve_speaks_https_with_the_generated_certificate(tmp_path: Path) -> No
     assert tls_cert(data_dir).returncode == 0
     cert, key = data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem"
     env = {"COREVIEW_TLS_CERT": str(cert), "COREVIEW_TLS_KEY": str(key)}
-    with https_server(tmp_path, env) as (port, log_path):
+    with serving(tmp_path, env) as (port, log_path):
         assert f"coreview 已启动：https://127.0.0.1:{port}" in log_tail(log_path)
         trusting = ssl.create_default_context(cafile=str(cert))
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=trusting, timeout=10)
