@@ -93,6 +93,9 @@ class PublishedTrack:
         self._starts_keyframe = keyframe_detector(mime_type)
         self._last_keyframe_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
+        self.closed = False
+        """Set by ``close``: packets still read off the socket until the connection
+        closes are dropped (no forwarding, no NACK task after the close)."""
         self._new_gaps = asyncio.Event()
         self.deliver = hooks.tap_receiver(receiver, self.on_packet)
         """Where packets read off the socket go (``hooks.fast_ingest``)."""
@@ -108,6 +111,8 @@ class PublishedTrack:
         self._legs = tuple(self.legs)
 
     def on_packet(self, packet: RtpView) -> None:
+        if self.closed:
+            return
         try:
             self._on_packet(packet)
         except Exception:  # one bad packet must not stop the track: count, log, go on
@@ -215,6 +220,7 @@ class PublishedTrack:
                 self.request_keyframe()
 
     async def close(self) -> None:
+        self.closed = True
         if self._retry_task is not None:
             self._retry_task.cancel()
             await asyncio.gather(self._retry_task, return_exceptions=True)

@@ -178,7 +178,10 @@ class TrackCapture:
                 self._open(arrival)
             elif self._asked_at is None or arrival - self._asked_at >= KEYFRAME_RETRY_SECONDS:
                 self._asked_at = arrival
-                self._request_keyframe()
+                try:
+                    self._request_keyframe()
+                except Exception:  # the media plane's failure, never the recording's
+                    logger.exception("%s: a keyframe request failed", self.info.track)
         self._buffer += chunkfile.encode_record(
             int(arrival * 1_000_000),
             seq,

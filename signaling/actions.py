@@ -67,7 +67,18 @@ class ReviewActions:
     # -- consent --------------------------------------------------------------------------
 
     async def record_consent(self, clerk: User, session: ReviewSession) -> dict[str, Any]:
+        """Logged first, then stored: the stored row opens the queue to the session
+        (``reviews.CONSENTED``), so no accept can come before the consent in the log."""
         now = self._clock.now()
+        await self._audit.append(
+            "consent_recorded",
+            actor=clerk.username,
+            case_no=session.case_no,
+            session=session.id,
+            version=CONSENT_VERSION,
+            text=CONSENT_TEXT,  # what the applicant was shown, in the signed log itself
+            text_sha256=CONSENT_SHA256,
+        )
         async with self._engine.begin() as conn:
             await conn.execute(
                 review_consents.insert().values(
@@ -78,15 +89,6 @@ class ReviewActions:
                     recorded_at=now,
                 )
             )
-        await self._audit.append(
-            "consent_recorded",
-            actor=clerk.username,
-            case_no=session.case_no,
-            session=session.id,
-            version=CONSENT_VERSION,
-            text=CONSENT_TEXT,  # what the applicant was shown, in the signed log itself
-            text_sha256=CONSENT_SHA256,
-        )
         return self._consent(session.id, clerk.username, now)
 
     @staticmethod

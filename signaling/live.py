@@ -159,12 +159,13 @@ class LiveHub:
             user = await self.accounts.get(grant.user_id)
             # read again: a change before the subscription (an accept) was not broadcast
             # to us; one after it is told once we are attached and told this state
-            async with live.telling:
+            async with live.telling:  # not held while a refused joiner's socket closes
                 session = await self.reviews.get(session_id)
-                if not self._may_join(session, grant):  # cancelled or ended meanwhile
-                    return await self._closed(socket, session)
-                participant = await live.attach(grant, user.display_name, socket)
-                await self._welcome(live, participant, session)
+                if self._may_join(session, grant):
+                    participant = await live.attach(grant, user.display_name, socket)
+                    await self._welcome(live, participant, session)
+            if participant is None:  # cancelled or ended meanwhile
+                return await self._closed(socket, session)
             await send(socket, protocol.ChatHistory(await self.chat_history(session)))
             await live.tell_absence(participant)
             hung_up = await self._read(live, participant, socket)

@@ -166,7 +166,9 @@ async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
     monkeypatch.setattr(LiveSession, "attach", attach_then_accept)
     channel = await SignalChannel.open(clerk, session_id, started["token"])
     try:
-        await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: any(m.get("state") == "live" for m in channel.received), what="told live"
+        )
         states = [m["state"] for m in channel.received if m.get("type") == "state"]
         assert states == ["waiting", "live"], states
     finally:
