@@ -33,6 +33,9 @@ from recorder.pkgjobs import Jobs
 from recorder.pkgmedia import check_media, hash_members, work_bytes
 
 HEX64 = frozenset("0123456789abcdef")
+SIGNATURE_HEX = 128
+"""An Ed25519 signature in lower-case hex (as written: another case of a digit is a
+changed byte, even if it decodes to the same signature)."""
 
 
 class Unreadable(ValueError):
@@ -98,7 +101,7 @@ def _checkpoint(obj: Any) -> Checkpoint:
         _hex(_get(obj, "root", str)),
         _time(_get(obj, "time", str)),
         _hex(_get(obj, "key_id", str)),
-        _get(obj, "signature", str),
+        _hex(_get(obj, "signature", str), SIGNATURE_HEX),
     )
 
 
@@ -154,7 +157,7 @@ def _manifest_signature(
         if set(sig) != {"algorithm", "key_id", "signature"}:
             raise Unreadable("unexpected fields")
         key_id = _hex(_get(sig, "key_id", str))
-        signature = bytes.fromhex(_get(sig, "signature", str))
+        signature = bytes.fromhex(_hex(_get(sig, "signature", str), SIGNATURE_HEX))
     except (Unreadable, ValueError) as exc:
         report.problems.append(Problem("document_unreadable", where, str(exc)))
         return

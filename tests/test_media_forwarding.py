@@ -222,9 +222,11 @@ async def test_two_percent_loss_both_ways_does_not_stall():
         await pair.close()
 
 
-async def test_late_subscriber_gets_a_picture_within_a_second():
+async def test_late_subscriber_gets_a_picture_within_two_seconds():
     """A subscriber joining a running session is gated until a keyframe, and the PLI
-    sent upstream on its join brings one at once: its first frame comes within 1 s."""
+    sent upstream on its join brings one at once: its first frame, connection included,
+    comes within 2 s even on a loaded machine (the source's own keyframes are further
+    apart; bench.relay measures ~0.1 s on a quiet one)."""
     pair = Pair()
     await pair.start()
     try:
@@ -236,7 +238,7 @@ async def test_late_subscriber_gets_a_picture_within_a_second():
         await connect(pair.room, "auditor", late)
         mid = slot_of(pair.room, "auditor", "clerk", "document")
         await wait_until(lambda: late.received[mid].first_at is not None, limit=5)
-        assert late.received[mid].first_at - joined < 1.0
+        assert late.received[mid].first_at - joined < 2.0
         assert pair.room.track("clerk", "document").keyframe_requests >= 1
     finally:
         await pair.close()

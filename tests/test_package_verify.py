@@ -91,6 +91,21 @@ def _flip_document(name: str, at: Callable[[bytes], int]) -> Callable[[Case, Pat
     return change
 
 
+def _signature_upper_cased(name: str) -> Callable[[Case, Path], Path]:
+    """A hex letter of the first signature in ``name`` upper-cased: the same signature
+    bytes once decoded, but a changed byte of the package."""
+
+    def change(case: Case, out: Path) -> Path:
+        with zipfile.ZipFile(case.path) as archive:
+            data = bytearray(archive.read(name))
+        start = data.index(b'"signature":"') + len(b'"signature":"')
+        at = next(i for i in range(start, start + 128) if data[i] in b"abcdef")
+        data[at] = data[at] - 32
+        return rewrite(case.path, out, {name: bytes(data)})
+
+    return change
+
+
 def _removed(case: Case, out: Path) -> Path:
     return rewrite(case.path, out, {member(case, "capture"): None})
 
@@ -154,6 +169,14 @@ TAMPERS: dict[str, tuple[Callable[[Case, Path], Path], set[str]]] = {
     "events-byte": (
         _flip_document(package.EVENTS, lambda d: d.index(b'"matter":"') + 12),
         {"hash_mismatch", "entry_altered", "not_in_checkpoint"},
+    ),
+    "manifest-signature-upper-case": (
+        _signature_upper_cased(package.SIGNATURE),
+        {"document_unreadable"},
+    ),
+    "checkpoint-signature-upper-case": (
+        _signature_upper_cased(package.CHECKPOINTS),
+        {"document_unreadable"},
     ),
     "file-removed": (_removed, {"file_missing"}),
     "file-added": (_added, {"file_extra"}),
