@@ -173,15 +173,23 @@ def serving(
             env=server_env(env),
         )
     try:
-        end = time.monotonic() + timeout
-        while "coreview 已启动" not in log_tail(log_path):
-            assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = process.wait(timeout=0.05)
-                raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
+        wait_started(process, log_path, "coreview 已启动", timeout)
         yield port, log_path
     finally:
         stop_process(process)
+
+
+def wait_started(
+    process: subprocess.Popen[bytes], log_path: Path, marker: str, timeout: float = 30.0
+) -> None:
+    """Until the server's log shows ``marker``; fails with the log's tail if it exits
+    or takes longer than ``timeout``."""
+    end = time.monotonic() + timeout
+    while marker not in log_tail(log_path):
+        assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = process.wait(timeout=0.05)
+            raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
 
 
 def seed_demo_data(data_dir: Path, env: dict[str, str] | None = None) -> dict[str, Account]:

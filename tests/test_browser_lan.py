@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tests.live import (
     seed_demo_data,
     server_env,
     stop_process,
+    wait_started,
 )
 from tests.pixels import ERROR_BG, assert_painted, viewport
 from tests.test_browser_review import CLERK, assert_clean, assert_moving_picture, create_case
@@ -64,12 +64,7 @@ def serve_in(
             env=server_env(env),
         )
     try:
-        end = time.monotonic() + START_SECONDS
-        while "（仅本机）" not in log_tail(log_path):
-            assert time.monotonic() < end, f"not started:\n{log_tail(log_path)}"
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = process.wait(timeout=0.05)
-                raise AssertionError(f"exited with {code}:\n{log_tail(log_path)}")
+        wait_started(process, log_path, "（仅本机）", START_SECONDS)
         yield port, log_tail(log_path)
     finally:
         stop_process(process)
