@@ -70,7 +70,7 @@ HOOKED: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...] = (
     (
         RTCRtpReceiver,
         ("_handle_rtp_packet", "_handle_rtcp_packet"),
-        ("__codecs", "__remote_streams", "__rtx_ssrc", "__rtcp_ssrc"),
+        ("__codecs", "__remote_streams", "__rtx_ssrc", "__rtcp_ssrc", "__nack_generator"),
     ),
     (
         RTCRtpSender,
@@ -209,9 +209,18 @@ def watch_sender_reports(
 
 
 def remote_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
-    """SSRCs the receiver has seen packets from (its ``__remote_streams``)."""
+    """Media SSRCs the receiver has seen packets from (its ``__remote_streams`` less the
+    RTX SSRCs of its ``__rtx_ssrc``)."""
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-    return list(streams)
+    rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    return [ssrc for ssrc in streams if ssrc not in rtx_ssrcs]
+
+
+def missing_packets(receiver: RTCRtpReceiver) -> list[int]:
+    """Sequence numbers the receiver still misses (its ``__nack_generator``, which NACKs
+    each only once, when found missing); empty for a receiver that does not NACK."""
+    generator = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    return [] if generator is None else sorted(generator.missing)
 
 
 def _rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:

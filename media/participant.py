@@ -35,6 +35,11 @@ AUDIO_SLOTS = 3
 STALL_SECONDS = 1.5
 """A video slot with no decodable frame for this long asks for a keyframe, as
 browsers do (aiortc's receiver only does on a decoder error)."""
+NACK_REPEAT_SECONDS = 0.1
+NACK_RETRIES = 10
+"""A packet still missing is NACKed again every NACK_REPEAT_SECONDS, up to NACK_RETRIES
+times, as browsers do (aiortc's receiver NACKs a loss once, when it finds it: a lost
+retransmission then froze the picture until the next loss)."""
 
 
 @dataclass
@@ -106,6 +111,7 @@ class SyntheticParticipant:
                 task = asyncio.create_task(self._read(mid, transceiver.receiver.track))
                 self._readers.add(task)
         self._readers.add(asyncio.create_task(self._watch_stalls()))
+        self._readers.add(asyncio.create_task(self._repeat_nacks()))
 
     async def _read(self, mid: str, track: MediaStreamTrack) -> None:
         slot = self.received[mid]
@@ -145,6 +151,26 @@ class SyntheticParticipant:
                     for ssrc in hooks.remote_ssrcs(transceiver.receiver):
                         self.keyframe_requests += 1
                         hooks.send_pli(transceiver.receiver, ssrc)
+
+    async def _repeat_nacks(self) -> None:
+        asked: dict[str, dict[int, int]] = {}  # per receiving mid: missing seq → repeats
+        while True:
+            await asyncio.sleep(NACK_REPEAT_SECONDS)
+            for transceiver in self._recv:
+                receiver = transceiver.receiver
+                ssrcs = hooks.remote_ssrcs(receiver)
+                if not ssrcs:
+                    continue
+                previous = asked.get(transceiver.mid or "", {})
+                # a loss found since the last pass was just NACKed by aiortc itself
+                missing = {
+                    seq: previous[seq] + 1 if seq in previous else 0
+                    for seq in hooks.missing_packets(receiver)
+                }
+                asked[transceiver.mid or ""] = missing
+                again = [seq for seq, count in missing.items() if 0 < count <= NACK_RETRIES]
+                if again:
+                    hooks.send_nack(receiver, ssrcs[-1], again)
 
     async def close(self) -> None:
         for task in self._readers:

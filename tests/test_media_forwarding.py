@@ -222,6 +222,37 @@ async def test_two_percent_loss_both_ways_does_not_stall():
         await pair.close()
 
 
+async def test_a_lost_retransmission_is_asked_for_again():
+    """A subscriber that loses a packet and then its retransmission NACKs it again (as
+    browsers do; the synthetic participant repeats aiortc's single NACK) and the leg's
+    cache answers again: the document does not freeze until a keyframe is asked for."""
+    pair = Pair()
+    await pair.start()
+    try:
+        document = pair.seen_by_approver("document")
+        track = pair.room.track("clerk", "document")
+        params = next(iter(track.legs)).slot.params
+        lost: list[int] = []
+
+        def keep(data: bytes) -> bool:
+            if is_rtcp(data) or len(document.counters) < 10:
+                return True
+            ssrc = int.from_bytes(data[8:12], "big")
+            if (ssrc, len(lost)) in ((params.ssrc, 0), (params.rtx_ssrc, 1)):
+                lost.append(int.from_bytes(data[2:4], "big"))
+                return False
+            return True
+
+        on_incoming_rtp(pair.approver, keep)
+        await wait_until(lambda: len(document.counters) >= 60, limit=30, what="60 frames")
+        assert len(lost) == 2, "the packet and its first retransmission were dropped"
+        assert gaps(document.arrived_at[5:]) < 1.0
+        assert pair.approver.keyframe_requests == 0
+        assert next(iter(track.legs)).slot.retransmitted >= 2
+    finally:
+        await pair.close()
+
+
 async def test_late_subscriber_gets_a_picture_within_two_seconds():
     """A subscriber joining a running session is gated until a keyframe, and the PLI
     sent upstream on its join brings one at once: its first frame, connection included,

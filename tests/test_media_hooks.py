@@ -19,8 +19,8 @@ from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
 from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, Policy, Session
 from pylibsrtp._binding import lib
 
@@ -50,6 +50,20 @@ def test_receiver_internals_used_by_tap_receiver():
         assert f"self.{name}" in source, name
     assert "self.__remote_streams.items()" in inspect.getsource(RTCRtpReceiver._run_rtcp)
     assert list(inspect.signature(StreamStatistics.add).parameters) == ["self", "packet"]
+
+
+def test_missing_packets_reads_the_nack_generator():
+    """The synthetic participant re-NACKs what aiortc's NackGenerator still misses (aiortc
+    NACKs each loss once): a gap stays in ``missing`` until filled."""
+    generator = NackGenerator()
+    for seq in (10, 11, 14):
+        generator.add(RtpPacket(sequence_number=seq))
+    receiver: Any = SimpleNamespace(_RTCRtpReceiver__nack_generator=generator)
+    assert hooks.missing_packets(receiver) == [12, 13]
+    generator.add(RtpPacket(sequence_number=12))
+    assert hooks.missing_packets(receiver) == [13]
+    assert hooks.missing_packets(SimpleNamespace(_RTCRtpReceiver__nack_generator=None)) == []
+    assert "self.__nack_generator" in inspect.getsource(RTCRtpReceiver.__init__)
 
 
 def test_sender_internals_used_for_forwarding():
