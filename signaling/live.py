@@ -164,9 +164,9 @@ class LiveHub:
                 if self._may_join(session, grant):
                     participant = await live.attach(grant, user.display_name, socket)
                     await self._welcome(live, participant, session)
+                    await send(socket, protocol.ChatHistory(await self.chat_history(session)))
             if participant is None:  # cancelled or ended meanwhile
                 return await self._closed(socket, session)
-            await send(socket, protocol.ChatHistory(await self.chat_history(session)))
             await live.tell_absence(participant)
             hung_up = await self._read(live, participant, socket)
         except Conflict:  # the session closed while this join was on its way

@@ -86,8 +86,9 @@ class LiveSession:
         self.watching = asyncio.Event()
         """Set once state changes are subscribed to: only then is a state read current."""
         self.telling = asyncio.Lock()
-        """Held while a change is told, and while a joiner reads the state, attaches and
-        is told it: so a joiner hears each change once, after its own first state."""
+        """Held while a change is told (state, chat, the participant list...), and while a
+        joiner reads the state, attaches and is told it and the chat so far: so a joiner
+        hears each change once, after its own first state, and lists arrive in order."""
         self._vacancy: asyncio.TimerHandle | None = None
         self._watch = asyncio.create_task(self._watch_state())
 
@@ -116,12 +117,22 @@ class LiveSession:
             await self.broadcast(protocol.State(state, reason, message(f"state_{state}")))
 
     async def broadcast(self, msg: protocol.Message) -> None:
+        """To everyone; the caller holds ``telling`` (see ``announce``)."""
         for participant in tuple(self.participants.values()):
             await send(participant.socket, msg)
 
+    async def announce(self, msg: protocol.Message) -> None:
+        async with self.telling:
+            await self.broadcast(msg)
+
+    async def announce_participants(self, changed: Participant) -> None:
+        async with self.telling:
+            await self.send_participants(changed)
+
     async def send_participants(self, changed: Participant | None = None) -> None:
-        """The list to everyone. A change of a hidden participant (``changed``) goes to
-        hidden participants only: the others' list did not change."""
+        """The list to everyone (the caller holds ``telling``). A change of a hidden
+        participant (``changed``) goes to hidden participants only: the others' list did
+        not change."""
         listed = [p.describe() for p in self.participants.values()]
         visible = [p for p in listed if not p["hidden"]]
         hidden_change = changed is not None and changed.grant.hidden
@@ -180,7 +191,7 @@ class LiveSession:
             return
         self._recording_failures.add(code)
         reason = RECORDING_FAILURES.get(code, RECORDING_FAILURES["write_failed"])
-        self.hub.spawn(self.broadcast(error("recording_failed", reason=reason)))
+        self.hub.spawn(self.announce(error("recording_failed", reason=reason)))
 
     # -- joining and leaving --------------------------------------------------------------
 
@@ -265,7 +276,7 @@ class LiveSession:
             case_no=self.case_no,
             session=self.id,
         )
-        await self.send_participants(participant)
+        await self.announce_participants(participant)
 
     def _grace_expired(self, participant: Participant) -> None:
         participant.grace = None
@@ -287,7 +298,7 @@ class LiveSession:
         logger.info(
             "session %s: participant left (%s, %s)", self.id, participant.grant.role, reason
         )
-        await self.send_participants(participant)
+        await self.announce_participants(participant)
         await self.end_if_empty()
         if not participant.grant.hidden:
             await self.tell_absence(reason=reason)
@@ -344,15 +355,20 @@ class LiveSession:
                 await send(participant.socket, error("not_allowed"))
                 return True
             at = self.hub.clock.now().astimezone(CHINA_TIME).isoformat(timespec="seconds")
-            await self.hub.audit.append(
-                "chat", actor=grant.username, case_no=self.case_no, session=self.id, text=msg.text
-            )
-            await self.broadcast(
-                protocol.ChatPosted(grant.username, participant.display_name, msg.text, at)
-            )
+            async with self.telling:  # a joiner finds it in its history or is told it
+                await self.hub.audit.append(
+                    "chat",
+                    actor=grant.username,
+                    case_no=self.case_no,
+                    session=self.id,
+                    text=msg.text,
+                )
+                await self.broadcast(
+                    protocol.ChatPosted(grant.username, participant.display_name, msg.text, at)
+                )
         elif isinstance(msg, protocol.MediaState):
             participant.media = {"audio": msg.audio, "face": msg.face, "document": msg.document}
-            await self.send_participants(participant)
+            await self.announce_participants(participant)
         elif isinstance(msg, protocol.Hangup):
             await self.leave(participant, "hangup")  # the last to leave ends or cancels it
             return False
@@ -391,7 +407,7 @@ class LiveSession:
         requested = await self.hub.stills.request(
             session, grant.username, participant.display_name, msg.material
         )
-        await self.broadcast(requested)
+        await self.announce(requested)
 
     async def _offer(self, participant: Participant, msg: protocol.Offer) -> None:
         session = await self.hub.reviews.get(self.id)

@@ -176,6 +176,41 @@ async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
         await approver.post(f"/api/v1/sessions/{session_id}/end")
 
 
+async def test_a_chat_posted_while_someone_joins_reaches_the_joiner_once(users, monkeypatch):
+    """The clerk chats while the approver's join is attaching: the approver gets the
+    line once, in its chat history or as a new message, never both."""
+    clerk, approver = await users("chuangkou"), await users("shenpi")
+    case_no = await new_case(clerk)
+    started = await clerk.post(f"/api/v1/cases/{case_no}/sessions", {"consent": True})
+    session_id = started["session"]["id"]
+    clerk_channel = await SignalChannel.open(clerk, session_id, started["token"])
+    await clerk_channel.wait("state", lambda m: m["state"] == "waiting")
+    accepted = await approver.post(f"/api/v1/sessions/{session_id}/accept")
+    await clerk_channel.wait("state", lambda m: m["state"] == "live")
+    attach = LiveSession.attach
+
+    async def attach_then_chat(self, grant, *args):
+        participant = await attach(self, grant, *args)
+        if grant.role == "approver":
+            await clerk_channel.send(protocol.Chat("请核对身份证"))
+            await asyncio.sleep(0.3)  # the clerk's chat is handled meanwhile
+        return participant
+
+    monkeypatch.setattr(LiveSession, "attach", attach_then_chat)
+    channel = await SignalChannel.open(approver, session_id, accepted["token"])
+    try:
+        history = await channel.wait("chat_history")
+        await clerk_channel.wait("chat_posted")  # broadcast to both by now
+        await asyncio.sleep(0.2)
+        told = [m for m in channel.received if m.get("type") == "chat_posted"]
+        lines = [m["text"] for m in history["messages"]] + [m["text"] for m in told]
+        assert lines == ["请核对身份证"], lines
+    finally:
+        await channel.close()
+        await clerk_channel.close()
+        await approver.post(f"/api/v1/sessions/{session_id}/end")
+
+
 async def test_no_approver_sees_or_takes_a_session_before_its_consent_is_recorded(
     users, server, monkeypatch
 ):
