@@ -9,7 +9,6 @@ from aiohttp import web
 from signaling.access import USER, allow
 from signaling.api import json_response
 from signaling.appkeys import CASES, EXPORTS
-from signaling.errors import Conflict, Gone
 
 routes = web.RouteTableDef()
 SCOPE = "a case in the auditor's jurisdiction (any for admins); the user's own export jobs"
@@ -36,12 +35,11 @@ async def export_progress(request: web.Request) -> web.Response:
 @allow("auditor", "admin", scope=SCOPE)
 async def export_package(request: web.Request) -> web.StreamResponse:
     user, case_no = request[USER], request.match_info["case_no"]
-    job = request.app[EXPORTS].get(request.match_info["export_id"], case_no, user)
-    if job.state == "expired":
-        raise Gone("export_expired")
-    if job.state != "done":
-        raise Conflict("export_not_ready")
-    response = web.FileResponse(job.path)
-    response.content_type = "application/zip"
-    response.headers["Content-Disposition"] = f'attachment; filename="{case_no}-evidence.zip"'
+    jobs = request.app[EXPORTS]
+    job = jobs.get(request.match_info["export_id"], case_no, user)
+    with jobs.downloading(job) as path:
+        response = web.FileResponse(path)
+        response.content_type = "application/zip"
+        response.headers["Content-Disposition"] = f'attachment; filename="{case_no}-evidence.zip"'
+        await response.prepare(request)  # sent whole here, while the file is kept
     return response

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from recorder.clock import Clock
 from recorder.errors import EvidenceError
 from recorder.integrity import tombstones
 from recorder.store import EvidenceStore
-from signaling.errors import Conflict, NotFound
+from signaling.errors import Conflict, Gone, NotFound
 from signaling.messages import message
 from signaling.models import User
 from signaling.tables import cases, evidence_files
@@ -145,6 +145,9 @@ KEEP_SECONDS = 3600.0
 """A finished package is kept this long for its download, then deleted."""
 KEEP_PER_USER = 3
 """Finished packages kept per user: a newer export deletes the oldest."""
+JOBS_PER_USER = 20
+"""Jobs remembered per user (an expired or failed one still answers 410 or its error);
+a newer export forgets the oldest finished one."""
 
 
 @dataclass
@@ -159,6 +162,8 @@ class ExportJob:
     error: str | None = None
     written: package.Written | None = None
     expiry: asyncio.TimerHandle | None = None
+    downloads: int = 0
+    """Downloads under way: the package is deleted only once they are over."""
 
     def advance(self, count: int) -> None:
         self.done += count  # from the writer's thread: one int, read by the loop
@@ -207,6 +212,10 @@ class Exports:
         job_id = secrets.token_hex(8)
         job = ExportJob(job_id, case_no, user.id, self._directory / f"{case_no}-{job_id}.zip")
         self._jobs[job_id] = job
+        own = [j for j in self._jobs.values() if j.owner == user.id]
+        for old in own[:-JOBS_PER_USER]:  # in start order: the oldest are forgotten
+            if old.state in ("expired", "failed"):
+                del self._jobs[old.id]
         task = asyncio.create_task(self._run(job, user.username))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -236,7 +245,21 @@ class Exports:
         if job.expiry is not None:
             job.expiry.cancel()
         job.state, job.written = "expired", None
-        await asyncio.to_thread(job.path.unlink, missing_ok=True)
+        if not job.downloads:  # else the last download deletes it
+            await asyncio.to_thread(job.path.unlink, missing_ok=True)
+
+    @contextlib.contextmanager
+    def downloading(self, job: ExportJob) -> Iterator[Path]:
+        """The package's path, kept while the caller sends it, even if it expires
+        meanwhile; 410 export_expired or 409 export_not_ready when there is none."""
+        _check_ready(job)
+        job.downloads += 1
+        try:
+            yield job.path
+        finally:
+            job.downloads -= 1
+            if job.state == "expired" and not job.downloads:
+                self._spawn(asyncio.to_thread(job.path.unlink, missing_ok=True))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -259,6 +282,13 @@ class Exports:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(_clear, self._directory)
+
+
+def _check_ready(job: ExportJob) -> None:
+    if job.state == "expired":
+        raise Gone("export_expired")
+    if job.state != "done":
+        raise Conflict("export_not_ready")
 
 
 def _clear(directory: Path) -> None:

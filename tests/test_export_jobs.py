@@ -13,7 +13,7 @@ import pytest
 
 from recorder import package
 from signaling import exports
-from signaling.errors import Conflict
+from signaling.errors import Conflict, Gone, NotFound
 from signaling.exports import Exports
 from tests.helpers import wait_until
 
@@ -74,6 +74,39 @@ async def test_packages_expire_are_capped_and_cleared(tmp_path: Path, monkeypatc
 
     await jobs.close()
     assert list(directory.iterdir()) == []
+
+
+async def test_a_package_expiring_during_its_download_is_deleted_after_it(
+    tmp_path: Path,
+) -> None:
+    """Expiry while a download is under way keeps the file until the download is over;
+    a download after it gets 410 export_expired (not a missing file's 404)."""
+    jobs = Exports(StandIn(), tmp_path)  # type: ignore[arg-type]
+    job = await finished(jobs, "GX-1", user(1))
+    with jobs.downloading(job) as path:
+        await jobs._expire(job)
+        assert path.read_bytes() == b"partial"
+    await wait_until(lambda: not job.path.exists(), what="deleted after the download")
+    with pytest.raises(Gone) as gone, jobs.downloading(job):
+        pass
+    assert gone.value.code == "export_expired"
+    await jobs.close()
+
+
+async def test_old_jobs_are_forgotten(tmp_path: Path, monkeypatch) -> None:
+    """A user's jobs are remembered up to JOBS_PER_USER; then the oldest finished ones
+    are forgotten (404 export_not_found), other users' kept."""
+    monkeypatch.setattr(exports, "JOBS_PER_USER", 2)
+    monkeypatch.setattr(exports, "KEEP_PER_USER", 1)
+    jobs = Exports(StandIn(), tmp_path)  # type: ignore[arg-type]
+    other = await finished(jobs, "GX-9", user(2))
+    made = [await finished(jobs, f"GX-{n}", user(1)) for n in range(1, 5)]
+    for job in made[:2]:
+        with pytest.raises(NotFound):
+            jobs.get(job.id, job.case_no, user(1))
+    assert [jobs.get(j.id, j.case_no, user(1)).state for j in made[2:]] == ["expired", "done"]
+    assert jobs.get(other.id, "GX-9", user(2)).state == "done"
+    await jobs.close()
 
 
 async def test_one_running_export_per_user(tmp_path: Path) -> None:
