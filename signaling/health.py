@@ -1,6 +1,7 @@
 """The node's health as ``GET /healthz`` reports it: the schema was migrated at start,
-and the database answers a trivial query. However many probes arrive, the query runs at
-most once per ``ttl`` seconds (one in flight; the others wait for its answer)."""
+and the database answers a trivial query within ``timeout`` seconds. However many probes
+arrive, the query runs at most once per ``ttl`` seconds (one in flight; the others wait
+for its answer)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 class Health:
-    def __init__(self, engine: AsyncEngine, ttl: float = 1.0) -> None:
+    def __init__(self, engine: AsyncEngine, ttl: float = 1.0, timeout: float = 2.0) -> None:
         self._engine = engine
         self._ttl = ttl
+        self._timeout = timeout
         self._lock = asyncio.Lock()
         self._ok = False
         self._until = -math.inf  # monotonic time the last answer holds until
@@ -30,9 +32,12 @@ class Health:
             if time.monotonic() < self._until:  # answered while this one waited
                 return self._ok
             try:
-                async with self._engine.connect() as conn:
+                async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
                 ok = True
+            except TimeoutError:
+                logger.error("health check: the database did not answer in %s s", self._timeout)
+                ok = False
             except Exception:  # any failure to answer is "unavailable", said in the log
                 logger.exception("health check: the database did not answer")
                 ok = False

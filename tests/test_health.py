@@ -1,5 +1,6 @@
 """/healthz on a real app and database: 503 until the schema is migrated, one probe
-query per second however many calls arrive, and 503 while the database cannot answer."""
+query per second however many calls arrive, and 503 while the database cannot answer
+or does not answer in time."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import event
 from signaling import api
 from signaling.app import create_app
 from signaling.appkeys import ENGINE
+from signaling.health import Health
 from signaling.settings import Settings
 
 
@@ -79,3 +81,24 @@ async def test_healthz_is_503_while_the_database_cannot_answer(client, anonymous
     for path in moved:
         (aside / path.name).rename(path)
     assert await _poll(anonymous, 200) == {"status": "ok"}
+
+
+async def test_a_database_that_hangs_is_unavailable_after_the_timeout():
+    """A database that never answers (a stand-in engine: a network hang) makes the probe
+    answer False after ``timeout``, and every probe waiting meanwhile with it."""
+
+    class Hanging:
+        def connect(self):
+            return self
+
+        async def __aenter__(self):
+            await asyncio.Event().wait()
+
+        async def __aexit__(self, *_exc):
+            return False
+
+    health = Health(Hanging(), timeout=0.2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    answers = await asyncio.gather(*(health.database_ok() for _ in range(5)))
+    assert answers == [False] * 5
+    assert time.monotonic() - started < 1.0
