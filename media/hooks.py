@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -538,6 +539,8 @@ def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> Callable[[
     return process
 
 
+IGNORED_SSRCS = 256
+"""SSRCs the fast ingest remembers to drop (no tap takes them); beyond, it starts over."""
 RECEIVE_BUFFER = 4 << 20
 """Receive buffer asked for on a fast-ingest socket (bytes; the kernel caps it at
 net.core.rmem_max): media is forwarded as it is read, so a burst waits in the socket."""
@@ -576,7 +579,8 @@ def fast_ingest(pc: RTCPeerConnection, taps: Mapping[RTCRtpReceiver, PacketHandl
     parse the header (``media.rtpread``) and hand the packet to its receiver's tap (as
     ``tap_receiver`` returns it), without aiortc's queue, task switch and ``RtpPacket``.
     An SSRC not seen yet is routed once by aiortc's router (its rules: SSRC, MID, payload
-    type). Call once DTLS is up; returns False if there is nothing to attach to (aiortc's
+    type); one no tap takes is remembered and dropped (or a malformed packet, alone). Call
+    once DTLS is up; returns False if there is nothing to attach to (aiortc's
     path then stays in use). Relies on ``_rx_srtp``, ``_rtp_router``,
     ``_rtp_header_extensions_map``, ``RTCRtpTransceiver._headerExtensions`` and
     ``Connection._protocols``."""
@@ -609,16 +613,24 @@ def _ingest(
     extensions = transport._rtp_header_extensions_map
     routes: dict[int, tuple[PacketHandler, int]] = {}
     """SSRC → (tap, audio level extension ID or 0)."""
+    ignored: set[int] = set()
+    """SSRCs routed nowhere or to a receiver without a tap."""
 
     def learn(data: bytes) -> tuple[PacketHandler, int] | None:
+        ssrc = int.from_bytes(data[8:12], "big")
+        if ssrc in ignored:
+            return None
         try:
             receiver: Any = router.route_rtp(RtpPacket.parse(data, extensions))
-        except ValueError:
+        except (ValueError, struct.error):  # e.g. an extension of the wrong size
             return None
         tap = taps.get(receiver)
         if tap is None:
+            if len(ignored) >= IGNORED_SSRCS:
+                ignored.clear()
+            ignored.add(ssrc)
             return None
-        route = routes[int.from_bytes(data[8:12], "big")] = (tap, audio_ids.get(receiver, 0))
+        route = routes[ssrc] = (tap, audio_ids.get(receiver, 0))
         return route
 
     def ingest(data: bytes) -> None:

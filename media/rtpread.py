@@ -10,6 +10,7 @@ import struct
 _HEADER = struct.Struct("!BBHII")
 _EXTENSION = struct.Struct("!HH")
 ONE_BYTE_PROFILE = 0xBEDE
+TWO_BYTE_PROFILE = 0x100  # the profile's top 12 bits (RFC 8285); the low 4 are app bits
 
 
 class RtpView:
@@ -53,7 +54,7 @@ class RtpView:
 
 def parse(data: bytes, audio_level_id: int = 0) -> RtpView | None:
     """The packet in ``data``; None if it is not a well-formed RTP packet. With an
-    ``audio_level_id``, the one-byte header extension of that ID is read."""
+    ``audio_level_id``, the header extension of that ID (one- or two-byte form) is read."""
     size = len(data)
     if size < 12:
         return None
@@ -73,7 +74,9 @@ def parse(data: bytes, audio_level_id: int = 0) -> RtpView | None:
         if end > size:
             return None
         if audio_level_id and profile == ONE_BYTE_PROFILE:
-            audio_level = _audio_level(data, pos, end, audio_level_id)
+            audio_level = _audio_level(data, pos, end, audio_level_id, two_byte=False)
+        elif audio_level_id and profile >> 4 == TWO_BYTE_PROFILE:
+            audio_level = _audio_level(data, pos, end, audio_level_id, two_byte=True)
         pos = end
     if first & 0x20:
         padding = data[-1]
@@ -83,19 +86,26 @@ def parse(data: bytes, audio_level_id: int = 0) -> RtpView | None:
     return RtpView(second & 0x7F, second >> 7, seq, timestamp, ssrc, data[pos:size], audio_level)
 
 
-def _audio_level(data: bytes, pos: int, end: int, wanted: int) -> tuple[bool, int] | None:
+def _audio_level(
+    data: bytes, pos: int, end: int, wanted: int, two_byte: bool
+) -> tuple[bool, int] | None:
     while pos < end:
         element = data[pos]
         if element == 0:  # padding
             pos += 1
             continue
-        length = (element & 0x0F) + 1
-        if element >> 4 == wanted:
+        if two_byte:  # ID byte, length byte, data
             if pos + 1 >= end:
                 return None
-            level = data[pos + 1]
+            ident, length, start = element, data[pos + 1], pos + 2
+        else:  # ID and length - 1 in one byte, data
+            ident, length, start = element >> 4, (element & 0x0F) + 1, pos + 1
+        if ident == wanted:
+            if length < 1 or start >= end:
+                return None
+            level = data[start]
             return (level & 0x80 == 0x80, level & 0x7F)
-        pos += 1 + length
+        pos = start + length
     return None
 
 

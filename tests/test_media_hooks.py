@@ -19,6 +19,7 @@ from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
 from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, Policy, Session
@@ -26,7 +27,7 @@ from pylibsrtp._binding import lib
 
 from media import hooks
 from media.rtpread import RtpView
-from media.rtpwrite import PacketWriter
+from media.rtpwrite import URI_ABS_SEND_TIME, PacketWriter
 from tests.helpers import wait_until
 
 
@@ -232,8 +233,9 @@ async def test_fast_protocol_sends_media_to_the_ingest_and_the_rest_to_aioice():
 
 def test_fast_ingest_unprotects_parses_and_routes_learning_ssrcs_once():
     """A packet of an SSRC seen before goes straight to its receiver's tap; an unknown
-    SSRC is routed once by aiortc's router (here by payload type); an unroutable or
-    forged packet is dropped; audio receivers get the audio level."""
+    SSRC is routed once by aiortc's router (here by payload type); an unroutable SSRC is
+    asked about once and then dropped; a forged packet, or one whose header extension
+    aiortc cannot read, is dropped; audio receivers get the audio level."""
     tx, rx = srtp_pair()
     router = RtpRouter()
     video, audio = RTCRtpReceiver.__new__(RTCRtpReceiver), RTCRtpReceiver.__new__(RTCRtpReceiver)
@@ -247,8 +249,14 @@ def test_fast_ingest_unprotects_parses_and_routes_learning_ssrcs_once():
         return route_rtp(packet)
 
     router.route_rtp = spy  # type: ignore[method-assign]
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=3, uri=URI_ABS_SEND_TIME)]
+        )
+    )
     transport = SimpleNamespace(
-        _rx_srtp=rx, _rtp_router=router, _rtp_header_extensions_map=HeaderExtensionsMap()
+        _rx_srtp=rx, _rtp_router=router, _rtp_header_extensions_map=extensions
     )
     seen: dict[str, list[RtpView]] = {"video": [], "audio": []}
     ingest = hooks._ingest(
@@ -265,9 +273,11 @@ def test_fast_ingest_unprotects_parses_and_routes_learning_ssrcs_once():
     forged = bytearray(tx.protect(writer.write(96, 0, 99, 0, 1111, b"data", 0)))
     forged[-1] ^= 1
     ingest(bytes(forged))
+    short_time = b"\x90\x60\x00\x64" + bytes(4) + (5555).to_bytes(4, "big")
+    ingest(tx.protect(short_time + b"\xbe\xde\x00\x01\x31\x00\x00\x00" + b"data"))
     assert [p.sequence_number for p in seen["video"]] == [0, 1, 3, 4]
     assert [(p.ssrc, p.audio_level) for p in seen["audio"]] == [(2222, (True, 33))]
-    assert routed == [1111, 2222, 3333, 4444, 4444]
+    assert routed == [1111, 2222, 3333, 4444]
 
 
 async def test_rtp_sender_sends_at_once_on_a_host_pair_else_through_aiortc():
