@@ -204,6 +204,7 @@ MESSAGES = {
     # integrity check and retention (the auditor's side)
     "hold_exists": "该案件已处于法律保全状态。",
     "not_on_hold": "该案件未处于法律保全状态。",
+    "retention_running": "保存期限清理正在进行，请在清理结束后再试。",
 }
 
 EVIDENCE_ROLE_NAMES = {

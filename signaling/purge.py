@@ -5,7 +5,8 @@ every case that holds it (one per evidence_files row), *then* the file is delete
 (``EvidenceStore.purge``). A crash between the two leaves a tombstone for a file still
 stored; the next run sees the tombstone, logs nothing again and deletes the file. A file
 (by its hash) held by several cases goes only when every one of them is due. Rows and
-the log are never touched.
+the log are never touched. A run holds the retention lease throughout (no other run, no
+hold placed meanwhile: signaling/retention.py); a dry run takes none.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from recorder.errors import StoreError
 from recorder.integrity import MEDIA_ROLES, PURGE_EVENT
 from recorder.schema import audit_events
 from recorder.store import EvidenceStore
-from signaling.retention import CaseRetention, case_retention, china_today, held_cases
+from signaling.retention import CaseRetention, RetentionLease, case_retention, china_today
 from signaling.tables import evidence_files
 
 RUN_EVENT = "retention_run"
@@ -115,10 +116,24 @@ async def run_retention(
     *,
     dry_run: bool = False,
 ) -> RetentionSummary:
+    if dry_run:
+        return await _run(engine, audit, store, clock, None)
+    async with RetentionLease(engine, clock) as lease:  # before the holds are read
+        return await _run(engine, audit, store, clock, lease)
+
+
+async def _run(
+    engine: AsyncEngine,
+    audit: AuditLog,
+    store: EvidenceStore,
+    clock: Clock,
+    lease: RetentionLease | None,
+) -> RetentionSummary:
+    """With ``lease`` None, a dry run: count, delete and log nothing."""
     today = china_today(clock)
     states = {s.case_id: s for s in await case_retention(engine)}
     due: dict[int, CaseRetention] = {i: s for i, s in states.items() if s.due(today)}
-    summary = RetentionSummary(today, dry_run, cases=len(states))
+    summary = RetentionSummary(today, lease is None, cases=len(states))
     for state in states.values():
         until = state.until
         if until is not None and today > until:
@@ -137,15 +152,12 @@ async def run_retention(
             continue
         if not await asyncio.to_thread(store.exists, sha256):
             continue  # deleted by an earlier run
-        held_now = await held_cases(engine, {r.case_id for r in rows})
-        if held_now:  # placed since the run began
-            summary.held += sorted({states[i].case_no for i in held_now} - set(summary.held))
-            continue
         summary.files += 1
         summary.bytes += rows[0].bytes
         summary.purged_cases.update(states[r.case_id].case_no for r in rows)
-        if dry_run:
+        if lease is None:
             continue
+        await lease.renew()
         fresh = 0
         for row in rows:
             state = due[row.case_id]
@@ -170,7 +182,7 @@ async def run_retention(
             await asyncio.to_thread(store.purge, sha256)
         except StoreError as exc:
             summary.failed.append((sha256, exc.detail or exc.code))
-    if not dry_run and summary.files:
+    if lease is not None and summary.files:
         await audit.append(
             RUN_EVENT,
             actor=None,

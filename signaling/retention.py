@@ -10,6 +10,10 @@ chunks, playable files, stills, snapshots); every row and the whole log stay.
 
 Holds are an append-only history (table ``legal_holds``, events ``legal_hold_placed`` /
 ``legal_hold_lifted``): a case is on hold while its latest row is ``placed``.
+
+A retention run (another process: ``coreview retention run``) holds a lease while it
+deletes; no hold is placed meanwhile (409 ``retention_running``), so none can appear
+between the run's check of a case and the deletion of its files.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
@@ -33,12 +37,17 @@ from signaling.reviews import OPEN_STATES
 from signaling.tables import (
     case_decisions,
     cases,
+    counters,
     legal_holds,
     review_sessions,
     users,
 )
 
 REASON_MAX = 500
+LEASE = "retention_lease"
+"""The ``counters`` row of the run's lease: until when it holds, in minutes since 1970."""
+LEASE_MINUTES = 5
+"""A run holds the lease this long, renewed as it goes; one that died lets it lapse."""
 
 
 def retention_until(ended: dt.datetime, years: int) -> dt.date:
@@ -137,6 +146,57 @@ async def case_retention(
     return found
 
 
+def _minutes(clock: Clock) -> int:
+    return int(clock.now().timestamp() // 60)
+
+
+async def _lease_held(conn: AsyncConnection, now: int) -> bool:
+    """Lock the lease row inside the caller's transaction (a write that changes nothing:
+    SQLite's write lock, PostgreSQL's row lock) and say whether a run holds it."""
+    await conn.execute(
+        update(counters).where(counters.c.name == LEASE).values(value=counters.c.value)
+    )
+    until = await conn.scalar(select(counters.c.value).where(counters.c.name == LEASE))
+    return until is not None and until > now
+
+
+class RetentionLease:
+    """``async with RetentionLease(...)``: one retention run at a time, and no hold placed
+    while it runs; 409 ``retention_running`` if another run holds it."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._until = 0
+
+    async def __aenter__(self) -> RetentionLease:
+        now = _minutes(self._clock)
+        async with self._engine.begin() as conn:
+            if await _lease_held(conn, now):
+                raise Conflict("retention_running")
+            await self._set(conn, now + LEASE_MINUTES)
+        return self
+
+    async def renew(self) -> None:
+        """Keep holding it (cheap: writes only once a minute has gone)."""
+        now = _minutes(self._clock)
+        if self._until - now < LEASE_MINUTES - 1:
+            async with self._engine.begin() as conn:
+                await self._set(conn, now + LEASE_MINUTES)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        async with self._engine.begin() as conn:
+            await self._set(conn, 0)
+
+    async def _set(self, conn: AsyncConnection, until: int) -> None:
+        self._until = until
+        changed = await conn.execute(
+            update(counters).where(counters.c.name == LEASE).values(value=until)
+        )
+        if not changed.rowcount:
+            await conn.execute(counters.insert().values(name=LEASE, value=until))
+
+
 class LegalHolds:
     """Places and lifts holds; one at a time per process, so two placings cannot both
     pass the check."""
@@ -190,6 +250,8 @@ class LegalHolds:
             if on_hold == (action == "placed"):
                 raise Conflict("hold_exists" if on_hold else "not_on_hold")
             async with self._engine.begin() as conn:
+                if action == "placed" and await _lease_held(conn, _minutes(self._clock)):
+                    raise Conflict("retention_running")
                 await conn.execute(
                     legal_holds.insert().values(
                         case_id=case.id,

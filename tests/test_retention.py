@@ -18,9 +18,11 @@ from sqlalchemy import func, select, update
 from recorder.auditlog import chain_of
 from recorder.problem_text import PROBLEM_TEXT
 from recorder.store import EvidenceStore
+from signaling.errors import Conflict
 from signaling.integrity import CaseIntegrity
+from signaling.messages import message
 from signaling.purge import run_retention
-from signaling.retention import LegalHolds, retention_until
+from signaling.retention import LEASE_MINUTES, LegalHolds, RetentionLease, retention_until
 from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.simulate import ApiError
@@ -163,31 +165,83 @@ async def test_retention_run_purges_only_what_may_go(live_server: LiveServer) ->
             "lifted",
         ]
         real_exists = store.exists
+        refused: list[str] = []
 
-        def hold_meanwhile(sha256: str) -> bool:  # a hold placed while the run goes on
+        async def try_hold() -> None:
+            try:
+                await holds.place(auditor, case_b_now, {"reason": "再次复议"})
+            except Conflict as exc:
+                refused.append(exc.code)
+
+        def hold_meanwhile(sha256: str) -> bool:  # a hold asked for while the run goes on
             store.exists = real_exists  # type: ignore[method-assign]
-            asyncio.run_coroutine_threadsafe(
-                holds.place(auditor, case_b_now, {"reason": "再次复议"}), loop
-            ).result()
+            asyncio.run_coroutine_threadsafe(try_hold(), loop).result()
             return real_exists(sha256)
 
         loop, case_b_now = asyncio.get_running_loop(), await services.cases.get(auditor, case_b)
         store.exists = hold_meanwhile  # type: ignore[method-assign]
         summary = await run_retention(services.engine, services.audit, store, clock)
-        assert (summary.files, summary.held) == (0, [case_b])
-        assert present(store, rows_b) == all_b and not await tombstones(services, case_b)
-        await holds.lift(auditor, case_b_now, {"reason": "复议结束"})
-        summary = await run_retention(services.engine, services.audit, store, clock)
+        assert refused == ["retention_running"]
         assert summary.files == len(all_b) and summary.shared_kept == 0
         assert present(store, rows_a) == set() and present(store, rows_b) == set()
         assert (await tombstones(services, case_b))[shared.sha256] == 1
+        assert (await holds.place(auditor, case_b_now, {"reason": "再次复议"}))["on_hold"]
         kinds = [e.kind for e in await services.audit.events(chain_of(case_b))]
-        assert [k for k in kinds if "hold" in k] == ["legal_hold_placed", "legal_hold_lifted"] * 2
+        assert [k for k in kinds if "hold" in k] == [
+            "legal_hold_placed",
+            "legal_hold_lifted",
+            "legal_hold_placed",
+        ]
         async with services.engine.connect() as conn:
             runs = await conn.scalar(
                 select(func.count()).where(audit_events.c.kind == "retention_run")
             )
         assert runs == 2
+
+
+async def test_the_lease_keeps_holds_and_other_runs_out_until_it_ends_or_lapses(
+    tmp_path, demo_template
+) -> None:
+    """While a run holds the retention lease a hold is refused (409 retention_running,
+    said in Chinese) and so is a second run; released, both go ahead; the lease of a run
+    that died (never released) lapses after LEASE_MINUTES."""
+    import shutil
+
+    data_dir = tmp_path / "var"
+    shutil.copytree(demo_template, data_dir)
+    clock = ManualClock()
+    async with open_services(Settings(data_dir=data_dir), clock) as services:
+        admin = next(u for u in await services.accounts.list() if u.role == "admin")
+        async with services.engine.connect() as conn:
+            case_no = await conn.scalar(select(cases.c.case_no).limit(1))
+        case = await services.cases.get(admin, case_no)
+        holds = LegalHolds(services.engine, clock, services.audit)
+        store = services.evidence
+
+        async def refused(work: Any) -> str:
+            with pytest.raises(Conflict) as refusal:
+                await work
+            return refusal.value.code
+
+        async with RetentionLease(services.engine, clock):
+            assert await refused(holds.place(admin, case, {"reason": "复议"})) == (
+                "retention_running"
+            )
+            assert (
+                await refused(run_retention(services.engine, services.audit, store, clock))
+                == "retention_running"
+            )
+        assert (await holds.place(admin, case, {"reason": "复议"}))["on_hold"]
+        await holds.lift(admin, case, {"reason": "复议结束"})
+
+        died = RetentionLease(services.engine, clock)
+        await died.__aenter__()  # a run killed before it released the lease
+        clock.advance(minutes=LEASE_MINUTES - 1)
+        assert await refused(holds.place(admin, case, {"reason": "复议"})) == "retention_running"
+        clock.advance(minutes=2)
+        assert (await holds.place(admin, case, {"reason": "复议"}))["on_hold"]
+        assert (await run_retention(services.engine, services.audit, store, clock)).files == 0
+    assert message("retention_running").startswith("保存期限清理正在进行")
 
 
 def test_cli_dry_run_prints_a_chinese_summary(tmp_path, demo_template) -> None:
