@@ -9,6 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from signaling.tables import counters
@@ -68,17 +69,21 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         )
 
 
+async def ensure_counter(conn: AsyncConnection, name: str) -> None:
+    """Create the ``counters`` row ``name`` at 0 unless it exists, inside the caller's
+    transaction (ON CONFLICT DO NOTHING: two first users cannot both insert it)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(insert(counters).values(name=name, value=0).on_conflict_do_nothing())
+
+
 async def next_value(conn: AsyncConnection, name: str) -> int:
-    """Move the ``counters`` row ``name`` on by one (created at 1) inside the caller's
-    transaction; returns the new value."""
+    """Move the ``counters`` row ``name`` on by one (the first value is 1) inside the
+    caller's transaction; returns the new value."""
+    await ensure_counter(conn, name)
     value = await conn.scalar(
         update(counters)
         .where(counters.c.name == name)
         .values(value=counters.c.value + 1)
         .returning(counters.c.value)
     )
-    if value is None:
-        # The UPDATE above took the write lock, so no other writer can insert it first.
-        await conn.execute(counters.insert().values(name=name, value=1))
-        return 1
     return int(value)

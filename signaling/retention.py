@@ -31,6 +31,7 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.cases import CHINA_TIME, china_iso
+from signaling.db import ensure_counter
 from signaling.errors import Conflict
 from signaling.models import Case, User
 from signaling.reviews import OPEN_STATES
@@ -153,11 +154,14 @@ def _minutes(clock: Clock) -> int:
 async def _lease_held(conn: AsyncConnection, now: int) -> bool:
     """Lock the lease row inside the caller's transaction (a write that changes nothing:
     SQLite's write lock, PostgreSQL's row lock) and say whether a run holds it."""
-    await conn.execute(
-        update(counters).where(counters.c.name == LEASE).values(value=counters.c.value)
+    await ensure_counter(conn, LEASE)
+    until = await conn.scalar(
+        update(counters)
+        .where(counters.c.name == LEASE)
+        .values(value=counters.c.value)
+        .returning(counters.c.value)
     )
-    until = await conn.scalar(select(counters.c.value).where(counters.c.name == LEASE))
-    return until is not None and until > now
+    return int(until) > now
 
 
 class RetentionLease:
@@ -190,11 +194,7 @@ class RetentionLease:
 
     async def _set(self, conn: AsyncConnection, until: int) -> None:
         self._until = until
-        changed = await conn.execute(
-            update(counters).where(counters.c.name == LEASE).values(value=until)
-        )
-        if not changed.rowcount:
-            await conn.execute(counters.insert().values(name=LEASE, value=until))
+        await conn.execute(update(counters).where(counters.c.name == LEASE).values(value=until))
 
 
 class LegalHolds:
