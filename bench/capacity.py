@@ -13,8 +13,9 @@ first of: a frame lost, added p95 over ``--max-added-ms``, the server core at
 lower bound: "client-bound"), or ``--max-sessions``.
 
 Reported: sessions per core (the last step that held, or, if the server core did not
-saturate, that step scaled by its CPU: an estimate, marked so), CPU and RSS per session
-(slopes over the steps), what saturated first. With ``--record`` the same ramp runs with
+saturate, an estimate, marked so: where the line fitted to the steps' server CPU reaches
+one core, its fixed part counted), CPU and RSS per session (slopes over the steps), what
+saturated first. With ``--record`` the same ramp runs with
 capture on every track too, and the capture's CPU per session is set against the room's.
 """
 
@@ -83,11 +84,12 @@ def busy(cores: set[int]) -> tuple[int, int]:
     return done, total
 
 
-def slope(xs: list[float], ys: list[float]) -> float | None:
-    """Least-squares slope; None from fewer than two distinct points."""
+def line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares (slope, intercept); None from fewer than two distinct points."""
     if len(set(xs)) < 2:
         return None
-    return float(np.polyfit(xs, ys, 1)[0])
+    fitted = np.polyfit(xs, ys, 1)
+    return float(fitted[0]), float(fitted[1])
 
 
 async def ramp(
@@ -185,13 +187,16 @@ def report(steps: list[Step], reason: str) -> dict[str, Any]:
     failed = reason == "frame lost" or reason.startswith("added")
     held = steps[:-1] if failed else steps
     sessions = [float(s.sessions) for s in steps]
-    cpu = slope(sessions, [s.server_core_pct / 100 for s in steps])
-    if cpu is None and steps:  # one step: its share (the idle server's CPU is small)
-        cpu = steps[-1].server_core_pct / 100 / steps[-1].sessions
-    rss = slope(sessions, [s.rss_mb for s in steps])
+    fitted = line(sessions, [s.server_core_pct / 100 for s in steps])
+    if fitted is None and steps:  # one step: its share (the idle server's CPU is small)
+        fitted = (steps[-1].server_core_pct / 100 / steps[-1].sessions, 0.0)
+    cpu, fixed = fitted if fitted else (None, 0.0)
+    rss_line = line(sessions, [s.rss_mb for s in steps])
+    rss = rss_line[0] if rss_line else None
     best = held[-1] if held else None
     per_core = best.sessions if best is not None and reason == "server core" else None
-    estimate = round(1 / cpu) if cpu else None
+    # where the fitted line reaches one whole core: the fixed cost counted
+    estimate = int((1 - fixed) / cpu) if cpu and cpu > 0 else None
     return {
         "steps": [vars(s) for s in steps],
         "first_limit": reason,
@@ -200,6 +205,7 @@ def report(steps: list[Step], reason: str) -> dict[str, Any]:
         "sessions_per_core": per_core,
         "sessions_per_core_estimate": estimate,
         "cpu_per_session": None if cpu is None else round(cpu, 4),
+        "cpu_fixed": round(fixed, 4),
         "rss_mb_per_session": _round(rss),
         "added_p95_ms_at_held": best.added_p95_ms if best else None,
     }
@@ -232,8 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             r = out[mode]
             print(
                 f"{mode}: held {r['sessions_held']} sessions ({r['first_limit']}); "
-                f"{r['cpu_per_session']} core per session → ~{r['sessions_per_core_estimate']} "
-                f"sessions per core (estimate); RSS {r['rss_mb_per_session']} MB per session"
+                f"{r['cpu_per_session']} core per session + {r['cpu_fixed']} fixed → "
+                f"~{r['sessions_per_core_estimate']} sessions per core (estimate); "
+                f"RSS {r['rss_mb_per_session']} MB per session"
             )
     out["load_average"] = round(os.getloadavg()[0], 2)
     return out

@@ -51,6 +51,8 @@ class TrackProbe:
     sample: list[tuple[int, bytes]] = field(default_factory=list)
     """(cycle position, frame bytes) from the first keyframe on."""
     _pending: dict[int, dict[int, tuple[RtpView, float]]] = field(default_factory=dict)
+    _completed: dict[int, None] = field(default_factory=dict)
+    """Timestamps of the last frames completed (a late duplicate completes none again)."""
     _decoder: Any = None
     _sample_closed: bool = False
 
@@ -64,11 +66,16 @@ class TrackProbe:
             if self.first_at is None:
                 self.first_at = now
             return
+        if packet.timestamp in self._completed:
+            return  # a duplicate (a retransmission) of a frame already complete
         parts = self._pending.setdefault(packet.timestamp, {})
-        parts[packet.sequence_number] = (packet, now)
+        parts.setdefault(packet.sequence_number, (packet, now))  # the first arrival counts
         frame = _complete(parts)
         if frame is not None:
             del self._pending[packet.timestamp]
+            self._completed[packet.timestamp] = None
+            if len(self._completed) > PENDING_LIMIT:
+                del self._completed[next(iter(self._completed))]
             self._arrived(*frame, now)
         elif len(self._pending) > PENDING_LIMIT:
             del self._pending[next(iter(self._pending))]

@@ -55,6 +55,7 @@ for name in ("J1", "J2"):
         for variant, figures in variants.items():
             print(f"  coreview {variant}: {figures['cpu_per_session']:.4f}"
                   f"  (added p95 {figures['latency_p95_ms']} ms over its direct twin)")
-        print(f"  coreview frame latency p50 {coreview['frame_latency_p50_ms']} ms, "
+        first = next(iter(variants))
+        print(f"  coreview {first} frame latency p50 {coreview['frame_latency_p50_ms']} ms, "
               f"twin {coreview['direct_latency_p50_ms']} ms")
 EOF
