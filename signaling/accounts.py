@@ -12,7 +12,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Row, delete, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -79,6 +79,14 @@ def login_key(token: str) -> str:
     """A login session's key: only a hash of the cookie's token is stored (a leaked table
     opens no session), and it names the session to the parts that must follow it."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+SESSION_USER = (
+    select(users, login_sessions.c.csrf_token, login_sessions.c.expires_at)
+    .join(login_sessions, login_sessions.c.user_id == users.c.id)
+    .where(login_sessions.c.id == bindparam("key"))
+)
+"""Every request's login lookup, built once (SQLAlchemy then keeps its cache key too)."""
 
 
 class Accounts:
@@ -256,13 +264,8 @@ class Accounts:
 
     async def session_user(self, token: str) -> tuple[User, str] | None:
         """The user and CSRF token of a live session, or None."""
-        query = (
-            select(users, login_sessions.c.csrf_token, login_sessions.c.expires_at)
-            .join(login_sessions, login_sessions.c.user_id == users.c.id)
-            .where(login_sessions.c.id == login_key(token))
-        )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(SESSION_USER, {"key": login_key(token)})).first()
         if row is None or row.disabled or as_utc(row.expires_at) <= self._clock.now():
             return None
         return _user(row), row.csrf_token
