@@ -1,7 +1,8 @@
 """Control-plane load for the paired media benchmark: ``--clients`` concurrent clients,
 logged in as one clerk, each sending ``GET /api/v1/cases`` as soon as the last answer
 came, for ``--seconds``. Runs in its own process (``bench.relay --api-load`` starts it)
-and prints one JSON line: requests, answers by status, req/s, p50/p99 ms.
+and prints one JSON line: requests, answers by status, req/s, p50/p99 ms, and the
+monotonic clock at its first request and after its last (the media window it loaded).
 
     python -m bench.apiload --url http://127.0.0.1:PORT --username U --password P
 """
@@ -45,8 +46,11 @@ async def hammer(
 
         began = time.monotonic()
         await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.monotonic() - began
+        ended = time.monotonic()
+        elapsed = ended - began
     return {
+        "began": began,
+        "ended": ended,
         "requests": len(took),
         "errors": sum(n for status, n in statuses.items() if status != 200),
         "statuses": {str(k): n for k, n in sorted(statuses.items())},

@@ -193,6 +193,8 @@ async def measure(
     result.server = await server.call("probe")
     after = result.server.pop("udp")
     result.server["udp_errors"] = {k: after[k] - before.get(k, 0) for k in after}
+    if result.api is not None:  # frames only while the requests ran (not its start-up)
+        t0, t1 = result.api.pop("began"), result.api.pop("ended")
     for figures in await clients.each("window", t0=t0, t1=t1):
         result.add_window(figures)
 
