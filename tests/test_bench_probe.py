@@ -23,7 +23,7 @@ def test_a_duplicate_packet_neither_completes_a_frame_twice_nor_moves_its_arriva
     first = packet(1, b"\x10" + frames[0][:5], marker=0)
     probe._on_packet(first)
     first_seen = time.monotonic()
-    time.sleep(0.01)
+    time.sleep(0.01)  # ok-sleep: a later arrival time
     probe._on_packet(first)  # a duplicate before the frame completes
     probe._on_packet(packet(2, b"\x00" + frames[0][5:]))
     probe._on_packet(packet(2, b"\x00" + frames[0][5:]))  # one after it did

@@ -160,7 +160,7 @@ async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
         participant = await attach(self, grant, *args)
         if grant.role == "clerk":
             await approver.post(f"/api/v1/sessions/{session_id}/accept")
-            await asyncio.sleep(0.3)  # the accept's change reaches the session meanwhile
+            await asyncio.sleep(0.3)  # ok-sleep: the accept's change reaches the session meanwhile
         return participant
 
     monkeypatch.setattr(LiveSession, "attach", attach_then_accept)
@@ -193,15 +193,17 @@ async def test_a_chat_posted_while_someone_joins_reaches_the_joiner_once(users, 
         participant = await attach(self, grant, *args)
         if grant.role == "approver":
             await clerk_channel.send(protocol.Chat("请核对身份证"))
-            await asyncio.sleep(0.3)  # the clerk's chat is handled meanwhile
+            await asyncio.sleep(0.3)  # ok-sleep: the clerk's chat comes in meanwhile
         return participant
 
     monkeypatch.setattr(LiveSession, "attach", attach_then_chat)
     channel = await SignalChannel.open(approver, session_id, accepted["token"])
     try:
         history = await channel.wait("chat_history")
-        await clerk_channel.wait("chat_posted")  # broadcast to both by now
-        await asyncio.sleep(0.2)
+        await clerk_channel.wait("chat_posted")
+        # told after every earlier chat was told to everyone (one at a time, in order)
+        await channel.send(protocol.Chat("收到"))
+        await channel.wait("chat_posted", lambda m: m["text"] == "收到")  # taken: not below
         told = [m for m in channel.received if m.get("type") == "chat_posted"]
         lines = [m["text"] for m in history["messages"]] + [m["text"] for m in told]
         assert lines == ["请核对身份证"], lines
