@@ -2,7 +2,8 @@
 
     python -m bench.api [--seconds 10] [--rounds 2] [--clients 40]
 
-Two server processes start side by side (on core 0 when the machine has 2+ cores): a
+Two server processes start side by side (on core 0 when the machine has 2+ cores; on the
+event loop `coreview serve` uses, uvloop where installed): a
 bare aiohttp app answering a constant JSON, and coreview's ``create_app`` on a fresh data
 directory with the demo data and a handful of cases. Windows alternate (bare, cases,
 healthz, then again for each round): a load process (on the other core) runs
@@ -31,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from media.loops import loop_factory
 from recorder.clock import SystemClock
 from signaling import identity
 from signaling.app import create_app
@@ -92,12 +94,14 @@ async def _coreview(data_dir: Path) -> None:
 
 
 def server_main(kind: str, data_dir: Path | None) -> None:
+    """Both servers on the event loop ``coreview serve`` runs on (media/loops.py)."""
     _pin(0)
-    if kind == "bare":
-        asyncio.run(_serve(_bare_app()))
-    else:
-        assert data_dir is not None
-        asyncio.run(_coreview(data_dir))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        if kind == "bare":
+            runner.run(_serve(_bare_app()))
+        else:
+            assert data_dir is not None
+            runner.run(_coreview(data_dir))
 
 
 # -- load (a child process) ---------------------------------------------------------------
