@@ -29,6 +29,7 @@ from signaling.errors import (
 )
 from signaling.login_throttle import LoginThrottle
 from signaling.models import ROLES, Role, User
+from signaling.reads import Reads
 from signaling.settings import Settings
 from signaling.tables import departments, jurisdictions, login_sessions, outlets, users
 
@@ -91,9 +92,10 @@ SESSION_USER = (
 
 class Accounts:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, settings: Settings, audit: AuditLog
+        self, engine: AsyncEngine, reads: Reads, clock: Clock, settings: Settings, audit: AuditLog
     ) -> None:
         self._engine = engine
+        self._reads = reads
         self._clock = clock
         self._settings = settings
         self._audit = audit
@@ -264,8 +266,8 @@ class Accounts:
 
     async def session_user(self, token: str) -> tuple[User, str] | None:
         """The user and CSRF token of a live session, or None."""
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(SESSION_USER, {"key": login_key(token)})).first()
+        key = login_key(token)
+        row = await self._reads.run(lambda conn: conn.execute(SESSION_USER, {"key": key}).first())
         if row is None or row.disabled or as_utc(row.expires_at) <= self._clock.now():
             return None
         return _user(row), row.csrf_token

@@ -15,11 +15,13 @@ Figures per case, over its review sessions:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     DateTime,
     Select,
@@ -35,6 +37,7 @@ from sqlalchemy import (
 
 from recorder.clock import as_utc
 from signaling import identity, validation
+from signaling.case_scope import CONDITIONS, Scope
 from signaling.errors import InvalidInput
 from signaling.models import Case
 from signaling.reviews import QUEUED_AT
@@ -70,6 +73,8 @@ GAP_EVENTS = ("recording_gap", "session_interrupted")
 CASE_CHAIN = "case:"
 """The prefix of a case's chain in the log (recorder/auditlog.py ``chain_of``)."""
 MAX_PAGE = 100_000
+SHAPES = 256
+"""Search statements kept built (one per shape: scope, kind of term, filters, sort)."""
 
 
 def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -243,6 +248,7 @@ class CaseSql:
 
     def __init__(self, dialect: str, tz: dt.tzinfo) -> None:
         self.tz = tz
+        self._built = functools.lru_cache(maxsize=SHAPES)(self._build)
         self.now = bindparam("search_now", type_=DateTime(timezone=True))
         self.dialect = dialect
         rs = review_sessions
@@ -294,9 +300,6 @@ class CaseSql:
             case_decisions.c.decided_at >= cases.c.due_at,
         )
 
-    def params(self, now: dt.datetime) -> dict[str, Any]:
-        return {self.now.key: now}
-
     def select_rows(self, statement: Select[Any]) -> Select[Any]:
         """Add the figures to a scoped, filtered ``select(cases)``."""
         return statement.add_columns(
@@ -311,92 +314,177 @@ class CaseSql:
             case((self.overdue, True), else_=False).label("overdue"),
         )
 
-    def filtered(
-        self, statement: Select[Any], query: CaseQuery, approver_id: int | None
-    ) -> Select[Any]:
-        """Joins the decision and applies every filter but the search term."""
-        statement = statement.outerjoin(case_decisions, case_decisions.c.case_id == cases.c.id)
-        conditions: list[ColumnElement[bool]] = []
-        if query.status:
-            conditions.append(cases.c.status == query.status)
-        if query.matter:
-            conditions.append(
-                cases.c.matter_id.in_(select(matters.c.id).where(matters.c.code == query.matter))
-            )
-        if query.outlet:
-            conditions.append(
-                cases.c.outlet_id.in_(select(outlets.c.id).where(outlets.c.code == query.outlet))
-            )
-        if query.department:
-            conditions.append(
-                cases.c.department_id.in_(
-                    select(departments.c.id).where(departments.c.code == query.department)
-                )
-            )
-        if approver_id is not None:
-            conditions.append(self._approver(approver_id))
-        if query.date_from:
-            conditions.append(cases.c.created_at >= self.midnight(query.date_from))
-        if query.date_to:
-            next_day = query.date_to + dt.timedelta(days=1)
-            conditions.append(cases.c.created_at < self.midnight(next_day))
-        if query.decision == "none":
+    def statements(self, shape: PageShape) -> tuple[Select[Any], Select[Any]]:
+        """The page (with the total as a column) and the count alone, of ``shape``;
+        built once per shape (building and keying a statement cost more than running it)."""
+        return self._built(shape)
+
+    def _build(self, shape: PageShape) -> tuple[Select[Any], Select[Any]]:
+        statement = select(cases).outerjoin(case_decisions, case_decisions.c.case_id == cases.c.id)
+        scope = CONDITIONS[shape.scope]
+        if scope is not None:
+            statement = statement.where(scope)
+        if shape.term:
+            statement = statement.where(TERMS[shape.term])
+        statement = statement.where(*self._conditions(shape))
+        counted = select(func.count()).select_from(
+            statement.with_only_columns(cases.c.id).subquery()
+        )
+        # the count rides along as an uncorrelated subquery: computed once, one query
+        page = self.select_rows(statement).add_columns(counted.scalar_subquery().label("total"))
+        page = self._ordered(page, shape).limit(bindparam("page_limit"))
+        return page.offset(bindparam("page_offset")), counted
+
+    def _conditions(self, shape: PageShape) -> list[ColumnElement[bool]]:
+        """Every filter but the search term, each value a bound parameter (``values``)."""
+        conditions = [FILTERS[name] for name in shape.filters]
+        if shape.decision == "none":
             conditions.append(case_decisions.c.id.is_(None))
-        elif query.decision:
-            conditions.append(case_decisions.c.outcome == query.decision)
-        if query.rating:
-            conditions.append(self._rating(query.rating))
-        if query.gaps:
+        elif shape.decision:
+            conditions.append(case_decisions.c.outcome == bindparam("f_decision"))
+        if shape.rating:
+            conditions.append(_rating(shape.rating))
+        if shape.gaps:
             conditions.append(self.gaps)
-        if query.overdue:
+        if shape.overdue:
             conditions.append(self.overdue)
-        return statement.where(*conditions)
+        return conditions
 
-    def midnight(self, day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), self.tz).astimezone(dt.UTC)
-
-    @staticmethod
-    def _approver(approver_id: int) -> ColumnElement[bool]:
-        rs = review_sessions
-        co_reviewed = select(rs.c.case_id).join(
-            session_invitations, session_invitations.c.session_id == rs.c.id
-        )
-        return or_(
-            case_decisions.c.decided_by == approver_id,
-            exists().where(rs.c.case_id == cases.c.id, rs.c.accepted_by == approver_id),
-            cases.c.id.in_(co_reviewed.where(session_invitations.c.accepted_by == approver_id)),
-        )
-
-    @staticmethod
-    def _rating(rating: str) -> ColumnElement[bool]:
-        rated = exists().where(session_ratings.c.case_id == cases.c.id)
-        if rating == "none":
-            return ~rated
-        scores = BAD_RATINGS if rating == "bad" else (rating,)
-        return rated.where(session_ratings.c.score.in_(scores))
-
-    @staticmethod
-    def term(text: str, case_no: str | None) -> ColumnElement[bool]:
-        """A whole case number exactly; otherwise part of a case number or of a name."""
-        if case_no is not None:
-            return cases.c.case_no == case_no
-        pattern = f"%{_escaped(text)}%"
-        return or_(
-            cases.c.applicant_name.like(pattern, escape="\\"),
-            cases.c.case_no.like(pattern.upper(), escape="\\"),
-        )
-
-    def ordered(self, statement: Select[Any], query: CaseQuery) -> Select[Any]:
+    def _ordered(self, statement: Select[Any], shape: PageShape) -> Select[Any]:
         key: Any = {
             "created": cases.c.created_at,
             "case_no": cases.c.case_no,
             "waiting": self.waiting,
             "duration": self.duration,
             "due": cases.c.due_at,
-        }[query.sort]
-        if query.order == "desc":
+        }[shape.sort]
+        if shape.order == "desc":
             return statement.order_by(key.desc(), cases.c.id.desc())
         return statement.order_by(key.asc(), cases.c.id.asc())
+
+    def values(self, query: CaseQuery, now: dt.datetime) -> dict[str, Any]:
+        """The bound values of ``query``'s filters, clock and page (not the scope's, the
+        term's or the approver's id: the caller adds those)."""
+        values: dict[str, Any] = {
+            self.now.key: now,
+            "page_limit": query.per_page,
+            "page_offset": (query.page - 1) * query.per_page,
+        }
+        for name in ("status", "matter", "outlet", "department"):
+            if getattr(query, name):
+                values[f"f_{name}"] = getattr(query, name)
+        if query.date_from:
+            values["f_from"] = self.midnight(query.date_from)
+        if query.date_to:
+            values["f_before"] = self.midnight(query.date_to + dt.timedelta(days=1))
+        if query.decision and query.decision != "none":
+            values["f_decision"] = query.decision
+        if query.rating not in ("", "none", "bad"):
+            values["f_score"] = query.rating
+        return values
+
+    def midnight(self, day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), self.tz).astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class PageShape:
+    """What a search's SQL depends on besides its values: one statement per shape."""
+
+    scope: Scope
+    term: str
+    """Empty (none), "digest" (a full ID number), "case_no" (a whole one) or "part"."""
+    filters: tuple[str, ...]
+    """Names in ``FILTERS`` that apply."""
+    decision: str
+    """Empty, "none" or "outcome" (one outcome)."""
+    rating: str
+    """Empty, "none", "bad" or "score" (one score)."""
+    gaps: bool
+    overdue: bool
+    sort: str
+    order: str
+
+    @classmethod
+    def of(cls, query: CaseQuery, scope: Scope, term: str) -> PageShape:
+        catalog = ("status", "matter", "outlet", "department")
+        filters = [name for name in catalog if getattr(query, name)]
+        filters += ["approver"] if query.approver else []
+        filters += ["from"] if query.date_from else []
+        filters += ["to"] if query.date_to else []
+        decision = "outcome" if query.decision not in ("", "none") else query.decision
+        rating = "score" if query.rating not in ("", "none", "bad") else query.rating
+        return cls(
+            scope,
+            term,
+            tuple(filters),
+            decision,
+            rating,
+            query.gaps,
+            query.overdue,
+            query.sort,
+            query.order,
+        )
+
+
+def _in_catalog(column: Any, table: Any, name: str) -> ColumnElement[bool]:
+    condition: ColumnElement[bool] = column.in_(
+        select(table.c.id).where(table.c.code == bindparam(f"f_{name}"))
+    )
+    return condition
+
+
+def _approver() -> ColumnElement[bool]:
+    """Accepted, co-reviewed (联审) or decided by the approver ``approver_id``."""
+    rs = review_sessions
+    approver_id: BindParameter[int] = bindparam("approver_id")
+    co_reviewed = select(rs.c.case_id).join(
+        session_invitations, session_invitations.c.session_id == rs.c.id
+    )
+    return or_(
+        case_decisions.c.decided_by == approver_id,
+        exists().where(rs.c.case_id == cases.c.id, rs.c.accepted_by == approver_id),
+        cases.c.id.in_(co_reviewed.where(session_invitations.c.accepted_by == approver_id)),
+    )
+
+
+FILTERS: dict[str, ColumnElement[bool]] = {
+    "status": cases.c.status == bindparam("f_status"),
+    "matter": _in_catalog(cases.c.matter_id, matters, "matter"),
+    "outlet": _in_catalog(cases.c.outlet_id, outlets, "outlet"),
+    "department": _in_catalog(cases.c.department_id, departments, "department"),
+    "approver": _approver(),
+    "from": cases.c.created_at >= bindparam("f_from"),
+    "to": cases.c.created_at < bindparam("f_before"),
+}
+
+
+def _rating(rating: str) -> ColumnElement[bool]:
+    rated = exists().where(session_ratings.c.case_id == cases.c.id)
+    if rating == "none":
+        return ~rated
+    if rating == "bad":
+        return rated.where(session_ratings.c.score.in_(BAD_RATINGS))
+    return rated.where(session_ratings.c.score == bindparam("f_score"))
+
+
+TERMS: dict[str, ColumnElement[bool]] = {
+    "digest": cases.c.id_number_digest == bindparam("term_digest"),
+    "case_no": cases.c.case_no == bindparam("term_case_no"),
+    "part": or_(
+        cases.c.applicant_name.like(bindparam("term_name"), escape="\\"),
+        cases.c.case_no.like(bindparam("term_number"), escape="\\"),
+    ),
+}
+"""The search term's condition by kind (``term_values``)."""
+
+
+def term_values(kind: str, text: str) -> dict[str, Any]:
+    """The bound values of ``TERMS[kind]`` for what was typed (for "digest", the digest)."""
+    if kind == "part":
+        pattern = f"%{_escaped(text)}%"
+        return {"term_name": pattern, "term_number": pattern.upper()}
+    return {"term_" + kind: text} if kind else {}
 
 
 def case_row(row: Any, case_of: Case) -> CaseRow:

@@ -7,26 +7,32 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Row, Select, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import identity, validation
-from signaling.case_search import CASE_STATUS, CasePage, CaseQuery, CaseSql, case_row
+from signaling.case_scope import CONDITIONS, Scope, scope_of, scope_values
+from signaling.case_search import (
+    CASE_STATUS,
+    CasePage,
+    CaseQuery,
+    CaseSql,
+    PageShape,
+    case_row,
+    term_values,
+)
 from signaling.catalog import Catalog
 from signaling.db import next_value
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.id_search import IdSearches
 from signaling.models import Case, User
+from signaling.reads import Reads
 from signaling.tables import (
     cases,
-    departments,
     matter_materials,
     matters,
-    outlets,
-    review_sessions,
-    session_invitations,
     users,
 )
 from signaling.workdays import limit_ends
@@ -61,6 +67,15 @@ def _case(row: Row[Any]) -> Case:
     )
 
 
+def _approver_id(conn: Connection, username: str) -> int:
+    found = conn.scalar(
+        select(users.c.id).where(users.c.username == username, users.c.role == "approver")
+    )
+    if found is None:
+        raise InvalidInput("no_such_approver", field="approver")
+    return int(found)
+
+
 def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
@@ -69,6 +84,7 @@ class Cases:
     def __init__(
         self,
         engine: AsyncEngine,
+        reads: Reads,
         clock: Clock,
         audit: AuditLog,
         id_key: bytes,
@@ -77,6 +93,7 @@ class Cases:
         catalog: Catalog,
     ) -> None:
         self._engine = engine
+        self._reads = reads
         self._catalog = catalog
         self._clock = clock
         self._audit = audit
@@ -178,78 +195,46 @@ class Cases:
     async def find(self, user: User, query: CaseQuery) -> CasePage:
         """One page of the cases in scope that match (signaling/case_search.py). ``q`` is
         a case number (whole or part), part of the applicant's name, or a full ID number
-        (only some roles, limited and logged: signaling/id_search.py)."""
-        digest = None
+        (only some roles, limited and logged: signaling/id_search.py). One read on a
+        reader thread (signaling/reads.py) with a statement built once per shape."""
+        term, typed = "", query.q
         if identity.is_valid(identity.normalize(query.q)):
             await self._id_searches.admit(user)
-            digest = identity.digest(identity.normalize(query.q), self._id_key)
-        sql, params = self._sql, self._sql.params(self._clock.now())
-        statement = await self.scoped(user, select(cases))
-        async with self._engine.connect() as conn:
-            approver_id = await self._approver_id(conn, query.approver)
-            if digest is not None:
-                statement = statement.where(cases.c.id_number_digest == digest)
-            elif query.q:
-                whole = query.q.upper() if self._case_no.fullmatch(query.q.upper()) else None
-                statement = statement.where(sql.term(query.q, whole))
-            statement = sql.filtered(statement, query, approver_id)
-            counted = select(func.count()).select_from(
-                statement.with_only_columns(cases.c.id).subquery()
-            )
-            # the count rides along as an uncorrelated subquery: computed once, one query
-            page = sql.select_rows(statement).add_columns(counted.scalar_subquery().label("total"))
-            offset = (query.page - 1) * query.per_page
-            page = sql.ordered(page, query).limit(query.per_page).offset(offset)
-            rows = (await conn.execute(page, params)).all()
+            term, typed = "digest", identity.digest(identity.normalize(query.q), self._id_key)
+        elif query.q:
+            whole = self._case_no.fullmatch(query.q.upper())
+            term, typed = ("case_no", query.q.upper()) if whole else ("part", query.q)
+        scope, values = await self._scope(user)
+        page, counted = self._sql.statements(PageShape.of(query, scope, term))
+        values |= self._sql.values(query, self._clock.now()) | term_values(term, typed)
+
+        def read(conn: Connection) -> tuple[list[Row[Any]], int]:
+            if query.approver:
+                values["approver_id"] = _approver_id(conn, query.approver)
+            rows = list(conn.execute(page, values).all())
             if rows:
-                total = int(rows[0].total)
-            else:  # past the end (or nothing): counted on its own
-                total = int(await conn.scalar(counted, params) or 0) if offset else 0
-        if digest is not None:
-            await self._id_searches.record(user, digest, total)
+                return rows, int(rows[0].total)
+            # past the end (or nothing): counted on its own
+            return rows, int(conn.scalar(counted, values) or 0) if values["page_offset"] else 0
+
+        rows, total = await self._reads.run(read)
+        if term == "digest":
+            await self._id_searches.record(user, typed, total)
         return CasePage([case_row(row, _case(row)) for row in rows], total, query)
 
-    @staticmethod
-    async def _approver_id(conn: AsyncConnection, username: str) -> int | None:
-        if not username:
-            return None
-        found = await conn.scalar(
-            select(users.c.id).where(users.c.username == username, users.c.role == "approver")
-        )
-        if found is None:
-            raise InvalidInput("no_such_approver", field="approver")
-        return int(found)
+    async def _scope(self, user: User) -> tuple[Scope, dict[str, Any]]:
+        """The user's scope and its bound values (signaling/case_scope.py)."""
+        scope = scope_of(user)
+        codes: list[str] = []
+        if scope == "jurisdiction" and user.jurisdiction_code is not None:
+            codes = sorted((await self._catalog.snapshot()).subtree(user.jurisdiction_code))
+        return scope, scope_values(user, codes)
 
     async def scoped(self, user: User, statement: Select[Any]) -> Select[Any]:
         """Restrict a query on cases to what the user may see."""
-        if user.role == "admin":  # the auditor's side open to admins (export, holds): all
-            return statement
-        if user.role == "clerk":
-            return statement.where(cases.c.outlet_id == user.outlet_id)
-        if user.role == "approver":  # its department's cases, and those it co-reviews (联审)
-            co_reviewed = (
-                select(review_sessions.c.case_id)
-                .join(session_invitations, session_invitations.c.session_id == review_sessions.c.id)
-                .where(session_invitations.c.accepted_by == user.id)
-            )
-            return statement.where(
-                or_(cases.c.department_id == user.department_id, cases.c.id.in_(co_reviewed))
-            )
-        if user.role == "auditor":
-            if user.jurisdiction_code is None:
-                return statement
-            codes = (await self._catalog.snapshot()).subtree(user.jurisdiction_code)
-            return statement.where(
-                or_(
-                    cases.c.outlet_id.in_(
-                        select(outlets.c.id).where(outlets.c.jurisdiction_code.in_(codes))
-                    ),
-                    cases.c.department_id.in_(
-                        select(departments.c.id).where(departments.c.jurisdiction_code.in_(codes))
-                    ),
-                )
-            )
-        raise Forbidden("wrong_role")
+        scope, values = await self._scope(user)
+        condition = CONDITIONS[scope]
+        return statement if condition is None else statement.where(condition).params(values)
 
 
 async def case_materials(engine: AsyncEngine, case_id: int) -> list[dict[str, Any]]:

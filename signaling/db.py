@@ -17,7 +17,7 @@ from signaling.tables import counters
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -40,7 +40,7 @@ def _rollback_if_open(rollback: Callable[[Any], None]) -> Callable[[Any], None]:
 def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         dialect = engine.sync_engine.dialect
         if dialect.driver == "aiosqlite":
             dialect.do_rollback = _rollback_if_open(dialect.do_rollback)  # type: ignore[method-assign,assignment]

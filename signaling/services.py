@@ -22,6 +22,7 @@ from signaling.cases import Cases
 from signaling.catalog import Catalog
 from signaling.db import create_engine, migrate
 from signaling.id_search import IdSearches
+from signaling.reads import Reads
 from signaling.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def make_private(data_dir: Path, database: Path | None) -> None:
 class Services:
     keys: keys.NodeSecrets
     engine: AsyncEngine
+    reads: Reads
     audit: AuditLog
     accounts: Accounts
     catalog: Catalog
@@ -63,6 +65,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
     make_private(settings.data_dir, settings.sqlite_path)
     secrets = keys.load_or_create(settings.data_dir)
     engine = create_engine(settings.sqlalchemy_url)
+    reads = Reads(engine, settings.sqlite_path)
     try:
         await migrate(engine)
         keyring = Keyring(engine, clock, keys.node_key_path(settings.data_dir), secrets.node_key)
@@ -72,11 +75,13 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         yield Services(
             keys=secrets,
             engine=engine,
+            reads=reads,
             audit=audit,
-            accounts=Accounts(engine, clock, settings, audit),
+            accounts=Accounts(engine, reads, clock, settings, audit),
             catalog=catalog,
             cases=Cases(
                 engine,
+                reads,
                 clock,
                 audit,
                 secrets.id_key,
@@ -87,4 +92,5 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             evidence=EvidenceStore(settings.data_dir / "evidence"),
         )
     finally:
+        reads.close()
         await engine.dispose()

@@ -1,0 +1,75 @@
+"""Reads on a reader thread (signaling/reads.py), against a real SQLite database: they
+see what the async engine committed, cannot write, and without a database file run the
+same function through the async engine."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import OperationalError
+
+from signaling.db import create_engine, migrate
+from signaling.reads import Reads
+from signaling.tables import counters
+
+
+def _count(conn: Connection) -> tuple[int, str]:
+    found = conn.scalar(select(func.count()).select_from(counters))
+    return int(found or 0), threading.current_thread().name
+
+
+async def test_reads_run_on_a_reader_thread_and_see_committed_writes(tmp_path: Path):
+    path = tmp_path / "db.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    reads = Reads(engine, path)
+    try:
+        await migrate(engine)
+        assert (await reads.run(_count))[0] == 0
+        async with engine.begin() as conn:
+            await conn.execute(counters.insert().values(name="seen", value=1))
+        count, thread = await reads.run(_count)
+        assert count == 1
+        assert thread.startswith("coreview-read")
+    finally:
+        reads.close()
+        await engine.dispose()
+
+
+async def test_the_reader_cannot_write(tmp_path: Path):
+    path = tmp_path / "db.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    reads = Reads(engine, path)
+    try:
+        await migrate(engine)
+
+        def write(conn: Connection) -> None:
+            conn.execute(counters.insert().values(name="written", value=1))
+            conn.commit()
+
+        with pytest.raises(OperationalError, match="readonly"):
+            await reads.run(write)
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(counters)) == 0
+    finally:
+        reads.close()
+        await engine.dispose()
+
+
+async def test_without_a_database_file_reads_go_through_the_async_engine(tmp_path: Path):
+    """``database_url`` set (here: SQLite named by URL only): the same read function runs
+    through ``run_sync`` on the async engine's connection."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
+    reads = Reads(engine, None)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            await conn.execute(counters.insert().values(name="seen", value=1))
+        count, thread = await reads.run(_count)
+        assert count == 1
+        assert not thread.startswith("coreview-read")
+    finally:
+        reads.close()
+        await engine.dispose()
