@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -27,6 +27,7 @@ from signaling.errors import (
     NotFound,
     Throttled,
 )
+from signaling.login_cache import Login, LoginCache
 from signaling.login_throttle import LoginThrottle
 from signaling.models import ROLES, Role, User
 from signaling.reads import Reads
@@ -101,6 +102,7 @@ class Accounts:
         self._audit = audit
         self.throttle = LoginThrottle(engine, clock, settings)
         self._listeners: list[LoginsEnded] = []
+        self._logins = LoginCache()
 
     def on_logins_ended(self, listener: LoginsEnded) -> None:
         """Call ``listener`` whenever login sessions end (their open sockets must close)."""
@@ -113,6 +115,7 @@ class Accounts:
             await conn.execute(delete(login_sessions).where(*where))
         if not keys:
             return
+        self._logins.forget(keys)
         for listener in self._listeners:
             try:
                 await listener(keys, reason)
@@ -267,10 +270,23 @@ class Accounts:
     async def session_user(self, token: str) -> tuple[User, str] | None:
         """The user and CSRF token of a live session, or None."""
         key = login_key(token)
-        row = await self._reads.run(lambda conn: conn.execute(SESSION_USER, {"key": key}).first())
-        if row is None or row.disabled or as_utc(row.expires_at) <= self._clock.now():
+        login = self._logins.get(key)
+        if login is None:
+            epoch = self._logins.epoch
+            row = await self._reads.run(
+                lambda conn: conn.execute(SESSION_USER, {"key": key}).first()
+            )
+            if row is None or row.disabled:
+                return None
+            login = Login(_user(row), row.csrf_token, as_utc(row.expires_at))
+            self._logins.keep(key, login, epoch)
+        if login.expires_at <= self._clock.now():
             return None
-        return _user(row), row.csrf_token
+        return login.user, login.csrf_token
+
+    def forget_logins(self, keys: Iterable[str]) -> None:
+        """Logins ended (on any node): their next request reads them again (and finds none)."""
+        self._logins.forget(keys)
 
     async def close_session(self, token: str) -> None:
         await self._end_logins("logout", login_sessions.c.id == login_key(token))
@@ -311,6 +327,7 @@ class Accounts:
             raise InvalidInput("password_unchanged", field="new_password")
         check_password_policy(new)
         await self._set_password(user.id, new, must_change=False)
+        self._logins.forget()  # the login kept has "must change password" no more
         await self._end_logins(
             "password_changed",
             login_sessions.c.user_id == user.id,

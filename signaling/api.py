@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from signaling.access import (
@@ -29,8 +29,9 @@ STAFF: tuple[Role, ...] = ("clerk", "approver", "auditor")
 
 
 def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
-    """JSON with Chinese left readable."""
-    return web.json_response(data, status=status, dumps=partial(json.dumps, ensure_ascii=False))
+    """JSON as UTF-8 (Chinese left readable), by orjson."""
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)  # int keys as json.dumps does
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

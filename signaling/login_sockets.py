@@ -1,6 +1,7 @@
 """Open WebSockets by the login session that opened them: when a login session ends
 (logout, password change or reset, account disabled, expiry) its sockets are told why
-(``login_ended``) and closed with 4002, on every node (the end goes over the bus)."""
+(``login_ended``) and closed with 4002, on every node (the end goes over the bus); each
+node also forgets the login's kept lookup (signaling/login_cache.py)."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ class LoginSockets:
             while True:
                 event = await queue.get()
                 reason = str(event.get("reason", ""))
-                for key in event.get("keys", ()):
-                    self.end(str(key), reason)
+                keys = [str(key) for key in event.get("keys", ())]
+                self._accounts.forget_logins(keys)  # ended on another node: not kept here
+                for key in keys:
+                    self.end(key, reason)
 
     def end(self, key: str, reason: str) -> None:
         """Tell the sockets of login ``key`` why, and close them (in the background: a
