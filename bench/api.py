@@ -38,6 +38,7 @@ from signaling import identity
 from signaling.app import create_app
 from signaling.demo import seed
 from signaling.services import open_services
+from signaling.serving import settle_heap
 from signaling.settings import Settings
 from signaling.simulate import ApiClient
 
@@ -69,6 +70,7 @@ async def _serve(app: web.Application) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    settle_heap()  # as coreview serve does once started
     port = runner.addresses[0][1]
     print(f"ready {port}", flush=True)
     try:

@@ -50,6 +50,7 @@ from media.forwarder import PublishedTrack
 from media.room import INGESTS, SENDS, SOURCES, MediaConfig, MediaRoom
 from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
 from recorder.store import EvidenceStore
+from signaling.serving import settle_heap
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ async def serve(
     try:
         if server.api is not None:
             await server.api.start()
+        settle_heap()  # as coreview serve does once started
         await serve_lines(server.handle, max_seconds)
     finally:
         await server.lag.close()

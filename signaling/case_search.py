@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -187,7 +187,7 @@ class CaseQuery:
 
     def shown(self) -> dict[str, Any]:
         """The query as the API answers it back (a full ID number searched for is not)."""
-        values = asdict(self)
+        values = {item.name: getattr(self, item.name) for item in fields(self)}  # no deep copy
         if identity.is_valid(identity.normalize(self.q)):
             values["q"] = ""
         values["from"] = values.pop("date_from")

@@ -41,6 +41,7 @@ from signaling.serving import (
     make_demo_certificate,
     open_urls,
     server_context,
+    settle_heap,
 )
 from signaling.settings import Settings, SettingsError, load_settings
 from signaling.simulate import SimulateError, simulate
@@ -297,10 +298,15 @@ def _serve(settings: Settings) -> int:
         port=settings.port,
         ssl_context=context,
         access_log_class=AccessLogger,
-        print=lambda _text: _print_started(settings),
+        print=lambda _text: _started(settings),
         loop=loop,
     )
     return 0
+
+
+def _started(settings: Settings) -> None:
+    _print_started(settings)
+    settle_heap()
 
 
 def _print_started(settings: Settings) -> None:

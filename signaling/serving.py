@@ -9,6 +9,7 @@ needs HTTPS."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import os
 import re
@@ -31,6 +32,15 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - names them, binds nothing
 
 class TlsError(ValueError):
     """The certificate or key cannot be used (missing, unreadable, not matching)."""
+
+
+def settle_heap() -> None:
+    """Once the service has started: collect, then move every object alive into the
+    permanent generation (``gc.freeze``). The collector's full passes scan only what was
+    made since: over everything start-up leaves (modules, aiortc, SQLAlchemy, the
+    catalogue) each took ~70 ms and stalled requests and media alike."""
+    gc.collect()
+    gc.freeze()
 
 
 def server_context(settings: Settings) -> ssl.SSLContext | None:
