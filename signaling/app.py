@@ -22,6 +22,7 @@ from signaling import (
     export_api,
     log_api,
     metrics,
+    pacing,
     playback_api,
     review_api,
     stats_api,
@@ -49,6 +50,7 @@ from signaling.appkeys import (
     KEYS,
     LIVE,
     MEDIA,
+    READS,
     RENDER,
     REVIEWS,
     SETTINGS,
@@ -88,6 +90,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async with open_services(app[SETTINGS], app[CLOCK]) as services:
         app[KEYS] = services.keys
         app[ENGINE] = services.engine
+        app[READS] = services.reads
         app[AUDIT] = services.audit
         app[ACCOUNTS] = services.accounts
         app[CATALOG] = services.catalog
@@ -235,4 +238,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(supervision_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
+    pacing.install(app)
     return app

@@ -24,6 +24,7 @@ from signaling.health import Health
 from signaling.integrity import CaseIntegrity
 from signaling.keys import NodeSecrets
 from signaling.live import LiveHub
+from signaling.reads import Reads
 from signaling.retention import LegalHolds
 from signaling.reviews import Reviews
 from signaling.settings import Settings
@@ -36,6 +37,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 KEYS = web.AppKey("keys", NodeSecrets)
 ENGINE = web.AppKey("engine", AsyncEngine)
+READS = web.AppKey("reads", Reads)
 HEALTH = web.AppKey("health", Health)
 """Set once the schema is migrated (until then /healthz answers 503)."""
 AUDIT = web.AppKey("audit", AuditLog)

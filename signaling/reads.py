@@ -47,6 +47,11 @@ class Reads:
             event.listen(self._sync, "connect", sqlite_pragmas)
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="coreview-read")
 
+    @property
+    def engine(self) -> Engine | None:
+        """The reader threads' engine (None: reads go through the async engine)."""
+        return self._sync
+
     async def run(self, read: Callable[[Connection], T]) -> T:
         """``read(connection)`` on a reader thread (or through the async engine)."""
         if self._threads is None or self._sync is None:
