@@ -73,6 +73,8 @@ GAP_EVENTS = ("recording_gap", "session_interrupted")
 CASE_CHAIN = "case:"
 """The prefix of a case's chain in the log (recorder/auditlog.py ``chain_of``)."""
 MAX_PAGE = 100_000
+CODE_FILTERS = ("status", "matter", "outlet", "department")
+"""Filters whose value is the parameter itself (bound as ``f_<name>``)."""
 SHAPES = 256
 """Search statements kept built (one per shape: scope, kind of term, filters, sort)."""
 
@@ -242,9 +244,9 @@ def _escaped(text: str) -> str:
 
 
 class CaseSql:
-    """The search's SQL, built once per node (building it costs milliseconds); a
-    statement made from it runs with ``params(now)``: the clock's now, so tests can
-    move time."""
+    """The search's SQL: its parts built once per node, a statement once per shape
+    (``statements``); it runs with ``values(query, now)`` (the clock's now, so tests can
+    move time), the scope's, the term's and the approver's id."""
 
     def __init__(self, dialect: str, tz: dt.tzinfo) -> None:
         self.tz = tz
@@ -370,7 +372,7 @@ class CaseSql:
             "page_limit": query.per_page,
             "page_offset": (query.page - 1) * query.per_page,
         }
-        for name in ("status", "matter", "outlet", "department"):
+        for name in CODE_FILTERS:
             if getattr(query, name):
                 values[f"f_{name}"] = getattr(query, name)
         if query.date_from:
@@ -407,8 +409,7 @@ class PageShape:
 
     @classmethod
     def of(cls, query: CaseQuery, scope: Scope, term: str) -> PageShape:
-        catalog = ("status", "matter", "outlet", "department")
-        filters = [name for name in catalog if getattr(query, name)]
+        filters = [name for name in CODE_FILTERS if getattr(query, name)]
         filters += ["approver"] if query.approver else []
         filters += ["from"] if query.date_from else []
         filters += ["to"] if query.date_to else []

@@ -4,12 +4,15 @@ same function through the async engine."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signaling.db import create_engine, migrate
 from signaling.reads import Reads
@@ -21,29 +24,32 @@ def _count(conn: Connection) -> tuple[int, str]:
     return int(found or 0), threading.current_thread().name
 
 
-async def test_reads_run_on_a_reader_thread_and_see_committed_writes(tmp_path: Path):
+@contextlib.asynccontextmanager
+async def database(tmp_path: Path, *, file: bool) -> AsyncIterator[tuple[AsyncEngine, Reads]]:
+    """A migrated SQLite database and its reads (``file=False``: as if named by URL only)."""
     path = tmp_path / "db.sqlite3"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    reads = Reads(engine, path)
+    reads = Reads(engine, path if file else None)
     try:
         await migrate(engine)
+        yield engine, reads
+    finally:
+        reads.close()
+        await engine.dispose()
+
+
+async def test_reads_run_on_a_reader_thread_and_see_committed_writes(tmp_path: Path):
+    async with database(tmp_path, file=True) as (engine, reads):
         assert (await reads.run(_count))[0] == 0
         async with engine.begin() as conn:
             await conn.execute(counters.insert().values(name="seen", value=1))
         count, thread = await reads.run(_count)
         assert count == 1
         assert thread.startswith("coreview-read")
-    finally:
-        reads.close()
-        await engine.dispose()
 
 
 async def test_the_reader_cannot_write(tmp_path: Path):
-    path = tmp_path / "db.sqlite3"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    reads = Reads(engine, path)
-    try:
-        await migrate(engine)
+    async with database(tmp_path, file=True) as (engine, reads):
 
         def write(conn: Connection) -> None:
             conn.execute(counters.insert().values(name="written", value=1))
@@ -53,23 +59,14 @@ async def test_the_reader_cannot_write(tmp_path: Path):
             await reads.run(write)
         async with engine.connect() as conn:
             assert await conn.scalar(select(func.count()).select_from(counters)) == 0
-    finally:
-        reads.close()
-        await engine.dispose()
 
 
 async def test_without_a_database_file_reads_go_through_the_async_engine(tmp_path: Path):
     """``database_url`` set (here: SQLite named by URL only): the same read function runs
     through ``run_sync`` on the async engine's connection."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
-    reads = Reads(engine, None)
-    try:
-        await migrate(engine)
+    async with database(tmp_path, file=False) as (engine, reads):
         async with engine.begin() as conn:
             await conn.execute(counters.insert().values(name="seen", value=1))
         count, thread = await reads.run(_count)
         assert count == 1
         assert not thread.startswith("coreview-read")
-    finally:
-        reads.close()
-        await engine.dispose()
