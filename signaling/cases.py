@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.auditlog import AuditLog
@@ -20,10 +21,10 @@ from signaling.case_search import (
     CaseQuery,
     CaseSql,
     PageShape,
-    case_row,
     term_values,
 )
 from signaling.catalog import Catalog
+from signaling.compiled_select import mappings
 from signaling.db import next_value
 from signaling.errors import Forbidden, InvalidInput, NotFound
 from signaling.id_search import IdSearches
@@ -49,22 +50,16 @@ PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
 PAGE_SIZE = 50
 
 
-def _case(row: Row[Any]) -> Case:
-    return Case(
-        id=row.id,
-        case_no=row.case_no,
-        matter_id=row.matter_id,
-        outlet_id=row.outlet_id,
-        department_id=row.department_id,
-        clerk_id=row.clerk_id,
-        applicant_name=row.applicant_name,
-        id_number_masked=row.id_number_masked,
-        phone=row.phone,
-        notes=row.notes,
-        status=row.status,
-        created_at=as_utc(row.created_at),
-        due_at=as_utc(row.due_at) if row.due_at is not None else None,
-    )
+CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case))
+
+
+def case_of(row: Mapping[Any, Any]) -> Case:
+    """A case from a row's mapping (``row._mapping``: ~6x faster than its attributes)."""
+    fields = {name: row[name] for name in CASE_FIELDS}
+    fields["created_at"] = as_utc(fields["created_at"])
+    if fields["due_at"] is not None:
+        fields["due_at"] = as_utc(fields["due_at"])
+    return Case(**fields)
 
 
 def _approver_id(conn: Connection, username: str) -> int:
@@ -163,7 +158,7 @@ class Cases:
             row = (await conn.execute(select(cases).where(cases.c.case_no == case_no))).first()
         if row is None:
             raise NotFound("case_not_found")
-        return _case(row)
+        return case_of(row._mapping)
 
     async def get(self, user: User, case_no: str, *, log_view: bool = True) -> Case:
         """The case if it is in the user's scope; Forbidden if it exists outside it. An
@@ -190,7 +185,7 @@ class Cases:
         """The newest cases in scope matching ``query`` (see ``find``) and ``status``."""
         status = status if status in CASE_STATUS else ""
         found = await self.find(user, CaseQuery(q=query.strip(), status=status, per_page=PAGE_SIZE))
-        return found.cases
+        return [case_of(row) for row in found.rows]
 
     async def find(self, user: User, query: CaseQuery) -> CasePage:
         """One page of the cases in scope that match (signaling/case_search.py). ``q`` is
@@ -208,19 +203,19 @@ class Cases:
         page, counted = self._sql.statements(PageShape.of(query, scope, term))
         values |= self._sql.values(query, self._clock.now()) | term_values(term, typed)
 
-        def read(conn: Connection) -> tuple[list[Row[Any]], int]:
+        def read(conn: Connection) -> tuple[list[Mapping[Any, Any]], int]:
             if query.approver:
                 values["approver_id"] = _approver_id(conn, query.approver)
-            rows = list(conn.execute(page, values).all())
+            rows = mappings(conn, page, values)
             if rows:
-                return rows, int(rows[0].total)
+                return rows, int(rows[0]["total"])
             # past the end (or nothing): counted on its own
             return rows, int(conn.scalar(counted, values) or 0) if values["page_offset"] else 0
 
         rows, total = await self._reads.run(read)
         if term == "digest":
             await self._id_searches.record(user, typed, total)
-        return CasePage([case_row(row, _case(row)) for row in rows], total, query)
+        return CasePage(rows, total, query)
 
     async def _scope(self, user: User) -> tuple[Scope, dict[str, Any]]:
         """The user's scope and its bound values (signaling/case_scope.py)."""

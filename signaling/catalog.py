@@ -99,9 +99,10 @@ def _unit(row: Row[Any]) -> Unit:
     return Unit(row.id, row.code, row.name, row.jurisdiction_code)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CatalogSnapshot:
-    """The whole catalogue as read at one generation (each part ordered by code)."""
+    """The whole catalogue as read at one generation (each part ordered by code). Equal
+    and hashed by identity: presenters keep what they derive per snapshot."""
 
     generation: int
     jurisdictions: tuple[Jurisdiction, ...]

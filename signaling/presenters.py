@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from recorder.clock import as_utc
 from signaling.appkeys import CATALOG
-from signaling.case_search import CasePage, CaseRow
+from signaling.case_search import CasePage
 from signaling.cases import CHINA_TIME, china_iso, mask_phone
 from signaling.catalog import CatalogSnapshot
 from signaling.messages import (
@@ -29,17 +32,19 @@ def _unit(unit: Unit | None) -> dict[str, Any] | None:
 
 
 class Lookup:
-    """The catalogue by id: the node's current snapshot (signaling/catalog.py)."""
+    """The catalogue by id: the node's current snapshot (signaling/catalog.py). One per
+    snapshot (``load``), so a matter's view is built once, not once per case listed."""
 
     def __init__(self, catalog: CatalogSnapshot) -> None:
         self.catalog = catalog
         self.outlets = catalog.outlet_by_id
         self.departments = catalog.department_by_id
         self.matters = catalog.matter_by_id
+        self._matter_views: dict[int, dict[str, Any]] = {}
 
     @classmethod
     async def load(cls, app: web.Application) -> Lookup:
-        return cls(await app[CATALOG].snapshot())
+        return _lookup(await app[CATALOG].snapshot())
 
     def user(self, user: User) -> dict[str, Any]:
         return {
@@ -71,39 +76,52 @@ class Lookup:
         }
 
     def case(self, case: Case) -> dict[str, Any]:
+        return self._case(vars(case))
+
+    def _case(self, case: Mapping[Any, Any]) -> dict[str, Any]:
+        """A case's fields (a ``Case``'s, or a row's of the cases table) as users read them."""
+        matter_id, due_at = case["matter_id"], case["due_at"]
+        matter = self._matter_views.get(matter_id)
+        if matter is None:  # shared by every case of the matter: read, never changed
+            matter = self._matter_views[matter_id] = self.matter(self.matters[matter_id])
         return {
-            "case_no": case.case_no,
-            "matter": self.matter(self.matters[case.matter_id]),
-            "outlet": _unit(self.outlets.get(case.outlet_id)),
-            "department": _unit(self.departments.get(case.department_id)),
-            "applicant_name": case.applicant_name,
-            "id_number_masked": case.id_number_masked,
-            "phone_masked": mask_phone(case.phone),
-            "notes": case.notes,
-            "status": case.status,
-            "status_name": CASE_STATUS_NAMES.get(case.status, case.status),
-            "created_at": china_iso(case.created_at),
-            "due_date": last_day(case.due_at, CHINA_TIME).isoformat() if case.due_at else None,
+            "case_no": case["case_no"],
+            "matter": matter,
+            "outlet": _unit(self.outlets.get(case["outlet_id"])),
+            "department": _unit(self.departments.get(case["department_id"])),
+            "applicant_name": case["applicant_name"],
+            "id_number_masked": case["id_number_masked"],
+            "phone_masked": mask_phone(case["phone"]),
+            "notes": case["notes"],
+            "status": case["status"],
+            "status_name": CASE_STATUS_NAMES.get(case["status"], case["status"]),
+            "created_at": china_iso(case["created_at"]),
+            "due_date": last_day(as_utc(due_at), CHINA_TIME).isoformat() if due_at else None,
         }
 
-    def found(self, row: CaseRow) -> dict[str, Any]:
-        """A case as the search lists it: the case and its figures."""
-        return {
-            **self.case(row.case),
-            "sessions": row.sessions,
-            "waiting_seconds": row.waiting_seconds,
-            "waiting_text": span_text(row.waiting_seconds),
-            "duration_seconds": row.duration_seconds,
-            "duration_text": span_text(row.duration_seconds),
-            "decision": row.decision,
-            "decision_name": OUTCOME_NAMES.get(row.decision or "", None),
-            "decided_at": china_iso(row.decided_at) if row.decided_at else None,
-            "approver": row.approver,
-            "rating": row.rating,
-            "rating_name": SCORE_NAMES.get(row.rating or "", None),
-            "gaps": row.gaps,
-            "overdue": row.overdue,
-        }
+    def found(self, row: Mapping[Any, Any]) -> dict[str, Any]:
+        """A case as the search lists it: a row of the search (signaling/case_search.py
+        ``CaseSql.select_rows``), the case and its figures."""
+        waiting = round(row["waiting"] or 0)  # julianday is a float: 59.99… s
+        duration = round(row["duration"] or 0)
+        decision, decided_at, rating = row["decision"], row["decided_at"], row["rating"]
+        found = self._case(row)
+        found.update(
+            sessions=int(row["sessions"] or 0),
+            waiting_seconds=waiting,
+            waiting_text=span_text(waiting),
+            duration_seconds=duration,
+            duration_text=span_text(duration),
+            decision=decision,
+            decision_name=OUTCOME_NAMES.get(decision or "", None),
+            decided_at=china_iso(decided_at) if decided_at else None,
+            approver=row["approver"],
+            rating=rating,
+            rating_name=SCORE_NAMES.get(rating or "", None),
+            gaps=bool(row["gaps"]),
+            overdue=bool(row["overdue"]),
+        )
+        return found
 
     def page(self, page: CasePage) -> dict[str, Any]:
         """A page of search results, with what was asked and how many there are."""
@@ -115,6 +133,12 @@ class Lookup:
             "pages": page.pages,
             "query": page.query.shown(),
         }
+
+
+@functools.lru_cache(maxsize=2)
+def _lookup(catalog: CatalogSnapshot) -> Lookup:
+    """The presenter of a snapshot (snapshots hash by identity)."""
+    return Lookup(catalog)
 
 
 def review(session: ReviewSession, user: User) -> dict[str, Any]:
