@@ -14,10 +14,11 @@ Other databases (``database_url``) run the same function through the async engin
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,9 +31,30 @@ THREADS = 2
 """Reader threads: a slow search does not hold up every login lookup behind it."""
 
 
-def _read_on(engine: Engine, read: Callable[[Connection], T]) -> T:
-    with engine.connect() as conn:
-        return read(conn)
+def _read_on(
+    engine: Engine,
+    read: Callable[[Connection], T],
+    loop: asyncio.AbstractEventLoop,
+    done: Future[T],
+) -> None:
+    """On a reader thread: run ``read`` and hand its outcome to the loop (one callback;
+    ``run_in_executor``'s chained futures cost ~15 µs more a read)."""
+    try:
+        with engine.connect() as conn:
+            result = read(conn)
+    except BaseException as exc:
+        loop.call_soon_threadsafe(_settle, done, None, exc)
+    else:
+        loop.call_soon_threadsafe(_settle, done, result, None)
+
+
+def _settle(done: Future[T], result: T | None, exc: BaseException | None) -> None:
+    if done.cancelled():
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(cast(T, result))
 
 
 class Reads:
@@ -58,7 +80,9 @@ class Reads:
             async with self._engine.connect() as conn:
                 return await conn.run_sync(read)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, _read_on, self._sync, read)
+        done: Future[T] = loop.create_future()
+        self._threads.submit(_read_on, self._sync, read, loop, done)
+        return await done
 
     def close(self) -> None:
         if self._threads is not None:
