@@ -57,6 +57,14 @@ class PacketSink(Protocol):
         ...
 
 
+_open_tracks = 0
+
+
+def open_tracks() -> int:
+    """Published tracks open in this process: media flows (or may at any moment)."""
+    return _open_tracks
+
+
 class PublishedTrack:
     def __init__(
         self,
@@ -100,6 +108,8 @@ class PublishedTrack:
         self.deliver = hooks.tap_receiver(receiver, self.on_packet)
         """Where packets read off the socket go (``hooks.fast_ingest``)."""
         hooks.watch_sender_reports(receiver, self.on_sender_report)
+        global _open_tracks
+        _open_tracks += 1
 
     def _add_leg(self, leg: Leg) -> None:
         self.legs.add(leg)
@@ -220,7 +230,11 @@ class PublishedTrack:
                 self.request_keyframe()
 
     async def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
+        global _open_tracks
+        _open_tracks -= 1
         if self._retry_task is not None:
             self._retry_task.cancel()
             await asyncio.gather(self._retry_task, return_exceptions=True)

@@ -12,6 +12,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from media.forwarder import open_tracks
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
 from signaling import (
@@ -238,5 +239,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.router.add_routes(supervision_pages.routes)
     app.router.add_static("/static", STATIC_DIR)
     app.on_response_prepare.append(security_headers)
-    pacing.install(app)
+    pacing.install(app, active=lambda: open_tracks() > 0)
     return app

@@ -8,10 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from recorder.clock import as_utc
 from signaling.appkeys import CATALOG
 from signaling.case_search import CasePage
-from signaling.cases import CHINA_TIME, china_iso, mask_phone
+from signaling.cases import china_iso, china_wall, mask_phone
 from signaling.catalog import CatalogSnapshot
 from signaling.messages import (
     CASE_STATUS_NAMES,
@@ -33,13 +32,16 @@ def _unit(unit: Unit | None) -> dict[str, Any] | None:
 
 class Lookup:
     """The catalogue by id: the node's current snapshot (signaling/catalog.py). One per
-    snapshot (``load``), so a matter's view is built once, not once per case listed."""
+    snapshot (``load``), so the views of its units and matters are built once, not once
+    per case listed; they are shared: read, never changed."""
 
     def __init__(self, catalog: CatalogSnapshot) -> None:
         self.catalog = catalog
         self.outlets = catalog.outlet_by_id
         self.departments = catalog.department_by_id
         self.matters = catalog.matter_by_id
+        self._outlet_views = {id_: _unit(unit) for id_, unit in self.outlets.items()}
+        self._department_views = {id_: _unit(unit) for id_, unit in self.departments.items()}
         self._matter_views: dict[int, dict[str, Any]] = {}
 
     @classmethod
@@ -53,8 +55,8 @@ class Lookup:
             "display_name": user.display_name,
             "role": user.role,
             "role_name": ROLE_NAMES[user.role],
-            "outlet": _unit(self.outlets.get(user.outlet_id or 0)),
-            "department": _unit(self.departments.get(user.department_id or 0)),
+            "outlet": self._outlet_views.get(user.outlet_id or 0),
+            "department": self._department_views.get(user.department_id or 0),
             "jurisdiction": user.jurisdiction_code,
             "must_change_password": user.must_change_password,
             "disabled": user.disabled,
@@ -64,7 +66,7 @@ class Lookup:
         return {
             "code": matter.code,
             "name": matter.name,
-            "department": _unit(self.departments.get(matter.department_id)),
+            "department": self._department_views.get(matter.department_id),
             "time_limit_days": matter.time_limit_days,
             "mode": matter.mode,
             "mode_name": MODE_NAMES[matter.mode],
@@ -82,13 +84,13 @@ class Lookup:
         """A case's fields (a ``Case``'s, or a row's of the cases table) as users read them."""
         matter_id, due_at = case["matter_id"], case["due_at"]
         matter = self._matter_views.get(matter_id)
-        if matter is None:  # shared by every case of the matter: read, never changed
+        if matter is None:
             matter = self._matter_views[matter_id] = self.matter(self.matters[matter_id])
         return {
             "case_no": case["case_no"],
             "matter": matter,
-            "outlet": _unit(self.outlets.get(case["outlet_id"])),
-            "department": _unit(self.departments.get(case["department_id"])),
+            "outlet": self._outlet_views.get(case["outlet_id"]),
+            "department": self._department_views.get(case["department_id"]),
             "applicant_name": case["applicant_name"],
             "id_number_masked": case["id_number_masked"],
             "phone_masked": mask_phone(case["phone"]),
@@ -96,7 +98,7 @@ class Lookup:
             "status": case["status"],
             "status_name": CASE_STATUS_NAMES.get(case["status"], case["status"]),
             "created_at": china_iso(case["created_at"]),
-            "due_date": last_day(as_utc(due_at), CHINA_TIME).isoformat() if due_at else None,
+            "due_date": last_day(china_wall(due_at)).isoformat() if due_at else None,
         }
 
     def found(self, row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -105,23 +107,22 @@ class Lookup:
         waiting = round(row["waiting"] or 0)  # julianday is a float: 59.99… s
         duration = round(row["duration"] or 0)
         decision, decided_at, rating = row["decision"], row["decided_at"], row["rating"]
-        found = self._case(row)
-        found.update(
-            sessions=int(row["sessions"] or 0),
-            waiting_seconds=waiting,
-            waiting_text=span_text(waiting),
-            duration_seconds=duration,
-            duration_text=span_text(duration),
-            decision=decision,
-            decision_name=OUTCOME_NAMES.get(decision or "", None),
-            decided_at=china_iso(decided_at) if decided_at else None,
-            approver=row["approver"],
-            rating=rating,
-            rating_name=SCORE_NAMES.get(rating or "", None),
-            gaps=bool(row["gaps"]),
-            overdue=bool(row["overdue"]),
-        )
-        return found
+        return {
+            **self._case(row),
+            "sessions": int(row["sessions"] or 0),
+            "waiting_seconds": waiting,
+            "waiting_text": span_text(waiting),
+            "duration_seconds": duration,
+            "duration_text": span_text(duration),
+            "decision": decision,
+            "decision_name": OUTCOME_NAMES.get(decision or "", None),
+            "decided_at": china_iso(decided_at) if decided_at else None,
+            "approver": row["approver"],
+            "rating": rating,
+            "rating_name": SCORE_NAMES.get(rating or "", None),
+            "gaps": bool(row["gaps"]),
+            "overdue": bool(row["overdue"]),
+        }
 
     def page(self, page: CasePage) -> dict[str, Any]:
         """A page of search results, with what was asked and how many there are."""

@@ -23,8 +23,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from recorder.clock import Clock, as_utc
-from signaling.cases import CHINA_TIME, Cases, china_iso
+from recorder.clock import Clock
+from signaling.cases import CHINA_TIME, Cases, china_iso, china_wall
 from signaling.models import User
 from signaling.tables import cases, departments, matters, outlets
 from signaling.workdays import last_day, working_days_after
@@ -85,7 +85,7 @@ class TimeLimits:
         today = self._clock.now().astimezone(CHINA_TIME).date()
         cards = []
         for row in rows:
-            found = deadline(last_day(as_utc(row.due_at), CHINA_TIME), today, self.warn_days)
+            found = deadline(last_day(china_wall(row.due_at)), today, self.warn_days)
             if found.card is None:
                 continue
             cards.append(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+ONE_DAY = dt.timedelta(days=1)
+
 
 def add_working_days(start: dt.date, days: int) -> dt.date:
     """The date ``days`` working days (Monday to Friday) after ``start``."""
@@ -24,9 +26,10 @@ def limit_ends(accepted_at: dt.datetime, days: int, tz: dt.tzinfo) -> dt.datetim
     return dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
 
 
-def last_day(ends: dt.datetime, tz: dt.tzinfo) -> dt.date:
-    """The last day of a time limit that runs out at ``ends`` (see ``limit_ends``)."""
-    return ends.astimezone(tz).date() - dt.timedelta(days=1)
+def last_day(ends: dt.datetime) -> dt.date:
+    """The last day of a time limit that runs out at ``ends`` (see ``limit_ends``), a
+    time on the calendar's wall clock."""
+    return ends.date() - ONE_DAY
 
 
 def working_days_after(start: dt.date, end: dt.date) -> int:

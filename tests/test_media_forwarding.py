@@ -25,6 +25,7 @@ from aiortc.rtp import (
 )
 
 from media import hooks
+from media.forwarder import open_tracks
 from media.keyframes import vp8_keyframe_start
 from media.participant import SyntheticParticipant, make_sources
 from media.room import PUBLISH_BITRATE, MediaConfig, MediaRoom
@@ -165,6 +166,20 @@ async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
             assert through_dtls >= received
     finally:
         await pair.close()
+
+
+async def test_open_tracks_are_counted_until_their_room_closes():
+    """The count the API's pacing follows (signaling/pacing.py)."""
+    before = open_tracks()
+    pair = Pair()
+    await pair.start()
+    try:
+        assert open_tracks() == before + 5  # the clerk's face, document, tone; the approver's two
+        await pair.room.disconnect("approver")
+        assert open_tracks() == before + 3
+    finally:
+        await pair.close()
+    assert open_tracks() == before
 
 
 async def test_received_payloads_are_the_sent_payloads():

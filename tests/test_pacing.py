@@ -1,10 +1,12 @@
 """Reads paced beside the media (signaling/pacing.py), on a real aiohttp server: at most
-two GET handlers at once, writes and WebSocket upgrades not held back, and a handler
-that has started its response gives its place back."""
+two GET handlers at once while media flows (none held back while it does not), writes
+and WebSocket upgrades not held back, and a handler that has started its response gives
+its place back."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -25,7 +27,9 @@ class Running:
             self.now -= 1
 
 
-def paced_app(running: Running, streams_open: asyncio.Event) -> web.Application:
+def paced_app(
+    running: Running, streams_open: asyncio.Event, media: Callable[[], bool] = lambda: True
+) -> web.Application:
     async def read(_request: web.Request) -> web.Response:
         await running.during(0.02)
         return web.json_response({"ok": True})
@@ -54,7 +58,7 @@ def paced_app(running: Running, streams_open: asyncio.Event) -> web.Application:
     app.router.add_post("/write", write)
     app.router.add_get("/stream", stream)
     app.router.add_get("/ws", socket)
-    pacing.install(app)
+    pacing.install(app, active=media)
     return app
 
 
@@ -110,3 +114,21 @@ async def test_a_failing_read_gives_its_place_back(aiohttp_client):
     async with asyncio.timeout(5):
         async with client.get("/read") as response:
             assert response.status == 200
+
+
+async def test_reads_are_not_paced_while_no_media_flows(aiohttp_client):
+    running, streams_open, flowing = Running(), asyncio.Event(), False
+    client = await aiohttp_client(paced_app(running, streams_open, lambda: flowing))
+
+    async def gets(n: int) -> list[int]:
+        async def get() -> int:
+            async with client.get("/read") as response:
+                return response.status
+
+        return await asyncio.gather(*(get() for _ in range(n)))
+
+    assert await gets(10) == [200] * 10
+    assert running.most == 10
+    running.most, flowing = 0, True
+    assert await gets(10) == [200] * 10
+    assert running.most == pacing.READS_AT_ONCE
