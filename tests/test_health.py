@@ -28,7 +28,7 @@ async def _poll(anonymous, status: int, deadline: float = 10.0) -> dict[str, str
         if response.status == status:
             return body
         assert time.monotonic() < until, (response.status, body)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # ok-sleep: the poll's interval, under a deadline
 
 
 async def test_healthz_says_starting_before_the_schema_is_migrated(settings: Settings):
