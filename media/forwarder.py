@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,12 +58,14 @@ class PacketSink(Protocol):
         ...
 
 
-_open_tracks = 0
+_open_tracks: weakref.WeakSet[PublishedTrack] = weakref.WeakSet()
+"""Published tracks not closed yet (one a failed connect never closed drops out when
+it is collected)."""
 
 
 def open_tracks() -> int:
     """Published tracks open in this process: media flows (or may at any moment)."""
-    return _open_tracks
+    return len(_open_tracks)
 
 
 class PublishedTrack:
@@ -108,8 +111,7 @@ class PublishedTrack:
         self.deliver = hooks.tap_receiver(receiver, self.on_packet)
         """Where packets read off the socket go (``hooks.fast_ingest``)."""
         hooks.watch_sender_reports(receiver, self.on_sender_report)
-        global _open_tracks
-        _open_tracks += 1
+        _open_tracks.add(self)
 
     def _add_leg(self, leg: Leg) -> None:
         self.legs.add(leg)
@@ -230,11 +232,8 @@ class PublishedTrack:
                 self.request_keyframe()
 
     async def close(self) -> None:
-        if self.closed:
-            return
         self.closed = True
-        global _open_tracks
-        _open_tracks -= 1
+        _open_tracks.discard(self)
         if self._retry_task is not None:
             self._retry_task.cancel()
             await asyncio.gather(self._retry_task, return_exceptions=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidRequestError
 
 
 class CompiledSelect:
@@ -30,14 +31,19 @@ class CompiledSelect:
         compiled = statement.compile(dialect=dialect)
         columns = compiled._result_columns  # names and types of the columns
         self.keys = tuple(column.keyname for column in columns)
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in self.names]
         self.direct = (
             not compiled.post_compile_params
             and not compiled.literal_execute_params
+            and all(bind.callable is None for bind in binds)  # a value made at each run
             and len(set(self.keys)) == len(self.keys)
         )
-        self.sql = compiled.string
-        self.names = tuple(compiled.positiontup or ())
         self.defaults = compiled.params  # literals' values; None for the caller's
+        self.required = frozenset(
+            n for n, bind in zip(self.names, binds, strict=True) if bind.required
+        )
         # SQLAlchemy's own (private) tables: the processors it would apply at each run
         bind_processors: Mapping[str, Any] = compiled._bind_processors
         self.bind_processors: dict[int, Callable[[Any], Any]] = {
@@ -50,6 +56,8 @@ class CompiledSelect:
                 self.column_processors[i] = processor
 
     def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        if missing := self.required.difference(values):
+            raise InvalidRequestError(f"A value is required for bind parameter {min(missing)!r}")
         defaults = self.defaults
         found = [values[name] if name in values else defaults[name] for name in self.names]
         for i, process in self.bind_processors.items():

@@ -81,8 +81,12 @@ class Reads:
                 return await conn.run_sync(read)
         loop = asyncio.get_running_loop()
         done: Future[T] = loop.create_future()
-        self._threads.submit(_read_on, self._sync, read, loop, done)
-        return await done
+        work = self._threads.submit(_read_on, self._sync, read, loop, done)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            work.cancel()  # not started yet: it never runs
+            raise
 
     def close(self) -> None:
         if self._threads is not None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from signaling import compiled_select
 from signaling.compiled_select import mappings
@@ -101,3 +102,24 @@ def test_columns_of_the_same_name_run_through_sqlalchemy(engine: Engine):
     """SQLAlchemy refuses such a row's ambiguous name; a dict would keep the last."""
     statement = select(visits.c.name, literal("别名").label("name"))
     assert not compiled_select._compiled(statement, engine.dialect).direct
+
+
+def test_a_missing_value_is_refused_as_sqlalchemy_refuses_it(engine: Engine):
+    statement = select(visits.c.name).where(visits.c.name == bindparam("name"))
+    with engine.connect() as conn:
+        with pytest.raises(SQLAlchemyError, match="required for bind parameter 'name'"):
+            mappings(conn, statement, {})
+        with pytest.raises(SQLAlchemyError, match="required for bind parameter 'name'"):
+            conn.execute(statement, {}).all()
+
+
+def test_a_value_made_at_each_run_runs_through_sqlalchemy(engine: Engine):
+    current = {"name": "甲"}
+    statement = select(visits.c.name).where(
+        visits.c.name == bindparam("name", callable_=lambda: current["name"])
+    )
+    assert not compiled_select._compiled(statement, engine.dialect).direct
+    with engine.connect() as conn:
+        assert [dict(row) for row in mappings(conn, statement, {})] == [{"name": "甲"}]
+        current["name"] = "乙"
+        assert [dict(row) for row in mappings(conn, statement, {})] == [{"name": "乙"}]

@@ -4,6 +4,7 @@ same function through the async engine."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signaling.db import create_engine, migrate
-from signaling.reads import Reads
+from signaling.reads import THREADS, Reads
 from signaling.tables import counters
 
 
@@ -70,3 +71,32 @@ async def test_without_a_database_file_reads_go_through_the_async_engine(tmp_pat
         count, thread = await reads.run(_count)
         assert count == 1
         assert not thread.startswith("coreview-read")
+
+
+async def test_a_read_raises_in_its_caller_and_a_cancelled_one_never_starts(tmp_path: Path):
+    async with database(tmp_path, file=True) as (_engine, reads):
+
+        def fails(_conn: Connection) -> None:
+            raise LookupError("gone")
+
+        with pytest.raises(LookupError, match="gone"):
+            await reads.run(fails)
+
+        release, ran = threading.Event(), threading.Event()
+
+        def blocks(_conn: Connection) -> None:
+            assert release.wait(10)
+
+        def records(_conn: Connection) -> None:
+            ran.set()
+
+        busy = [asyncio.ensure_future(reads.run(blocks)) for _ in range(THREADS)]
+        queued = asyncio.ensure_future(reads.run(records))
+        await asyncio.sleep(0.1)  # ok-sleep: the reads reach their threads (or the queue)
+        queued.cancel()
+        release.set()
+        await asyncio.gather(*busy)
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert (await reads.run(_count))[0] == 0  # the threads are free again
+        assert not ran.is_set()
