@@ -13,7 +13,7 @@ def add_working_days(start: dt.date, days: int) -> dt.date:
     """The date ``days`` working days (Monday to Friday) after ``start``."""
     current = start
     while days > 0:
-        current += dt.timedelta(days=1)
+        current += ONE_DAY
         if current.weekday() < 5:
             days -= 1
     return current
@@ -23,7 +23,7 @@ def limit_ends(accepted_at: dt.datetime, days: int, tz: dt.tzinfo) -> dt.datetim
     """When a time limit of ``days`` working days, counted from the day after acceptance,
     runs out: midnight (in ``tz``) after its last day, as a UTC instant."""
     last = add_working_days(accepted_at.astimezone(tz).date(), days)
-    return dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+    return dt.datetime.combine(last + ONE_DAY, dt.time(), tz).astimezone(dt.UTC)
 
 
 def last_day(ends: dt.datetime) -> dt.date:
