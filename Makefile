@@ -7,7 +7,7 @@ APT_PACKAGES := chromium ffmpeg redis-server fonts-noto-cjk iproute2
 
 .PHONY: run test lint typecheck pytest system-packages
 
-$(BIN)/coreview: pyproject.toml
+$(BIN)/coreview: pyproject.toml setup.py media/_fastpath.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -274,7 +274,7 @@ class Slot:
 
     def __post_init__(self) -> None:
         self.writer = PacketWriter.from_ids(self.params.mid, self.params.extension_ids)
-        self._transmit = hooks.rtp_sender(self.sender.transport, sync=self.sync)
+        self._sender = hooks.rtp_sender(self.sender.transport, sync=self.sync)
         hooks.intercept_sender_feedback(
             self.sender,
             hooks.SenderFeedback(
@@ -292,22 +292,17 @@ class Slot:
                 continue
             _seq, marker, timestamp, payload = cached
             if params.rtx_payload_type is None:
-                data = self.writer.write(
-                    params.payload_type, marker, seq, timestamp, params.ssrc, payload, send_time
-                )
+                self.writer.send(
+                    self._sender, params.payload_type, marker, seq, timestamp, params.ssrc,
+                    payload, send_time,
+                )  # fmt: skip
             else:
-                data = self.writer.write(
-                    params.rtx_payload_type,
-                    marker,
-                    self.rtx_seq,
-                    timestamp,
-                    params.rtx_ssrc,
-                    seq.to_bytes(2, "big") + payload,
-                    send_time,
-                )
+                self.writer.send(
+                    self._sender, params.rtx_payload_type, marker, self.rtx_seq, timestamp,
+                    params.rtx_ssrc, seq.to_bytes(2, "big") + payload, send_time,
+                )  # fmt: skip
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             self.retransmitted += 1
-            self._transmit(data)
 
     def on_keyframe_request(self) -> None:
         if self.leg is not None and not self.quiet:
@@ -338,18 +333,10 @@ class Slot:
         self.packets += 1
         self.octets += len(payload)
         params = self.params
-        self._transmit(
-            self.writer.write(
-                params.payload_type,
-                marker,
-                seq,
-                timestamp,
-                params.ssrc,
-                payload,
-                send_time,
-                audio_level,
-            )
-        )
+        self.writer.send(
+            self._sender, params.payload_type, marker, seq, timestamp, params.ssrc, payload,
+            send_time, audio_level,
+        )  # fmt: skip
 
 
 class Leg:

@@ -42,15 +42,12 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
-    is_rtcp,
     pack_remb_fci,
     unpack_remb_fci,
 )
-from pylibsrtp import ERRORS as SRTP_ERRORS
-from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi, lib
 
-from media import rtpread
+from media import _fastpath, rtpread
 from media.rtpread import RtpView
 
 PINNED_AIORTC = "1.16.0"
@@ -100,7 +97,7 @@ HOOKED: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...] = (
     (Connection, (), ("_nominated", "_protocols")),
     (CandidatePair, (), ("protocol", "remote_candidate")),
     (StunProtocol, ("datagram_received",), ()),
-    (pylibsrtp.Session, (), ("_cdata", "_buffer", "_srtp")),
+    (pylibsrtp.Session, (), ("_srtp",)),
 )
 """Every aiortc/aioice internal used below, checked once when this module is imported."""
 
@@ -464,19 +461,17 @@ def _host_gatherer(
 # -- the per-packet fast path (issue 10): a synchronous send and a direct ingest ---------
 
 
-def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> RtpSend:
+def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> _fastpath.Sender:
     """Protect and send on ``transport`` without a coroutine per packet: SRTP (or SRTCP)
-    with its keys, then ``sendto`` on the nominated pair's host socket. Another pair (a
-    TURN relay), or ``sync=False``, goes through aiortc's own ``_send_rtp`` in a task.
-    Packets sent before DTLS is up or after close are dropped (aiortc raises).
-    Relies on ``RTCDtlsTransport._state``, ``_tx_srtp``, ``_send_rtp``, aioice
+    with its keys, then ``sendto`` on the nominated pair's host socket, in C
+    (``_fastpath.Sender``; this resolves a pair once, when it is first seen nominated).
+    Another pair (a TURN relay), or ``sync=False``, goes through aiortc's own
+    ``_send_rtp`` in a task. Packets sent before DTLS is up or after close are dropped
+    (aiortc raises), as are packets too long to protect. Relies on
+    ``RTCDtlsTransport._state``, ``_tx_srtp``, ``_send_rtp``, aioice
     ``Connection._nominated`` and ``CandidatePair.protocol``/``remote_addr``."""
     connection = transport.transport._connection
-    nominated: dict[int, CandidatePair] = connection._nominated
     tasks: set[asyncio.Future[None]] = set()
-    # the pair last seen nominated, its socket's sendto (None: not a host pair), its
-    # remote address, and SRTP and SRTCP protection
-    route: list[Any] = [object(), None, None, None, None]
 
     def done(task: asyncio.Future[None]) -> None:
         tasks.discard(task)
@@ -488,55 +483,42 @@ def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> RtpSend:
         tasks.add(task)
         task.add_done_callback(done)
 
-    def send(data: bytes) -> None:
-        if transport._state is not DtlsState.CONNECTED:
-            return
-        pair = nominated.get(1)
-        if pair is not route[0]:
-            if pair is None:
-                return  # no pair (yet, or any more): aiortc would raise
-            host = pair.protocol.local_candidate.type == "host"
-            srtp = transport._tx_srtp
-            route[:] = [
-                pair,
-                pair.protocol.transport.sendto if host else None,
-                pair.remote_addr,
-                srtp_call(srtp, lib.srtp_protect, SRTP_MAX_TRAILER_LEN),
-                srtp_call(srtp, lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN),
-            ]
-        sendto = route[1]
-        if sendto is None:
-            later(data)
-            return
-        try:
-            sendto(route[4](data) if is_rtcp(data) else route[3](data), route[2])
-        except pylibsrtp.Error:
-            pass  # not protectable (too long): aiortc would raise; nothing is sent
+    def resolve(pair: CandidatePair) -> tuple[Any, ...] | None:
+        udp = pair.protocol.transport
+        if not sync or pair.protocol.local_candidate.type != "host" or udp.is_closing():
+            return None
+        host, port = pair.remote_addr[:2]
+        srtp = transport._tx_srtp
+        return (
+            udp,
+            udp.get_extra_info("socket").fileno(),
+            host,
+            port,
+            srtp,
+            _function(lib.srtp_protect),
+            _function(lib.srtp_protect_rtcp),
+            _address(srtp._srtp[0]),
+        )
 
-    return send if sync else later
+    return _fastpath.Sender(transport, DtlsState.CONNECTED, connection._nominated, resolve, later)
 
 
-def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> Callable[[bytes], bytes]:
-    """pylibsrtp's ``Session.protect``/``unprotect`` (by ``func``) without allocating a
-    length cell per packet: the same C call on the session's own buffer; failures raise
-    ``pylibsrtp.Error`` (a packet too long for the buffer included). Relies on the
-    session's ``_cdata``, ``_buffer`` and ``_srtp`` (pylibsrtp is pinned)."""
-    cdata, buffer, srtp = session._cdata, session._buffer, session._srtp
-    limit = len(cdata) - trailer
-    size = ffi.new("int *")
+def _address(pointer: Any) -> int:
+    """A cffi pointer as an integer, for media/_fastpath.c."""
+    return int(ffi.cast("uintptr_t", pointer))
 
-    def process(data: bytes) -> bytes:
-        length = len(data)
-        if length > limit:
-            raise pylibsrtp.Error("packet is too long")
-        size[0] = length
-        buffer[0:length] = data
-        code = func(srtp[0], cdata, size)  # srtp: the session's own cell, kept alive here
-        if code:
-            raise pylibsrtp.Error(SRTP_ERRORS[code] if code < len(SRTP_ERRORS) else code)
-        return bytes(buffer[0 : size[0]])
 
-    return process
+def _function(func: Any) -> int:
+    """The address of one of pylibsrtp's libsrtp functions."""
+    return _address(ffi.addressof(lib, func.__name__))
+
+
+def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> _fastpath.Transform:
+    """pylibsrtp's ``Session.protect``/``unprotect`` (by ``func``, e.g.
+    ``lib.srtp_unprotect``) as one C call on a buffer on the stack; failures raise
+    ``pylibsrtp.Error`` (a packet too long included). Relies on the session's ``_srtp``
+    (pylibsrtp is pinned)."""
+    return _fastpath.Transform(session, _function(func), _address(session._srtp[0]), trailer)
 
 
 IGNORED_SSRCS = 256

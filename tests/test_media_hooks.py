@@ -3,8 +3,10 @@ behaves as assumed. An aiortc upgrade that changes any of them fails here first.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -282,23 +284,38 @@ def test_fast_ingest_unprotects_parses_and_routes_learning_ssrcs_once():
 
 async def test_rtp_sender_sends_at_once_on_a_host_pair_else_through_aiortc():
     """Synchronous: SRTP or SRTCP with the transport's keys, then the nominated host
-    pair's socket at the pair's remote address; nothing before DTLS is up, without a
-    pair or after close; a relayed pair (TURN) or ``sync=False`` goes through aiortc's
-    ``_send_rtp``."""
+    pair's socket at the pair's remote address (a newly nominated pair is taken at
+    once); nothing before DTLS is up, without a pair, after close, once the pair's socket
+    is closing, or too long to protect; a relayed pair (TURN) or ``sync=False`` goes
+    through aiortc's ``_send_rtp``."""
     tx, rx = srtp_pair()
-    on_socket: list[tuple[bytes, tuple[str, int]]] = []
+    loop = asyncio.get_running_loop()
+    udp, _protocol = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for peer in peers:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
     through_aiortc: list[bytes] = []
 
     async def send_rtp(data: bytes) -> None:
         through_aiortc.append(data)
 
-    def pair(kind: str) -> CandidatePair:
-        local = SimpleNamespace(
-            local_candidate=SimpleNamespace(type=kind),
-            transport=SimpleNamespace(sendto=lambda data, addr: on_socket.append((data, addr))),
-        )
-        remote = Candidate("2", 1, "udp", 1, "127.0.0.1", 5000, "host")
+    def pair(kind: str, peer: socket.socket) -> CandidatePair:
+        local = SimpleNamespace(local_candidate=SimpleNamespace(type=kind), transport=udp)
+        remote = Candidate("2", 1, "udp", 1, "127.0.0.1", peer.getsockname()[1], "host")
         return CandidatePair(local, remote)  # type: ignore[arg-type]
+
+    def received(peer: socket.socket) -> list[bytes]:
+        packets = []
+        while True:
+            try:
+                data, addr = peer.recvfrom(2048)
+            except BlockingIOError:
+                return packets
+            assert addr == udp.get_extra_info("sockname")
+            packets.append(data)
 
     connection = SimpleNamespace(_nominated={})
     transport: Any = SimpleNamespace(
@@ -308,29 +325,44 @@ async def test_rtp_sender_sends_at_once_on_a_host_pair_else_through_aiortc():
         transport=SimpleNamespace(_connection=connection),
     )
     send = hooks.rtp_sender(transport)
-    media = [PacketWriter().write(96, 0, seq, 0, 1111, b"data", 0) for seq in range(4)]
+    media = [PacketWriter().write(96, 0, seq, 0, 1111, b"data", 0) for seq in range(6)]
     rtcp = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
     send(media[0])  # DTLS not up
     transport._state = DtlsState.CONNECTED
     send(media[0])  # no nominated pair
-    connection._nominated[1] = pair("host")
+    connection._nominated[1] = pair("host", peers[0])
     send(media[1])
     send(rtcp)
-    transport._state = DtlsState.CLOSED
+    send(PacketWriter().write(96, 0, 9, 0, 1111, bytes(1400), 0))  # too long to protect
+    await asyncio.sleep(0.05)  # ok-sleep: loopback delivery of what was sent
+    first = received(peers[0])
+    assert len(first) == 2
+    assert rx.unprotect(first[0]) == media[1]
+    assert rx.unprotect_rtcp(first[1]) == rtcp
+    assert (send.sent, send.dropped) == (2, 1)
+    connection._nominated[1] = pair("host", peers[1])
     send(media[2])
-    assert [addr for _data, addr in on_socket] == [("127.0.0.1", 5000)] * 2
-    assert rx.unprotect(on_socket[0][0]) == media[1]
-    assert rx.unprotect_rtcp(on_socket[1][0]) == rtcp
-    transport._state = DtlsState.CONNECTED
-    connection._nominated[1] = pair("relay")
+    transport._state = DtlsState.CLOSED
     send(media[3])
+    transport._state = DtlsState.CONNECTED
+    connection._nominated[1] = pair("relay", peers[0])
+    send(media[4])
+    connection._nominated[1] = pair("host", peers[0])
+    udp.close()
+    send(media[5])  # the socket is closing: never touched
     hooks.rtp_sender(transport, sync=False)(rtcp)
     await wait_until(lambda: len(through_aiortc) == 2, what="both sent through aiortc")
-    assert through_aiortc == [media[3], rtcp] and len(on_socket) == 2
+    assert through_aiortc == [media[4], rtcp]
+    await asyncio.sleep(0.05)  # ok-sleep: loopback delivery of what was sent
+    assert [rx.unprotect(p) for p in received(peers[1])] == [media[2]]
+    assert received(peers[0]) == []
+    assert send.sent == 3
+    for peer in peers:
+        peer.close()
 
 
 def test_srtp_call_is_pylibsrtps_protect_and_unprotect():
-    """srtp_call (no allocation per packet) writes what pylibsrtp's own protect writes,
+    """srtp_call (one C call) writes what pylibsrtp's own protect writes,
     reads back what it reads, and refuses a forged or oversized packet with
     pylibsrtp.Error, for SRTP and SRTCP."""
     ours, theirs = srtp_pair(), srtp_pair()
