@@ -539,10 +539,344 @@ static PyTypeObject WriterType = {
     .tp_members = Writer_members,
 };
 
+
+/* -- RtpView and parse ------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *payload;     /* bytes */
+    PyObject *audio_level; /* None or (voice, level) */
+    long payload_type, marker, sequence_number;
+    unsigned long timestamp, ssrc;
+} RtpView;
+
+static PyTypeObject RtpViewType;
+
+static PyObject *
+RtpView_make(long payload_type, long marker, long seq, unsigned long timestamp,
+             unsigned long ssrc, PyObject *payload, PyObject *audio_level)
+{
+    RtpView *view = PyObject_New(RtpView, &RtpViewType);
+    if (view == NULL)
+        return NULL;
+    view->payload_type = payload_type;
+    view->marker = marker;
+    view->sequence_number = seq;
+    view->timestamp = timestamp;
+    view->ssrc = ssrc;
+    Py_INCREF(payload);
+    view->payload = payload;
+    Py_INCREF(audio_level);
+    view->audio_level = audio_level;
+    return (PyObject *)view;
+}
+
+static PyObject *
+RtpView_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"payload_type", "marker", "sequence_number", "timestamp",
+                             "ssrc", "payload", "audio_level", NULL};
+    long payload_type, marker, seq;
+    unsigned long timestamp, ssrc;
+    PyObject *payload, *audio_level = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "lllkkS|O", kwlist, &payload_type, &marker,
+                                     &seq, &timestamp, &ssrc, &payload, &audio_level))
+        return NULL;
+    return RtpView_make(payload_type, marker, seq, timestamp, ssrc, payload, audio_level);
+}
+
+static void
+RtpView_dealloc(RtpView *self)
+{
+    Py_XDECREF(self->payload);
+    Py_XDECREF(self->audio_level);
+    PyObject_Free(self);
+}
+
+static PyObject *
+RtpView_repr(RtpView *self)
+{
+    return PyUnicode_FromFormat("RtpView(pt=%ld, m=%ld, seq=%ld, ts=%lu, ssrc=%lu, %zd bytes)",
+                                self->payload_type, self->marker, self->sequence_number,
+                                self->timestamp, self->ssrc, PyBytes_GET_SIZE(self->payload));
+}
+
+static PyMemberDef RtpView_members[] = {
+    {"payload_type", T_LONG, offsetof(RtpView, payload_type), 0, NULL},
+    {"marker", T_LONG, offsetof(RtpView, marker), 0, NULL},
+    {"sequence_number", T_LONG, offsetof(RtpView, sequence_number), 0, NULL},
+    {"timestamp", T_ULONG, offsetof(RtpView, timestamp), 0, NULL},
+    {"ssrc", T_ULONG, offsetof(RtpView, ssrc), 0, NULL},
+    {"payload", T_OBJECT_EX, offsetof(RtpView, payload), READONLY, NULL},
+    {"audio_level", T_OBJECT_EX, offsetof(RtpView, audio_level), READONLY, NULL},
+    {NULL},
+};
+
+static PyTypeObject RtpViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media.rtpread.RtpView",
+    .tp_basicsize = sizeof(RtpView),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RtpView(payload_type, marker, sequence_number, timestamp, ssrc, payload, "
+              "audio_level=None): one media packet (RTX already unwrapped); audio_level is "
+              "(voice, level) if the packet carried one and it was asked for.",
+    .tp_new = RtpView_new,
+    .tp_dealloc = (destructor)RtpView_dealloc,
+    .tp_repr = (reprfunc)RtpView_repr,
+    .tp_members = RtpView_members,
+};
+
+/* The audio level element ``wanted`` in the extension block [pos, end): >= 0 the level
+ * byte, -1 none. */
+static int
+find_audio_level(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, int wanted,
+                 int two_byte)
+{
+    while (pos < end) {
+        int element = data[pos], ident, length;
+        Py_ssize_t start;
+        if (element == 0) { /* padding */
+            pos++;
+            continue;
+        }
+        if (two_byte) { /* ID byte, length byte, data */
+            if (pos + 1 >= end)
+                return -1;
+            ident = element;
+            length = data[pos + 1];
+            start = pos + 2;
+        }
+        else { /* ID and length - 1 in one byte, data */
+            ident = element >> 4;
+            length = (element & 0x0F) + 1;
+            start = pos + 1;
+        }
+        if (ident == wanted)
+            return (length < 1 || start >= end) ? -1 : data[start];
+        pos = start + length;
+    }
+    return -1;
+}
+
+static PyObject *
+audio_level_tuple(int level)
+{
+    if (level < 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(Oi)", (level & 0x80) ? Py_True : Py_False, level & 0x7F);
+}
+
+/* The RtpView of ``data``; Py_None (a new reference) if it is not a well-formed packet. */
+static PyObject *
+parse_packet(const unsigned char *data, Py_ssize_t size, int audio_id)
+{
+    if (size < 12 || data[0] >> 6 != 2)
+        Py_RETURN_NONE;
+    int first = data[0], second = data[1], level = -1;
+    Py_ssize_t pos = 12 + 4 * (first & 0x0F);
+    if (pos > size)
+        Py_RETURN_NONE;
+    if (first & 0x10) {
+        if (pos + 4 > size)
+            Py_RETURN_NONE;
+        int profile = data[pos] << 8 | data[pos + 1];
+        Py_ssize_t end = pos + 4 + 4 * (data[pos + 2] << 8 | data[pos + 3]);
+        pos += 4;
+        if (end > size)
+            Py_RETURN_NONE;
+        if (audio_id && profile == 0xBEDE)
+            level = find_audio_level(data, pos, end, audio_id, 0);
+        else if (audio_id && profile >> 4 == 0x100)
+            level = find_audio_level(data, pos, end, audio_id, 1);
+        pos = end;
+    }
+    if (first & 0x20) {
+        int padding = data[size - 1];
+        if (padding == 0 || pos + padding > size)
+            Py_RETURN_NONE;
+        size -= padding;
+    }
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+    if (payload == NULL)
+        return NULL;
+    PyObject *audio_level = audio_level_tuple(level);
+    if (audio_level == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    PyObject *view = RtpView_make(
+        second & 0x7F, second >> 7, data[2] << 8 | data[3],
+        (unsigned long)data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7],
+        (unsigned long)data[8] << 24 | data[9] << 16 | data[10] << 8 | data[11], payload,
+        audio_level);
+    Py_DECREF(payload);
+    Py_DECREF(audio_level);
+    return view;
+}
+
+static PyObject *
+parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    int audio_id = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, audio_level_id=0)");
+        return NULL;
+    }
+    if (nargs == 2) {
+        audio_id = (int)PyLong_AsLong(args[1]);
+        if (audio_id == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *view = parse_packet(data.buf, data.len, audio_id);
+    PyBuffer_Release(&data);
+    return view;
+}
+
+/* -- Ingest ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session;
+    PyObject *routes; /* dict: SSRC -> (tap, audio level extension ID) */
+    PyObject *learn;  /* bytes -> (tap, ID) or None: routes an SSRC not seen yet */
+    srtp_fn unprotect;
+    void *ctx;
+} Ingest;
+
+static int
+Ingest_traverse(Ingest *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->session);
+    Py_VISIT(self->routes);
+    Py_VISIT(self->learn);
+    return 0;
+}
+
+static int
+Ingest_clear(Ingest *self)
+{
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->routes);
+    Py_CLEAR(self->learn);
+    return 0;
+}
+
+static void
+Ingest_dealloc(Ingest *self)
+{
+    PyObject_GC_UnTrack(self);
+    Ingest_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Ingest_init(Ingest *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"session", "unprotect", "ctx", "routes", "learn", NULL};
+    PyObject *session, *routes, *learn;
+    unsigned long long unprotect, ctx;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKO!O", kwlist, &session, &unprotect, &ctx,
+                                     &PyDict_Type, &routes, &learn))
+        return -1;
+    Ingest_clear(self);
+    self->session = Py_NewRef(session);
+    self->routes = Py_NewRef(routes);
+    self->learn = Py_NewRef(learn);
+    self->unprotect = (srtp_fn)(uintptr_t)unprotect;
+    self->ctx = (void *)(uintptr_t)ctx;
+    return 0;
+}
+
+static PyObject *
+Ingest_call(Ingest *self, PyObject *args, PyObject *kwds)
+{
+    Py_buffer data;
+    unsigned char buffer[MAX_PACKET];
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "Ingest takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    if (data.len > MAX_PACKET || data.len < 12) {
+        PyBuffer_Release(&data);
+        Py_RETURN_NONE;
+    }
+    int length = (int)data.len;
+    memcpy(buffer, data.buf, data.len);
+    PyBuffer_Release(&data);
+    if (self->unprotect(self->ctx, buffer, &length) != 0 || length < 12)
+        Py_RETURN_NONE; /* forged, replayed or not ours */
+    unsigned long ssrc = (unsigned long)buffer[8] << 24 | buffer[9] << 16 | buffer[10] << 8 |
+                         buffer[11];
+    PyObject *key = PyLong_FromUnsignedLong(ssrc);
+    if (key == NULL)
+        return NULL;
+    PyObject *route = PyDict_GetItemWithError(self->routes, key); /* borrowed */
+    Py_DECREF(key);
+    if (route != NULL)
+        Py_INCREF(route);
+    else if (PyErr_Occurred())
+        return NULL;
+    else {
+        PyObject *plain = PyBytes_FromStringAndSize((const char *)buffer, length);
+        if (plain == NULL)
+            return NULL;
+        route = PyObject_CallOneArg(self->learn, plain);
+        Py_DECREF(plain);
+        if (route == NULL)
+            return NULL;
+    }
+    if (route == Py_None) {
+        Py_DECREF(route);
+        Py_RETURN_NONE;
+    }
+    if (!PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 2) {
+        Py_DECREF(route);
+        PyErr_SetString(PyExc_TypeError, "a route is (tap, audio level ID)");
+        return NULL;
+    }
+    PyObject *result = NULL;
+    long audio_id = PyLong_AsLong(PyTuple_GET_ITEM(route, 1));
+    if (!(audio_id == -1 && PyErr_Occurred())) {
+        PyObject *view = parse_packet(buffer, length, (int)audio_id);
+        if (view == Py_None)
+            result = view;
+        else if (view != NULL) {
+            result = PyObject_CallOneArg(PyTuple_GET_ITEM(route, 0), view);
+            Py_DECREF(view);
+        }
+    }
+    Py_DECREF(route);
+    return result;
+}
+
+static PyTypeObject IngestType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.Ingest",
+    .tp_basicsize = sizeof(Ingest),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Ingest(session, unprotect, ctx, routes, learn): unprotect, route, parse.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ingest_init,
+    .tp_dealloc = (destructor)Ingest_dealloc,
+    .tp_traverse = (traverseproc)Ingest_traverse,
+    .tp_clear = (inquiry)Ingest_clear,
+    .tp_call = (ternaryfunc)Ingest_call,
+};
+
 /* -- module ------------------------------------------------------------------------------ */
+
+static PyMethodDef module_methods[] = {
+    {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
+     "parse(data, audio_level_id=0) -> RtpView | None"},
+    {NULL},
+};
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "media._fastpath", "Forwarding's per-packet path in C.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC
@@ -550,7 +884,8 @@ PyInit__fastpath(void)
 {
     PyObject *module;
     if (PyType_Ready(&TransformType) < 0 || PyType_Ready(&SenderType) < 0 ||
-        PyType_Ready(&WriterType) < 0)
+        PyType_Ready(&WriterType) < 0 || PyType_Ready(&RtpViewType) < 0 ||
+        PyType_Ready(&IngestType) < 0)
         return NULL;
     str_state = PyUnicode_InternFromString("_state");
     str_is_closing = PyUnicode_InternFromString("is_closing");
@@ -567,7 +902,9 @@ PyInit__fastpath(void)
         return NULL;
     if (PyModule_AddObjectRef(module, "Transform", (PyObject *)&TransformType) < 0 ||
         PyModule_AddObjectRef(module, "Sender", (PyObject *)&SenderType) < 0 ||
-        PyModule_AddObjectRef(module, "Writer", (PyObject *)&WriterType) < 0) {
+        PyModule_AddObjectRef(module, "Writer", (PyObject *)&WriterType) < 0 ||
+        PyModule_AddObjectRef(module, "RtpView", (PyObject *)&RtpViewType) < 0 ||
+        PyModule_AddObjectRef(module, "Ingest", (PyObject *)&IngestType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -50,3 +50,37 @@ class Writer:
         audio_level: tuple[bool, int] | None = None,
         /,
     ) -> None: ...
+
+class RtpView:
+    payload_type: int
+    marker: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def audio_level(self) -> tuple[bool, int] | None: ...
+    def __init__(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        audio_level: tuple[bool, int] | None = None,
+    ) -> None: ...
+
+def parse(data: bytes, audio_level_id: int = 0, /) -> RtpView | None: ...
+
+class Ingest:
+    def __init__(
+        self,
+        session: Any,
+        unprotect: int,
+        ctx: int,
+        routes: dict[int, tuple[Callable[[RtpView], None], int]],
+        learn: Callable[[bytes], tuple[Callable[[RtpView], None], int] | None],
+    ) -> None: ...
+    def __call__(self, data: bytes, /) -> None: ...

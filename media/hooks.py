@@ -484,14 +484,15 @@ def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> _fastpath.S
         task.add_done_callback(done)
 
     def resolve(pair: CandidatePair) -> tuple[Any, ...] | None:
-        udp = pair.protocol.transport
-        if not sync or pair.protocol.local_candidate.type != "host" or udp.is_closing():
+        if not sync or pair.protocol.local_candidate.type != "host":
             return None
+        udp = pair.protocol.transport
+        sock = udp.get_extra_info("socket")  # none once closed: the Sender checks first
         host, port = pair.remote_addr[:2]
         srtp = transport._tx_srtp
         return (
             udp,
-            udp.get_extra_info("socket").fileno(),
+            -1 if sock is None else sock.fileno(),
             host,
             port,
             srtp,
@@ -558,8 +559,9 @@ class FastProtocol(StunProtocol):
 
 def fast_ingest(pc: RTCPeerConnection, taps: Mapping[RTCRtpReceiver, PacketHandler]) -> bool:
     """Read incoming SRTP media of ``pc`` on its ``FastProtocol`` sockets: unprotect,
-    parse the header (``media.rtpread``) and hand the packet to its receiver's tap (as
-    ``tap_receiver`` returns it), without aiortc's queue, task switch and ``RtpPacket``.
+    parse the header and hand the packet to its receiver's tap (as
+    ``tap_receiver`` returns it), in C (``_fastpath.Ingest``), without aiortc's queue,
+    task switch and ``RtpPacket``.
     An SSRC not seen yet is routed once by aiortc's router (its rules: SSRC, MID, payload
     type); one no tap takes is remembered and dropped (or a malformed packet, alone). Call
     once DTLS is up; returns False if there is nothing to attach to (aiortc's
@@ -590,7 +592,6 @@ def _ingest(
     taps: Mapping[RTCRtpReceiver, PacketHandler],
     audio_ids: Mapping[RTCRtpReceiver, int],
 ) -> Callable[[bytes], None]:
-    unprotect = srtp_call(transport._rx_srtp, lib.srtp_unprotect, 0)
     router = transport._rtp_router
     extensions = transport._rtp_header_extensions_map
     routes: dict[int, tuple[PacketHandler, int]] = {}
@@ -615,17 +616,7 @@ def _ingest(
         route = routes[ssrc] = (tap, audio_ids.get(receiver, 0))
         return route
 
-    def ingest(data: bytes) -> None:
-        try:
-            data = unprotect(data)
-        except pylibsrtp.Error:
-            return
-        route = routes.get(int.from_bytes(data[8:12], "big")) or learn(data)
-        if route is None:
-            return
-        packet = rtpread.parse(data, route[1])
-        if packet is None:
-            return
-        route[0](packet)
-
-    return ingest
+    srtp = transport._rx_srtp
+    return _fastpath.Ingest(
+        srtp, _function(lib.srtp_unprotect), _address(srtp._srtp[0]), routes, learn
+    )

@@ -45,7 +45,9 @@ class RtpLike(Protocol):
     marker: int
     payload_type: int
     ssrc: int
-    payload: bytes
+
+    @property
+    def payload(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
