@@ -23,6 +23,8 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdlib.h>
+#include <time.h>
 
 #define MAX_PACKET 1500      /* protected packet, as pylibsrtp's buffer: longer is refused */
 #define RTP_TRAILER 144      /* SRTP_MAX_TRAILER_LEN */
@@ -665,51 +667,80 @@ audio_level_tuple(int level)
     return Py_BuildValue("(Oi)", (level & 0x80) ? Py_True : Py_False, level & 0x7F);
 }
 
-/* The RtpView of ``data``; Py_None (a new reference) if it is not a well-formed packet. */
-static PyObject *
-parse_packet(const unsigned char *data, Py_ssize_t size, int audio_id)
+/* The fields of one RTP packet, read in place. */
+typedef struct {
+    long payload_type, marker, seq;
+    unsigned long timestamp, ssrc;
+    Py_ssize_t payload, payload_length; /* offset and length of the payload */
+    int level;                          /* audio level byte, -1: none (or not asked) */
+} Header;
+
+/* Read the header of ``data``; 0 if it is not a well-formed packet. */
+static int
+read_header(const unsigned char *data, Py_ssize_t size, int audio_id, Header *h)
 {
     if (size < 12 || data[0] >> 6 != 2)
-        Py_RETURN_NONE;
-    int first = data[0], second = data[1], level = -1;
+        return 0;
+    int first = data[0];
     Py_ssize_t pos = 12 + 4 * (first & 0x0F);
+    h->level = -1;
     if (pos > size)
-        Py_RETURN_NONE;
+        return 0;
     if (first & 0x10) {
         if (pos + 4 > size)
-            Py_RETURN_NONE;
+            return 0;
         int profile = data[pos] << 8 | data[pos + 1];
         Py_ssize_t end = pos + 4 + 4 * (data[pos + 2] << 8 | data[pos + 3]);
         pos += 4;
         if (end > size)
-            Py_RETURN_NONE;
+            return 0;
         if (audio_id && profile == 0xBEDE)
-            level = find_audio_level(data, pos, end, audio_id, 0);
+            h->level = find_audio_level(data, pos, end, audio_id, 0);
         else if (audio_id && profile >> 4 == 0x100)
-            level = find_audio_level(data, pos, end, audio_id, 1);
+            h->level = find_audio_level(data, pos, end, audio_id, 1);
         pos = end;
     }
     if (first & 0x20) {
         int padding = data[size - 1];
         if (padding == 0 || pos + padding > size)
-            Py_RETURN_NONE;
+            return 0;
         size -= padding;
     }
-    PyObject *payload = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+    h->payload_type = data[1] & 0x7F;
+    h->marker = data[1] >> 7;
+    h->seq = data[2] << 8 | data[3];
+    h->timestamp = (unsigned long)data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7];
+    h->ssrc = (unsigned long)data[8] << 24 | data[9] << 16 | data[10] << 8 | data[11];
+    h->payload = pos;
+    h->payload_length = size - pos;
+    return 1;
+}
+
+static PyObject *
+view_of(const Header *h, PyObject *payload)
+{
+    PyObject *audio_level = audio_level_tuple(h->level);
+    if (audio_level == NULL)
+        return NULL;
+    PyObject *view = RtpView_make(h->payload_type, h->marker, h->seq, h->timestamp, h->ssrc,
+                                  payload, audio_level);
+    Py_DECREF(audio_level);
+    return view;
+}
+
+/* The RtpView of ``data``; Py_None (a new reference) if it is not a well-formed packet. */
+static PyObject *
+parse_packet(const unsigned char *data, Py_ssize_t size, int audio_id)
+{
+    Header h;
+    if (!read_header(data, size, audio_id, &h))
+        Py_RETURN_NONE;
+    PyObject *payload =
+        PyBytes_FromStringAndSize((const char *)data + h.payload, h.payload_length);
     if (payload == NULL)
         return NULL;
-    PyObject *audio_level = audio_level_tuple(level);
-    if (audio_level == NULL) {
-        Py_DECREF(payload);
-        return NULL;
-    }
-    PyObject *view = RtpView_make(
-        second & 0x7F, second >> 7, data[2] << 8 | data[3],
-        (unsigned long)data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7],
-        (unsigned long)data[8] << 24 | data[9] << 16 | data[10] << 8 | data[11], payload,
-        audio_level);
+    PyObject *view = view_of(&h, payload);
     Py_DECREF(payload);
-    Py_DECREF(audio_level);
     return view;
 }
 
@@ -733,6 +764,688 @@ parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyBuffer_Release(&data);
     return view;
 }
+
+
+/* -- Stats: aiortc's StreamStatistics (what receiver reports say), in C ------------------ */
+
+#define PACKETS_LOST_MIN (-0x800000LL)
+#define PACKETS_LOST_MAX 0x7FFFFFLL
+#define NTP_EPOCH_OFFSET 2208988800.0
+
+typedef struct {
+    PyObject_HEAD
+    long long base_seq, max_seq; /* -1: none yet */
+    long long cycles, packets_received, clockrate, jitter_q4;
+    long long last_arrival, last_timestamp;
+    int has_last;
+    long long expected_prior, received_prior;
+} Stats;
+
+static PyTypeObject StatsType;
+
+static int
+uint16_gt(long a, long b)
+{
+    return (a < b && b - a > 0x8000) || (a > b && a - b < 0x8000);
+}
+
+static double
+now_of(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void
+stats_add(Stats *s, long seq, unsigned long timestamp, double now)
+{
+    int in_order = s->max_seq < 0 || uint16_gt(seq, (long)s->max_seq);
+    s->packets_received++;
+    if (s->base_seq < 0)
+        s->base_seq = seq;
+    if (!in_order)
+        return;
+    long long arrival = (long long)(now * (double)s->clockrate);
+    if (s->max_seq >= 0 && seq < s->max_seq)
+        s->cycles += 1 << 16;
+    s->max_seq = seq;
+    if (s->has_last && (long long)timestamp != s->last_timestamp && s->packets_received > 1) {
+        long long diff = llabs((arrival - s->last_arrival) - ((long long)timestamp - s->last_timestamp));
+        s->jitter_q4 += diff - ((s->jitter_q4 + 8) >> 4);
+    }
+    s->last_arrival = arrival;
+    s->last_timestamp = (long long)timestamp;
+    s->has_last = 1;
+}
+
+static PyObject *
+Stats_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"clockrate", NULL};
+    long long clockrate;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L", kwlist, &clockrate))
+        return NULL;
+    Stats *s = (Stats *)type->tp_alloc(type, 0);
+    if (s == NULL)
+        return NULL;
+    s->base_seq = s->max_seq = -1;
+    s->clockrate = clockrate;
+    return (PyObject *)s;
+}
+
+static PyObject *
+Stats_add(Stats *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "add(packet, now=None)");
+        return NULL;
+    }
+    PyObject *seq = PyObject_GetAttrString(args[0], "sequence_number");
+    PyObject *timestamp = seq ? PyObject_GetAttrString(args[0], "timestamp") : NULL;
+    long value = seq ? PyLong_AsLong(seq) : -1;
+    unsigned long ts = timestamp ? PyLong_AsUnsignedLong(timestamp) : 0;
+    Py_XDECREF(seq);
+    Py_XDECREF(timestamp);
+    double now = nargs == 2 && args[1] != Py_None ? PyFloat_AsDouble(args[1])
+                                                   : now_of(CLOCK_REALTIME);
+    if (PyErr_Occurred())
+        return NULL;
+    stats_add(self, value, ts, now);
+    Py_RETURN_NONE;
+}
+
+static int
+stats_started(Stats *self)
+{
+    if (self->max_seq < 0) {
+        PyErr_SetString(PyExc_TypeError, "no packet yet");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+Stats_packets_expected(Stats *self, void *closure)
+{
+    if (!stats_started(self))
+        return NULL;
+    return PyLong_FromLongLong(self->cycles + self->max_seq - self->base_seq + 1);
+}
+
+static PyObject *
+Stats_packets_lost(Stats *self, void *closure)
+{
+    if (!stats_started(self))
+        return NULL;
+    long long lost = self->cycles + self->max_seq - self->base_seq + 1 - self->packets_received;
+    lost = lost < PACKETS_LOST_MIN ? PACKETS_LOST_MIN : lost > PACKETS_LOST_MAX ? PACKETS_LOST_MAX : lost;
+    return PyLong_FromLongLong(lost);
+}
+
+static PyObject *
+Stats_fraction_lost(Stats *self, void *closure)
+{
+    if (!stats_started(self))
+        return NULL;
+    long long expected = self->cycles + self->max_seq - self->base_seq + 1;
+    long long expected_interval = expected - self->expected_prior;
+    self->expected_prior = expected;
+    long long received_interval = self->packets_received - self->received_prior;
+    self->received_prior = self->packets_received;
+    long long lost_interval = expected_interval - received_interval;
+    if (expected_interval == 0 || lost_interval <= 0)
+        return PyLong_FromLong(0);
+    return PyLong_FromLongLong((lost_interval << 8) / expected_interval);
+}
+
+static PyObject *
+Stats_jitter(Stats *self, void *closure)
+{
+    return PyLong_FromLongLong(self->jitter_q4 >> 4);
+}
+
+static PyObject *
+optional_seq(long long value)
+{
+    if (value < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(value);
+}
+
+static PyObject *
+Stats_base_seq(Stats *self, void *closure)
+{
+    return optional_seq(self->base_seq);
+}
+
+static PyObject *
+Stats_max_seq(Stats *self, void *closure)
+{
+    return optional_seq(self->max_seq);
+}
+
+static PyGetSetDef Stats_getset[] = {
+    {"base_seq", (getter)Stats_base_seq, NULL, NULL, NULL},
+    {"max_seq", (getter)Stats_max_seq, NULL, NULL, NULL},
+    {"packets_expected", (getter)Stats_packets_expected, NULL, NULL, NULL},
+    {"packets_lost", (getter)Stats_packets_lost, NULL, NULL, NULL},
+    {"fraction_lost", (getter)Stats_fraction_lost, NULL,
+     "lost since the last read, of 256 (reading it starts a new interval)", NULL},
+    {"jitter", (getter)Stats_jitter, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMemberDef Stats_members[] = {
+    {"cycles", T_LONGLONG, offsetof(Stats, cycles), READONLY, NULL},
+    {"packets_received", T_LONGLONG, offsetof(Stats, packets_received), READONLY, NULL},
+    {NULL},
+};
+
+static PyMethodDef Stats_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Stats_add, METH_FASTCALL,
+     "add(packet, now=None): one arrival (now: time.time())"},
+    {NULL},
+};
+
+static PyTypeObject StatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.Stats",
+    .tp_basicsize = sizeof(Stats),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stats(clockrate): aiortc's StreamStatistics, for one received SSRC.",
+    .tp_new = Stats_new,
+    .tp_methods = Stats_methods,
+    .tp_members = Stats_members,
+    .tp_getset = Stats_getset,
+};
+
+/* -- SlotBase: an outgoing sender's sequence space, counters and packet cache ------------ */
+
+#define CACHE_SIZE 1024
+
+typedef struct {
+    long seq; /* -1: empty */
+    long marker;
+    unsigned long timestamp;
+    PyObject *payload;
+} Cached;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *writer, *sender;
+    long payload_type;
+    unsigned long ssrc;
+    long next_seq;
+    unsigned long last_timestamp;
+    double last_sent_at;
+    unsigned long long packets, octets;
+    Cached cache[CACHE_SIZE];
+} SlotBase;
+
+static PyTypeObject SlotBaseType;
+
+static PyObject *
+SlotBase_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    SlotBase *self = (SlotBase *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        for (int i = 0; i < CACHE_SIZE; i++)
+            self->cache[i].seq = -1;
+    return (PyObject *)self;
+}
+
+static int
+SlotBase_traverse(SlotBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->writer);
+    Py_VISIT(self->sender);
+    return 0;
+}
+
+static int
+SlotBase_clear(SlotBase *self)
+{
+    Py_CLEAR(self->writer);
+    Py_CLEAR(self->sender);
+    for (int i = 0; i < CACHE_SIZE; i++) {
+        self->cache[i].seq = -1;
+        Py_CLEAR(self->cache[i].payload);
+    }
+    return 0;
+}
+
+static void
+SlotBase_dealloc(SlotBase *self)
+{
+    PyObject_GC_UnTrack(self);
+    SlotBase_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Keep the packet for NACKs, count it, write it and send it. */
+static int
+slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObject *payload,
+          int level, unsigned long send_time)
+{
+    unsigned char out[MAX_PACKET];
+    if (self->writer == NULL || !PyObject_TypeCheck(self->writer, &WriterType) ||
+        self->sender == NULL || !PyObject_TypeCheck(self->sender, &SenderType)) {
+        PyErr_SetString(PyExc_TypeError, "the slot has no Writer or Sender");
+        return -1;
+    }
+    Cached *cached = &self->cache[seq % CACHE_SIZE];
+    cached->seq = seq;
+    cached->marker = marker;
+    cached->timestamp = timestamp;
+    Py_INCREF(payload);
+    Py_XSETREF(cached->payload, payload);
+    Py_ssize_t length = PyBytes_GET_SIZE(payload);
+    self->packets++;
+    self->octets += (unsigned long long)length;
+    Sender *sender = (Sender *)self->sender;
+    if (length > MAX_PACKET - MAX_HEAD) { /* not protectable: nothing is sent */
+        sender->dropped++;
+        return 0;
+    }
+    int size = write_packet((Writer *)self->writer, out, self->payload_type, marker,
+                            (unsigned int)seq, timestamp, self->ssrc,
+                            (const unsigned char *)PyBytes_AS_STRING(payload), length,
+                            send_time, level);
+    return Sender_send_buffer(sender, out, size);
+}
+
+static int
+level_of(PyObject *audio_level)
+{
+    if (audio_level == Py_None)
+        return -1;
+    if (!PyTuple_Check(audio_level) || PyTuple_GET_SIZE(audio_level) != 2) {
+        PyErr_SetString(PyExc_TypeError, "audio_level: None or (voice, level)");
+        return -2;
+    }
+    int voice = PyObject_IsTrue(PyTuple_GET_ITEM(audio_level, 0));
+    long value = PyLong_AsLong(PyTuple_GET_ITEM(audio_level, 1));
+    if (voice < 0 || (value == -1 && PyErr_Occurred()))
+        return -2;
+    return (voice ? 0x80 : 0) | (int)(value & 0x7F);
+}
+
+static PyObject *
+SlotBase_send(SlotBase *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send(marker, seq, timestamp, payload: bytes, audio_level, send_time)");
+        return NULL;
+    }
+    long marker = PyLong_AsLong(args[0]);
+    long seq = PyLong_AsLong(args[1]) & 0xFFFF;
+    unsigned long timestamp = PyLong_AsUnsignedLong(args[2]) & 0xFFFFFFFFUL;
+    unsigned long send_time = PyLong_AsUnsignedLong(args[5]) & 0xFFFFFFUL;
+    int level = level_of(args[4]);
+    if (level == -2 || PyErr_Occurred())
+        return NULL;
+    if (slot_send(self, marker, seq, timestamp, args[3], level, send_time) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SlotBase_cached(SlotBase *self, PyObject *arg)
+{
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    Cached *cached = &self->cache[(seq & 0xFFFF) % CACHE_SIZE];
+    if (cached->seq != seq || cached->payload == NULL)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(lkO)", cached->marker, cached->timestamp, cached->payload);
+}
+
+static PyMethodDef SlotBase_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))SlotBase_send, METH_FASTCALL,
+     "send(marker, seq, timestamp, payload, audio_level, send_time): keep for NACKs, count, "
+     "write and send"},
+    {"cached", (PyCFunction)SlotBase_cached, METH_O,
+     "cached(seq) -> (marker, timestamp, payload) | None: a packet sent lately"},
+    {NULL},
+};
+
+static PyMemberDef SlotBase_members[] = {
+    {"writer", T_OBJECT, offsetof(SlotBase, writer), 0, NULL},
+    {"_sender", T_OBJECT, offsetof(SlotBase, sender), 0, NULL},
+    {"_payload_type", T_LONG, offsetof(SlotBase, payload_type), 0, NULL},
+    {"_ssrc", T_ULONG, offsetof(SlotBase, ssrc), 0, NULL},
+    {"next_seq", T_LONG, offsetof(SlotBase, next_seq), 0, NULL},
+    {"last_timestamp", T_ULONG, offsetof(SlotBase, last_timestamp), 0, NULL},
+    {"last_sent_at", T_DOUBLE, offsetof(SlotBase, last_sent_at), 0, NULL},
+    {"packets", T_ULONGLONG, offsetof(SlotBase, packets), 0, NULL},
+    {"octets", T_ULONGLONG, offsetof(SlotBase, octets), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject SlotBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.SlotBase",
+    .tp_basicsize = sizeof(SlotBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The per-packet state of forwarding.Slot.",
+    .tp_new = SlotBase_new,
+    .tp_dealloc = (destructor)SlotBase_dealloc,
+    .tp_traverse = (traverseproc)SlotBase_traverse,
+    .tp_clear = (inquiry)SlotBase_clear,
+    .tp_methods = SlotBase_methods,
+    .tp_members = SlotBase_members,
+};
+
+/* -- LegBase: a track forwarded into a slot ---------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *slot, *track;
+    char started;
+    long first_upstream_seq, seq_offset;
+    unsigned long ts_offset;
+    unsigned long long forwarded, since_start;
+} LegBase;
+
+static PyTypeObject LegBaseType;
+static PyObject *str_connected, *str_start, *str_deliver, *str_packet, *str_failed;
+
+static int
+LegBase_traverse(LegBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slot);
+    Py_VISIT(self->track);
+    return 0;
+}
+
+static int
+LegBase_clear(LegBase *self)
+{
+    Py_CLEAR(self->slot);
+    Py_CLEAR(self->track);
+    return 0;
+}
+
+static void
+LegBase_dealloc(LegBase *self)
+{
+    PyObject_GC_UnTrack(self);
+    LegBase_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+seq_newer(long a, long b)
+{
+    return a != b && ((a - b) & 0xFFFF) < 0x8000;
+}
+
+/* Rewrite the packet for this leg and send it (forwarder.Leg.forward). A leg not started
+ * starts on a keyframe once its subscriber is connected (Python: ``connected``,
+ * ``_start(packet, now)``; ``packet`` is the view, needed only then). */
+static int
+leg_forward(LegBase *self, const Header *h, PyObject *payload, PyObject *packet, int keyframe,
+            double now, unsigned long send_time)
+{
+    if (!self->started) {
+        if (!keyframe || packet == NULL)
+            return 0;
+        PyObject *connected = PyObject_GetAttr((PyObject *)self, str_connected);
+        if (connected == NULL)
+            return -1;
+        int up = PyObject_IsTrue(connected);
+        Py_DECREF(connected);
+        if (up <= 0)
+            return up;
+        PyObject *when = PyFloat_FromDouble(now);
+        if (when == NULL)
+            return -1;
+        PyObject *result = PyObject_CallMethodObjArgs((PyObject *)self, str_start, packet, when, NULL);
+        Py_DECREF(when);
+        if (result == NULL)
+            return -1;
+        Py_DECREF(result);
+    }
+    else if (self->since_start < CACHE_SIZE && seq_newer(self->first_upstream_seq, h->seq))
+        return 0; /* older than what this leg started with (a late retransmission) */
+    if (self->slot == NULL || !PyObject_TypeCheck(self->slot, &SlotBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "a leg's slot is a SlotBase");
+        return -1;
+    }
+    SlotBase *slot = (SlotBase *)self->slot;
+    long seq = (h->seq + self->seq_offset) & 0xFFFF;
+    unsigned long timestamp = (h->timestamp + self->ts_offset) & 0xFFFFFFFFUL;
+    if (seq_newer((seq + 1) & 0xFFFF, slot->next_seq)) {
+        slot->next_seq = (seq + 1) & 0xFFFF;
+        slot->last_timestamp = timestamp;
+        slot->last_sent_at = now;
+    }
+    self->forwarded++;
+    self->since_start++;
+    return slot_send(slot, h->marker, seq, timestamp, payload, h->level, send_time);
+}
+
+static PyObject *
+LegBase_forward(LegBase *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyObject_TypeCheck(args[0], &RtpViewType)) {
+        PyErr_SetString(PyExc_TypeError, "forward(packet: RtpView, keyframe, now, send_time)");
+        return NULL;
+    }
+    RtpView *view = (RtpView *)args[0];
+    Header h = {view->payload_type, view->marker, view->sequence_number, view->timestamp,
+                view->ssrc, 0, 0, level_of(view->audio_level)};
+    int keyframe = PyObject_IsTrue(args[1]);
+    double now = PyFloat_AsDouble(args[2]);
+    unsigned long send_time = PyLong_AsUnsignedLong(args[3]) & 0xFFFFFFUL;
+    if (h.level == -2 || keyframe < 0 || PyErr_Occurred())
+        return NULL;
+    if (leg_forward(self, &h, view->payload, args[0], keyframe, now, send_time) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef LegBase_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))LegBase_forward, METH_FASTCALL,
+     "forward(packet, keyframe, now, send_time): rewrite for this leg and send; ``now`` "
+     "(monotonic) and ``send_time`` (abs-send-time) are taken once per packet for all legs"},
+    {NULL},
+};
+
+static PyMemberDef LegBase_members[] = {
+    {"slot", T_OBJECT, offsetof(LegBase, slot), 0, NULL},
+    {"track", T_OBJECT, offsetof(LegBase, track), 0, NULL},
+    {"started", T_BOOL, offsetof(LegBase, started), 0, NULL},
+    {"first_upstream_seq", T_LONG, offsetof(LegBase, first_upstream_seq), 0, NULL},
+    {"seq_offset", T_LONG, offsetof(LegBase, seq_offset), 0, NULL},
+    {"ts_offset", T_ULONG, offsetof(LegBase, ts_offset), 0, NULL},
+    {"forwarded", T_ULONGLONG, offsetof(LegBase, forwarded), 0, NULL},
+    {"since_start", T_ULONGLONG, offsetof(LegBase, since_start), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject LegBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.LegBase",
+    .tp_basicsize = sizeof(LegBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The per-packet state and forwarding of forwarder.Leg.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)LegBase_dealloc,
+    .tp_traverse = (traverseproc)LegBase_traverse,
+    .tp_clear = (inquiry)LegBase_clear,
+    .tp_methods = LegBase_methods,
+    .tp_members = LegBase_members,
+};
+
+/* -- TrackBase: a published track, and its steady state forwarded in C ----------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *legs, *sinks, *stats; /* tuple of LegBase, list of sinks, Stats or None */
+    unsigned long long packets, fast_packets;
+    long highest, fast_pt;
+    unsigned long fast_ssrc;
+    char closed, gated, fast, is_video;
+} TrackBase;
+
+static PyTypeObject TrackBaseType;
+
+static int
+TrackBase_traverse(TrackBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->legs);
+    Py_VISIT(self->sinks);
+    Py_VISIT(self->stats);
+    return 0;
+}
+
+static int
+TrackBase_clear(TrackBase *self)
+{
+    Py_CLEAR(self->legs);
+    Py_CLEAR(self->sinks);
+    Py_CLEAR(self->stats);
+    return 0;
+}
+
+static void
+TrackBase_dealloc(TrackBase *self)
+{
+    PyObject_GC_UnTrack(self);
+    TrackBase_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+TrackBase_call(TrackBase *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *view;
+    if (!PyArg_ParseTuple(args, "O", &view))
+        return NULL;
+    return PyObject_CallMethodOneArg((PyObject *)self, str_deliver, view);
+}
+
+/* Whether the packet is the track's steady state, which C forwards alone: the next media
+ * packet of the expected SSRC, every leg started, nothing owed upstream (Python sets
+ * ``_fast`` after each packet it handled). */
+static int
+track_is_steady(TrackBase *self, const Header *h)
+{
+    if (!self->fast || self->closed || self->gated || h->payload_type != self->fast_pt ||
+        h->ssrc != self->fast_ssrc || self->stats == NULL ||
+        !PyObject_TypeCheck(self->stats, &StatsType) || self->legs == NULL ||
+        !PyTuple_Check(self->legs) || self->sinks == NULL || !PyList_Check(self->sinks))
+        return 0;
+    if (self->is_video && h->seq != ((self->highest + 1) & 0xFFFF))
+        return 0;
+    Py_ssize_t count = PyTuple_GET_SIZE(self->legs);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *leg = PyTuple_GET_ITEM(self->legs, i);
+        if (!PyObject_TypeCheck(leg, &LegBaseType) || !((LegBase *)leg)->started)
+            return 0;
+    }
+    return 1;
+}
+
+/* A packet (or one sink's call) failed: PublishedTrack._failed() counts and logs it, the
+ * exception set being the one it sees handled; the track goes on. */
+static int
+track_failed(TrackBase *self)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    PyObject *previous = PyErr_GetHandledException();
+    PyErr_SetHandledException(value);
+    PyObject *result = PyObject_CallMethodNoArgs((PyObject *)self, str_failed);
+    PyErr_SetHandledException(previous);
+    Py_XDECREF(previous);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* PublishedTrack._on_packet for a steady packet: receiver statistics, count, sinks,
+ * then every leg. */
+static int
+track_forward(TrackBase *self, const unsigned char *buffer, const Header *h)
+{
+    double now = now_of(CLOCK_MONOTONIC), wall = now_of(CLOCK_REALTIME);
+    stats_add((Stats *)self->stats, h->seq, h->timestamp, wall);
+    self->packets++;
+    self->fast_packets++;
+    if (self->is_video)
+        self->highest = h->seq;
+    PyObject *payload =
+        PyBytes_FromStringAndSize((const char *)buffer + h->payload, h->payload_length);
+    if (payload == NULL)
+        return -1;
+    int result = 0;
+    PyObject *legs = Py_NewRef(self->legs); /* a sink may change them */
+    if (PyList_GET_SIZE(self->sinks)) {
+        PyObject *sinks = PySequence_Tuple(self->sinks);
+        PyObject *view = sinks ? view_of(h, payload) : NULL;
+        PyObject *arrival = view ? PyFloat_FromDouble(wall) : NULL;
+        result = arrival ? 0 : -1;
+        for (Py_ssize_t i = 0; arrival && i < PyTuple_GET_SIZE(sinks); i++) {
+            PyObject *r = PyObject_CallMethodObjArgs(PyTuple_GET_ITEM(sinks, i), str_packet,
+                                                     view, arrival, NULL);
+            if (r == NULL && track_failed(self) < 0) { /* a failing sink costs no leg */
+                result = -1;
+                break;
+            }
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(arrival);
+        Py_XDECREF(view);
+        Py_XDECREF(sinks);
+    }
+    unsigned long send_time =
+        (unsigned long)(long long)((wall + NTP_EPOCH_OFFSET) * 262144.0) & 0xFFFFFFUL;
+    for (Py_ssize_t i = 0; result == 0 && i < PyTuple_GET_SIZE(legs); i++)
+        result = leg_forward((LegBase *)PyTuple_GET_ITEM(legs, i), h, payload, NULL, 1, now,
+                             send_time);
+    Py_DECREF(legs);
+    Py_DECREF(payload);
+    return result;
+}
+
+static PyMemberDef TrackBase_members[] = {
+    {"_legs", T_OBJECT, offsetof(TrackBase, legs), 0, "legs as a tuple, for each packet"},
+    {"sinks", T_OBJECT, offsetof(TrackBase, sinks), 0, NULL},
+    {"_stats", T_OBJECT, offsetof(TrackBase, stats), 0, "Stats of the media SSRC"},
+    {"packets", T_ULONGLONG, offsetof(TrackBase, packets), 0, NULL},
+    {"fast_packets", T_ULONGLONG, offsetof(TrackBase, fast_packets), READONLY,
+     "packets forwarded in C alone (the steady state)"},
+    {"_highest", T_LONG, offsetof(TrackBase, highest), 0, NULL},
+    {"_fast_pt", T_LONG, offsetof(TrackBase, fast_pt), 0, NULL},
+    {"_fast_ssrc", T_ULONG, offsetof(TrackBase, fast_ssrc), 0, NULL},
+    {"closed", T_BOOL, offsetof(TrackBase, closed), 0, NULL},
+    {"_gated", T_BOOL, offsetof(TrackBase, gated), 0, NULL},
+    {"_fast", T_BOOL, offsetof(TrackBase, fast), 0, NULL},
+    {"_is_video", T_BOOL, offsetof(TrackBase, is_video), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject TrackBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.TrackBase",
+    .tp_basicsize = sizeof(TrackBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The per-packet state of forwarder.PublishedTrack; calling it delivers a view.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)TrackBase_dealloc,
+    .tp_traverse = (traverseproc)TrackBase_traverse,
+    .tp_clear = (inquiry)TrackBase_clear,
+    .tp_call = (ternaryfunc)TrackBase_call,
+    .tp_members = TrackBase_members,
+};
 
 /* -- Ingest ------------------------------------------------------------------------------ */
 
@@ -838,14 +1551,24 @@ Ingest_call(Ingest *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "a route is (tap, audio level ID)");
         return NULL;
     }
-    PyObject *result = NULL;
+    PyObject *result = NULL, *tap = PyTuple_GET_ITEM(route, 0);
     long audio_id = PyLong_AsLong(PyTuple_GET_ITEM(route, 1));
-    if (!(audio_id == -1 && PyErr_Occurred())) {
-        PyObject *view = parse_packet(buffer, length, (int)audio_id);
-        if (view == Py_None)
-            result = view;
-        else if (view != NULL) {
-            result = PyObject_CallOneArg(PyTuple_GET_ITEM(route, 0), view);
+    Header h;
+    if (audio_id == -1 && PyErr_Occurred())
+        ;
+    else if (!read_header(buffer, length, (int)audio_id, &h))
+        result = Py_NewRef(Py_None);
+    else if (PyObject_TypeCheck(tap, &TrackBaseType) && track_is_steady((TrackBase *)tap, &h)) {
+        if (track_forward((TrackBase *)tap, buffer, &h) == 0 || track_failed((TrackBase *)tap) == 0)
+            result = Py_NewRef(Py_None);
+    }
+    else {
+        PyObject *payload =
+            PyBytes_FromStringAndSize((const char *)buffer + h.payload, h.payload_length);
+        PyObject *view = payload ? view_of(&h, payload) : NULL;
+        Py_XDECREF(payload);
+        if (view != NULL) {
+            result = PyObject_CallOneArg(tap, view);
             Py_DECREF(view);
         }
     }
@@ -885,10 +1608,17 @@ PyInit__fastpath(void)
     PyObject *module;
     if (PyType_Ready(&TransformType) < 0 || PyType_Ready(&SenderType) < 0 ||
         PyType_Ready(&WriterType) < 0 || PyType_Ready(&RtpViewType) < 0 ||
-        PyType_Ready(&IngestType) < 0)
+        PyType_Ready(&IngestType) < 0 || PyType_Ready(&StatsType) < 0 ||
+        PyType_Ready(&SlotBaseType) < 0 || PyType_Ready(&LegBaseType) < 0 ||
+        PyType_Ready(&TrackBaseType) < 0)
         return NULL;
     str_state = PyUnicode_InternFromString("_state");
     str_is_closing = PyUnicode_InternFromString("is_closing");
+    str_connected = PyUnicode_InternFromString("connected");
+    str_start = PyUnicode_InternFromString("_start");
+    str_deliver = PyUnicode_InternFromString("deliver");
+    str_packet = PyUnicode_InternFromString("packet");
+    str_failed = PyUnicode_InternFromString("_failed");
     one = PyLong_FromLong(1);
     PyObject *pylibsrtp = PyImport_ImportModule("pylibsrtp");
     if (pylibsrtp == NULL)
@@ -904,7 +1634,12 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(module, "Sender", (PyObject *)&SenderType) < 0 ||
         PyModule_AddObjectRef(module, "Writer", (PyObject *)&WriterType) < 0 ||
         PyModule_AddObjectRef(module, "RtpView", (PyObject *)&RtpViewType) < 0 ||
-        PyModule_AddObjectRef(module, "Ingest", (PyObject *)&IngestType) < 0) {
+        PyModule_AddObjectRef(module, "Ingest", (PyObject *)&IngestType) < 0 ||
+        PyModule_AddObjectRef(module, "Stats", (PyObject *)&StatsType) < 0 ||
+        PyModule_AddObjectRef(module, "SlotBase", (PyObject *)&SlotBaseType) < 0 ||
+        PyModule_AddObjectRef(module, "LegBase", (PyObject *)&LegBaseType) < 0 ||
+        PyModule_AddObjectRef(module, "TrackBase", (PyObject *)&TrackBaseType) < 0 ||
+        PyModule_AddIntConstant(module, "CACHE_SIZE", CACHE_SIZE) < 0) {
         Py_DECREF(module);
         return NULL;
     }

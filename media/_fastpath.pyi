@@ -84,3 +84,65 @@ class Ingest:
         learn: Callable[[bytes], tuple[Callable[[RtpView], None], int] | None],
     ) -> None: ...
     def __call__(self, data: bytes, /) -> None: ...
+
+CACHE_SIZE: int
+
+class Stats:
+    cycles: int
+    packets_received: int
+    base_seq: int | None
+    max_seq: int | None
+    packets_expected: int
+    packets_lost: int
+    fraction_lost: int
+    jitter: int
+    def __init__(self, clockrate: int) -> None: ...
+    def add(self, packet: Any, now: float | None = None, /) -> None: ...
+
+class SlotBase:
+    writer: Writer
+    _sender: Sender
+    _payload_type: int
+    _ssrc: int
+    next_seq: int
+    last_timestamp: int
+    last_sent_at: float
+    packets: int
+    octets: int
+    def send(
+        self,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        payload: bytes,
+        audio_level: tuple[bool, int] | None,
+        send_time: int,
+        /,
+    ) -> None: ...
+    def cached(self, seq: int, /) -> tuple[int, int, bytes] | None: ...
+
+class LegBase:
+    slot: Any
+    track: Any
+    started: bool
+    first_upstream_seq: int
+    seq_offset: int
+    ts_offset: int
+    forwarded: int
+    since_start: int
+    def forward(self, packet: RtpView, keyframe: bool, now: float, send_time: int, /) -> None: ...
+
+class TrackBase:
+    _legs: tuple[Any, ...]
+    sinks: list[Any]
+    _stats: Stats | None
+    packets: int
+    fast_packets: int
+    _highest: int
+    _fast_pt: int
+    _fast_ssrc: int
+    closed: bool
+    _gated: bool
+    _fast: bool
+    _is_video: bool
+    def __call__(self, packet: RtpView, /) -> None: ...

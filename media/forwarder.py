@@ -16,17 +16,16 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
 
-from media import hooks
+from media import _fastpath, hooks
 from media.keyframes import keyframe_detector
 from media.rtpread import RtpView
 from media.rtpwrite import PacketWriter, abs_send_time
-from media.upstream import UpstreamGaps, seq_newer
+from media.upstream import UpstreamGaps
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +39,8 @@ for one that someone else caused: the recording cuts a chunk on a requested keyf
 every ``chunk_seconds`` (10 s by default), so with recording on it never asks."""
 CONGESTION_LOSS = 5
 """Fraction lost (of 256, ~2 %) above which a subscriber's estimate clamps publishers."""
-CACHE_SIZE = 1024
-"""Packets kept per leg to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
+CACHE_SIZE = _fastpath.CACHE_SIZE
+"""Packets kept per slot to answer its NACKs (~3 s of a 3 Mbit/s video track)."""
 ERROR_LOG_INTERVAL = 10.0
 """A packet whose handling fails is counted; the traceback is logged at most this often."""
 
@@ -68,7 +67,12 @@ def open_tracks() -> int:
     return len(_open_tracks)
 
 
-class PublishedTrack:
+class PublishedTrack(_fastpath.TrackBase):
+    """Its per-packet state lives in the C base (``_fastpath.TrackBase``): while nothing
+    is owed upstream and every leg has started (``_fast``, set here after each packet
+    Python handles), the fast ingest forwards the next packet in C (receiver statistics,
+    sinks, legs) without calling ``on_packet``; anything else comes here."""
+
     def __init__(
         self,
         participant: str,
@@ -86,6 +90,12 @@ class PublishedTrack:
         self.legs: set[Leg] = set()
         self.sinks: list[PacketSink] = []
         self.packets = 0
+        self._stats = None
+        """Receiver statistics of the media SSRC (``hooks.stream_statistics``)."""
+        self._fast = False
+        """The next packet may be forwarded in C (``_arm``)."""
+        self._highest = -1
+        """The newest upstream sequence number, advanced in C while ``_fast``."""
         self.recovered = 0
         """Upstream gaps filled by a retransmission."""
         self.late = 0
@@ -117,6 +127,7 @@ class PublishedTrack:
         self.legs.add(leg)
         self._legs = tuple(self.legs)
         self._gated = True
+        self._fast = False
 
     def _remove_leg(self, leg: Leg) -> None:
         self.legs.discard(leg)
@@ -125,25 +136,52 @@ class PublishedTrack:
     def on_packet(self, packet: RtpView) -> None:
         if self.closed:
             return
+        if self._fast and self._is_video:
+            self._gaps.highest = self._highest  # C forwarded the packets since the last
         try:
             self._on_packet(packet)
         except Exception:  # one bad packet must not stop the track: count, log, go on
-            self.errors += 1
-            now = time.monotonic()
-            if now - self._error_logged_at > ERROR_LOG_INTERVAL:
-                self._error_logged_at = now
-                logger.exception(
-                    "%s/%s: a packet failed (%d so far)", self.participant, self.source, self.errors
-                )
+            self._failed()
+        self._arm(packet)
+
+    def _failed(self) -> None:
+        """Count the packet whose handling raised (the exception being handled) and log
+        it, at most every ERROR_LOG_INTERVAL. Called from C too."""
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._error_logged_at > ERROR_LOG_INTERVAL:
+            self._error_logged_at = now
+            logger.exception(
+                "%s/%s: a packet failed (%d so far)", self.participant, self.source, self.errors
+            )
+
+    def _arm(self, packet: RtpView) -> None:
+        """Whether C may forward the next packet (of this SSRC and payload type) alone:
+        every leg started, no upstream gap open or given up, statistics found."""
+        gaps = self._gaps
+        if self._stats is None:
+            self._stats = hooks.stream_statistics(self.receiver, packet.ssrc)
+        self._fast_pt = packet.payload_type
+        self._fast_ssrc = packet.ssrc
+        if self._is_video and gaps.highest is not None:
+            self._highest = gaps.highest
+        self._fast = (
+            not self.closed
+            and not self._gated
+            and self._stats is not None
+            and (not self._is_video or not (gaps.missing or gaps.abandoned))
+        )
 
     def _on_packet(self, packet: RtpView) -> None:
         now = time.monotonic()
         wall = time.time()
         self.ssrc = packet.ssrc
         self.packets += 1
-        if self.sinks:
-            for sink in self.sinks:
+        for sink in self.sinks:
+            try:
                 sink.packet(packet, wall)
+            except Exception:  # a failing sink (recording) must not cost subscribers
+                self._failed()
         seq = packet.sequence_number
         fresh = True
         if self._is_video:
@@ -233,6 +271,7 @@ class PublishedTrack:
 
     async def close(self) -> None:
         self.closed = True
+        self._fast = False
         _open_tracks.discard(self)
         if self._retry_task is not None:
             self._retry_task.cancel()
@@ -244,39 +283,47 @@ class PublishedTrack:
         self.sinks.clear()
 
 
-@dataclass
-class Slot:
-    """An outgoing sender on a subscriber's connection."""
+class Slot(_fastpath.SlotBase):
+    """An outgoing sender on a subscriber's connection. Its sequence space, counters and
+    the packet cache that answers NACKs live in the C base (``_fastpath.SlotBase``:
+    ``next_seq``, ``last_timestamp``, ``last_sent_at``, ``packets``, ``octets``;
+    ``send(marker, seq, timestamp, payload, audio_level, send_time)`` keeps the packet
+    for CACHE_SIZE packets, counts, writes and sends it; ``cached(seq)``)."""
 
-    sender: RTCRtpSender
-    params: hooks.SenderParams
-    kind: str
-    next_seq: int = 0
-    last_timestamp: int = 0
-    last_sent_at: float = 0.0
-    packets: int = 0
-    octets: int = 0
-    remb: int | None = None
-    fraction_lost: int = 0
-    rtx_seq: int = 0
-    retransmitted: int = 0
-    leg: Leg | None = None
-    quiet: bool = False
-    """A hidden subscriber's: it never asks the publisher for anything (keyframes,
-    lower bitrate), so the publisher cannot tell it is there."""
-    sync: bool = True
-    """Send each packet at once on the socket (``hooks.rtp_sender``); False: through
-    aiortc's coroutines, one task per packet (the fallback, and a benchmark baseline)."""
-    cache: list[tuple[int, int, int, bytes] | None] = field(
-        default_factory=lambda: [None] * CACHE_SIZE
-    )
-    """(sequence number, marker, timestamp, payload) of recent packets, by seq % size."""
-
-    def __post_init__(self) -> None:
-        self.writer = PacketWriter.from_ids(self.params.mid, self.params.extension_ids)
-        self._sender = hooks.rtp_sender(self.sender.transport, sync=self.sync)
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        params: hooks.SenderParams,
+        kind: str,
+        *,
+        next_seq: int = 0,
+        last_timestamp: int = 0,
+        rtx_seq: int = 0,
+        quiet: bool = False,
+        sync: bool = True,
+    ) -> None:
+        self.sender = sender
+        self.params = params
+        self.kind = kind
+        self.next_seq = next_seq
+        self.last_timestamp = last_timestamp
+        self.rtx_seq = rtx_seq
+        self.remb: int | None = None
+        self.fraction_lost = 0
+        self.retransmitted = 0
+        self.leg: Leg | None = None
+        self.quiet = quiet
+        """A hidden subscriber's: it never asks the publisher for anything (keyframes,
+        lower bitrate), so the publisher cannot tell it is there."""
+        self.sync = sync
+        """Send each packet at once on the socket (``hooks.rtp_sender``); False: through
+        aiortc's coroutines, one task per packet (the fallback, and a benchmark baseline)."""
+        self._payload_type = params.payload_type
+        self._ssrc = params.ssrc
+        self.writer = PacketWriter.from_ids(params.mid, params.extension_ids)
+        self._sender = hooks.rtp_sender(sender.transport, sync=sync)
         hooks.intercept_sender_feedback(
-            self.sender,
+            sender,
             hooks.SenderFeedback(
                 self.on_nack, self.on_keyframe_request, self.on_remb, self.on_loss
             ),
@@ -287,10 +334,10 @@ class Slot:
         params = self.params
         send_time = abs_send_time(time.time())
         for seq in lost:
-            cached = self.cache[seq % CACHE_SIZE]
-            if cached is None or cached[0] != seq:
+            cached = self.cached(seq)
+            if cached is None:
                 continue
-            _seq, marker, timestamp, payload = cached
+            marker, timestamp, payload = cached
             if params.rtx_payload_type is None:
                 self.writer.send(
                     self._sender, params.payload_type, marker, seq, timestamp, params.ssrc,
@@ -320,37 +367,21 @@ class Slot:
         counts: its loss must not lower what the publisher sends)."""
         return self.fraction_lost > CONGESTION_LOSS and not self.quiet
 
-    def send(
-        self,
-        marker: int,
-        seq: int,
-        timestamp: int,
-        payload: bytes,
-        audio_level: tuple[bool, int] | None,
-        send_time: int,
-    ) -> None:
-        self.cache[seq % CACHE_SIZE] = (seq, marker, timestamp, payload)
-        self.packets += 1
-        self.octets += len(payload)
-        params = self.params
-        self.writer.send(
-            self._sender, params.payload_type, marker, seq, timestamp, params.ssrc, payload,
-            send_time, audio_level,
-        )  # fmt: skip
 
+class Leg(_fastpath.LegBase):
+    """One published track forwarded into one slot. ``forward(packet, keyframe, now,
+    send_time)`` is the C base's (``_fastpath.LegBase``): a leg not started starts on a
+    keyframe once its subscriber is ``connected`` (``_start``); a started one drops a
+    late retransmission older than its start, rewrites sequence number and timestamp
+    and sends through its slot. ``now`` (monotonic) and ``send_time`` (abs-send-time) are
+    taken once per packet for all legs."""
 
-class Leg:
-    """One published track forwarded into one slot."""
+    track: PublishedTrack
+    slot: Slot
 
     def __init__(self, track: PublishedTrack, slot: Slot) -> None:
         self.track = track
         self.slot = slot
-        self.started = False
-        self.first_upstream_seq = 0
-        self.seq_offset = 0
-        self.ts_offset = 0
-        self.forwarded = 0
-        self.since_start = 0
         self.connected_at: float | None = None
         slot.leg = self
         track._add_leg(self)
@@ -387,30 +418,6 @@ class Leg:
         self.started = True
         if self.track.last_report is not None:
             self.translate_report(*self.track.last_report)
-
-    def forward(self, packet: RtpView, keyframe: bool, now: float, send_time: int) -> None:
-        """Rewrite ``packet`` for this leg and send it; ``now`` (monotonic) and
-        ``send_time`` (abs-send-time) are taken once per packet for all legs."""
-        if not self.started:
-            if not keyframe:
-                return  # a subscriber cannot decode anything before a keyframe
-            if not self.connected:
-                return  # a keyframe sent before DTLS is up is lost: wait for the next one
-            self._start(packet, now)
-        elif self.since_start < CACHE_SIZE and seq_newer(
-            self.first_upstream_seq, packet.sequence_number
-        ):
-            return  # older than what this leg started with (a late retransmission)
-        slot = self.slot
-        seq = (packet.sequence_number + self.seq_offset) & 0xFFFF
-        timestamp = (packet.timestamp + self.ts_offset) & 0xFFFFFFFF
-        if seq_newer((seq + 1) & 0xFFFF, slot.next_seq):
-            slot.next_seq = (seq + 1) & 0xFFFF
-            slot.last_timestamp = timestamp
-            slot.last_sent_at = now
-        self.forwarded += 1
-        self.since_start += 1
-        slot.send(packet.marker, seq, timestamp, packet.payload, packet.audio_level, send_time)
 
     def translate_report(self, ntp: int, rtp_timestamp: int) -> None:
         """The publisher's NTP↔RTP mapping, in this leg's timestamp space, so the

@@ -136,14 +136,15 @@ check_aiortc()
 def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> PacketHandler:
     """Bypass depacketising, the jitter buffer and the decoder of ``receiver``.
 
-    Keeps what feeds receiver reports (per-SSRC statistics) and unwraps RTX; every media
-    packet then goes to ``on_packet``. NACK and PLI are the caller's business. Returns
+    Keeps what feeds receiver reports (per-SSRC statistics, kept in ``_fastpath.Stats``:
+    aiortc's ``StreamStatistics`` in C) and unwraps RTX; every media packet then goes to
+    ``on_packet``. NACK and PLI are the caller's business. Returns
     the same handling for packets read elsewhere (``fast_ingest``).
     Relies on: ``RTCRtpReceiver._handle_rtp_packet`` (replaced on the instance) and the
     private ``__codecs``, ``__remote_streams``, ``__rtx_ssrc`` dicts.
     """
     codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx_ssrcs: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
 
     apts: dict[int, int | None] = {}
@@ -162,8 +163,8 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> PacketHa
             )
         stream = streams.get(packet.ssrc)
         if stream is None:
-            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stream.add(packet)  # type: ignore[arg-type]  # reads sequence_number, timestamp
+            stream = streams[packet.ssrc] = _fastpath.Stats(codec.clockRate)
+        stream.add(packet)  # reads sequence_number, timestamp
         if apt is not None:
             original = rtx_ssrcs.get(packet.ssrc)
             if original is None or apt not in codecs:
@@ -189,6 +190,13 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> PacketHa
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
     return deliver
+
+
+def stream_statistics(receiver: RTCRtpReceiver, ssrc: int) -> _fastpath.Stats | None:
+    """The statistics a tapped receiver keeps for ``ssrc`` (its ``__remote_streams``:
+    ``_fastpath.Stats``, aiortc's ``StreamStatistics`` in C), if it has seen the SSRC."""
+    stream = receiver._RTCRtpReceiver__remote_streams.get(ssrc)  # type: ignore[attr-defined]
+    return stream if isinstance(stream, _fastpath.Stats) else None
 
 
 def watch_sender_reports(

@@ -262,7 +262,7 @@ class MediaRoom:
                 return
             if pc.connectionState == "connected":
                 if self._config.ingest == "fast":
-                    hooks.fast_ingest(pc, {t.receiver: t.deliver for t in peer.tracks.values()})
+                    hooks.fast_ingest(pc, {t.receiver: t for t in peer.tracks.values()})
                 self._request_keyframes(peer)
             if self._on_state is not None:
                 await self._on_state(participant, pc.connectionState)

@@ -137,7 +137,8 @@ def gaps(arrived_at: list[float]) -> float:
 async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
     """Clerk's face, document and tone reach the approver and the approver's face and
     tone reach the clerk; counters arrive in increasing order. On the fast path the
-    server's DTLS transport sees almost none of the media packets (they bypass it)."""
+    server's DTLS transport sees almost none of the media packets (they bypass it), and
+    C forwards nearly all of them alone (the steady state)."""
     pair = Pair()
     await pair.start()
     try:
@@ -160,10 +161,13 @@ async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
         stats = await server_pc.getStats()
         through_dtls = sum(s.packetsReceived for s in stats.values() if s.type == "transport")
         received = sum(t.packets for t in pair.room._peers["clerk"].tracks.values())
+        in_c = sum(t.fast_packets for t in pair.room._peers["clerk"].tracks.values())
         if media_path == "fast":
             assert through_dtls < received / 4, (through_dtls, received)
+            assert in_c > received * 0.9, (in_c, received)
         else:
             assert through_dtls >= received
+            assert in_c == 0
     finally:
         await pair.close()
 
@@ -210,6 +214,44 @@ async def test_received_payloads_are_the_sent_payloads():
         await wait_until(lambda: len(document.counters) >= 30, what="30 document frames")
         assert len(received) >= len(document.counters)
         assert all(item in sent for item in received)
+    finally:
+        await pair.close()
+
+
+async def test_a_failing_sink_is_counted_and_forwarding_goes_on(
+    media_path: str, caplog: pytest.LogCaptureFixture
+):
+    """A sink that raises on some packets (in C's steady path or in Python's) costs
+    only those packets' sink call: each is counted in the track's errors and logged
+    with its traceback (at most every ERROR_LOG_INTERVAL), and frames keep flowing."""
+
+    class Failing:
+        calls = 0
+
+        def packet(self, packet: Any, arrival: float) -> None:
+            self.calls += 1
+            if self.calls % 10 == 0:
+                raise ValueError("sink failed")
+
+        def ended(self) -> None:
+            pass
+
+    pair = Pair()
+    await pair.start()
+    try:
+        document = pair.seen_by_approver("document")
+        await wait_until(lambda: len(document.counters) >= 5, what="5 document frames")
+        track = pair.room.track("clerk", "document")
+        sink = Failing()
+        track.sinks.append(sink)
+        start = len(document.counters)
+        await wait_until(lambda: len(document.counters) >= start + 30, what="30 more frames")
+        assert sink.calls >= 30 and track.errors == sink.calls // 10
+        assert any(r.exc_info and "sink failed" in str(r.exc_info[1]) for r in caplog.records), (
+            "the failure was not logged with its exception"
+        )
+        if media_path == "fast":
+            assert track.fast_packets > sink.calls / 2
     finally:
         await pair.close()
 
