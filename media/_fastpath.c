@@ -1,5 +1,5 @@
-/* The per-packet send path of forwarding in C (issue 10): writing an RTP header with its
- * one-byte extensions, SRTP protection and sendto(2), without a Python frame per step.
+/* Forwarding's per-packet path in C (issue 10): from the socket to every leg without a
+ * Python frame in the steady state; Python keeps everything else (media/forwarder.py).
  *
  *   Transform  libsrtp's protect/unprotect (either direction, RTP or RTCP) on one
  *              pylibsrtp Session, called through the function's address (no cffi call,
@@ -9,6 +9,13 @@
  *   Writer     one outgoing sender's header layout (MID, abs-send-time, audio level):
  *              write() gives bytes, send() writes into a stack buffer and sends through a
  *              Sender.
+ *   RtpView, parse   one received packet's fields (media/rtpread.py).
+ *   Stats      aiortc's StreamStatistics (receiver reports), updated per packet.
+ *   SlotBase, LegBase, TrackBase   the per-packet state of forwarder.Slot, Leg and
+ *              PublishedTrack (Python subclasses them): Slot.send and cached (the NACK
+ *              cache), Leg.forward, and a track's steady state (track_is_steady).
+ *   Ingest     a host socket's SRTP media: unprotect, route by SSRC, then the steady
+ *              state in C or a view to the track's Python path.
  *
  * No libsrtp is linked: Python hands over the addresses of pylibsrtp's own functions and
  * session (cffi), and the Session object is kept referenced for as long as they are used.
@@ -440,6 +447,23 @@ typedef struct {
     Py_buffer payload;
 } Fields;
 
+/* The audio level byte of (voice, level); -1 for None, -2 with an exception set. */
+static int
+level_of(PyObject *audio_level)
+{
+    if (audio_level == Py_None)
+        return -1;
+    if (!PyTuple_Check(audio_level) || PyTuple_GET_SIZE(audio_level) != 2) {
+        PyErr_SetString(PyExc_TypeError, "audio_level: None or (voice, level)");
+        return -2;
+    }
+    int voice = PyObject_IsTrue(PyTuple_GET_ITEM(audio_level, 0));
+    long value = PyLong_AsLong(PyTuple_GET_ITEM(audio_level, 1));
+    if (voice < 0 || (value == -1 && PyErr_Occurred()))
+        return -2;
+    return (voice ? 0x80 : 0) | (int)(value & 0x7F);
+}
+
 static int
 parse_fields(PyObject *const *args, Py_ssize_t nargs, Fields *f)
 {
@@ -458,18 +482,8 @@ parse_fields(PyObject *const *args, Py_ssize_t nargs, Fields *f)
     f->level = -1;
     if (PyErr_Occurred())
         return -1;
-    if (nargs == 8 && args[7] != Py_None) {
-        PyObject *level = args[7];
-        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
-            PyErr_SetString(PyExc_TypeError, "audio_level: None or (voice, level)");
-            return -1;
-        }
-        int voice = PyObject_IsTrue(PyTuple_GET_ITEM(level, 0));
-        long value = PyLong_AsLong(PyTuple_GET_ITEM(level, 1));
-        if (voice < 0 || (value == -1 && PyErr_Occurred()))
-            return -1;
-        f->level = (voice ? 0x80 : 0) | (int)(value & 0x7F);
-    }
+    if (nargs == 8 && (f->level = level_of(args[7])) == -2)
+        return -1;
     return PyObject_GetBuffer(args[5], &f->payload, PyBUF_SIMPLE);
 }
 
@@ -1051,23 +1065,10 @@ slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObje
                             (unsigned int)seq, timestamp, self->ssrc,
                             (const unsigned char *)PyBytes_AS_STRING(payload), length,
                             send_time, level);
-    return Sender_send_buffer(sender, out, size);
-}
-
-static int
-level_of(PyObject *audio_level)
-{
-    if (audio_level == Py_None)
-        return -1;
-    if (!PyTuple_Check(audio_level) || PyTuple_GET_SIZE(audio_level) != 2) {
-        PyErr_SetString(PyExc_TypeError, "audio_level: None or (voice, level)");
-        return -2;
-    }
-    int voice = PyObject_IsTrue(PyTuple_GET_ITEM(audio_level, 0));
-    long value = PyLong_AsLong(PyTuple_GET_ITEM(audio_level, 1));
-    if (voice < 0 || (value == -1 && PyErr_Occurred()))
-        return -2;
-    return (voice ? 0x80 : 0) | (int)(value & 0x7F);
+    Py_INCREF(sender); /* sending may run Python (a new pair resolved) */
+    int result = Sender_send_buffer(sender, out, size);
+    Py_DECREF(sender);
+    return result;
 }
 
 static PyObject *
@@ -1213,7 +1214,7 @@ leg_forward(LegBase *self, const Header *h, PyObject *payload, PyObject *packet,
         PyErr_SetString(PyExc_TypeError, "a leg's slot is a SlotBase");
         return -1;
     }
-    SlotBase *slot = (SlotBase *)self->slot;
+    SlotBase *slot = (SlotBase *)Py_NewRef(self->slot); /* sending may run Python */
     long seq = (h->seq + self->seq_offset) & 0xFFFF;
     unsigned long timestamp = (h->timestamp + self->ts_offset) & 0xFFFFFFFFUL;
     if (seq_newer((seq + 1) & 0xFFFF, slot->next_seq)) {
@@ -1223,7 +1224,9 @@ leg_forward(LegBase *self, const Header *h, PyObject *payload, PyObject *packet,
     }
     self->forwarded++;
     self->since_start++;
-    return slot_send(slot, h->marker, seq, timestamp, payload, h->level, send_time);
+    int result = slot_send(slot, h->marker, seq, timestamp, payload, h->level, send_time);
+    Py_DECREF(slot);
+    return result;
 }
 
 static PyObject *
