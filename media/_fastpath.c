@@ -92,9 +92,13 @@ static PyObject *
 Transform_call(Transform *self, PyObject *args, PyObject *kwds)
 {
     Py_buffer view;
-    unsigned char buffer[MAX_PACKET];
+    _Alignas(16) unsigned char buffer[MAX_PACKET + RTCP_TRAILER]; /* room whatever trailer */
     if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
         PyErr_SetString(PyExc_TypeError, "Transform takes no keyword arguments");
+        return NULL;
+    }
+    if (self->session == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Transform not initialised");
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "y*", &view))
@@ -245,11 +249,9 @@ Sender_route(Sender *self, PyObject *pair)
         v6->sin6_port = htons((uint16_t)port);
         self->address_length = sizeof(*v6);
     }
-    else {
-        PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
+    else { /* not a plain IP address (a scoped IPv6 one): aiortc's own send */
         Py_DECREF(route);
-        Py_CLEAR(self->pair);
-        return -1;
+        return 0;
     }
     Py_INCREF(udp);
     self->udp = udp;
@@ -268,6 +270,10 @@ Sender_route(Sender *self, PyObject *pair)
 static int
 Sender_send_buffer(Sender *self, unsigned char *buffer, int length)
 {
+    if (self->dtls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Sender not initialised");
+        return -1;
+    }
     PyObject *state = PyObject_GetAttr(self->dtls, str_state);
     if (state == NULL)
         return -1;
@@ -277,8 +283,13 @@ Sender_send_buffer(Sender *self, unsigned char *buffer, int length)
     PyObject *pair = PyDict_GetItemWithError(self->nominated, one);
     if (pair == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    if (pair != self->pair && Sender_route(self, pair) < 0)
-        return -1;
+    if (pair != self->pair) {
+        Py_INCREF(pair); /* resolving runs Python */
+        int routed = Sender_route(self, pair);
+        Py_DECREF(pair);
+        if (routed < 0)
+            return -1;
+    }
     if (self->udp == NULL) {
         PyObject *data = PyBytes_FromStringAndSize((const char *)buffer, length);
         if (data == NULL)
@@ -319,7 +330,7 @@ static PyObject *
 Sender_call(Sender *self, PyObject *args, PyObject *kwds)
 {
     Py_buffer view;
-    unsigned char buffer[MAX_PACKET];
+    _Alignas(16) unsigned char buffer[MAX_PACKET]; /* libsrtp reads words */
     if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
         PyErr_SetString(PyExc_TypeError, "Sender takes no keyword arguments");
         return NULL;
@@ -447,6 +458,18 @@ typedef struct {
     Py_buffer payload;
 } Fields;
 
+/* An integer argument masked to ``mask`` (as the packet field it fills); -1 with an
+ * exception set if it is not an integer. */
+static int
+masked(PyObject *value, unsigned long mask, unsigned long *out)
+{
+    unsigned long v = PyLong_AsUnsignedLongMask(value);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    *out = v & mask;
+    return 0;
+}
+
 /* The audio level byte of (voice, level); -1 for None, -2 with an exception set. */
 static int
 level_of(PyObject *audio_level)
@@ -473,15 +496,15 @@ parse_fields(PyObject *const *args, Py_ssize_t nargs, Fields *f)
                         "payload, send_time[, audio_level]");
         return -1;
     }
-    f->payload_type = PyLong_AsLong(args[0]);
-    f->marker = PyLong_AsLong(args[1]);
-    f->seq = (unsigned int)PyLong_AsUnsignedLong(args[2]) & 0xFFFF;
-    f->timestamp = PyLong_AsUnsignedLong(args[3]) & 0xFFFFFFFFUL;
-    f->ssrc = PyLong_AsUnsignedLong(args[4]) & 0xFFFFFFFFUL;
-    f->send_time = PyLong_AsUnsignedLong(args[6]) & 0xFFFFFFUL;
-    f->level = -1;
-    if (PyErr_Occurred())
+    unsigned long payload_type, marker, seq;
+    if (masked(args[0], 0x7F, &payload_type) < 0 || masked(args[1], 1, &marker) < 0 ||
+        masked(args[2], 0xFFFF, &seq) < 0 || masked(args[3], 0xFFFFFFFFUL, &f->timestamp) < 0 ||
+        masked(args[4], 0xFFFFFFFFUL, &f->ssrc) < 0 || masked(args[6], 0xFFFFFF, &f->send_time) < 0)
         return -1;
+    f->payload_type = (int)payload_type;
+    f->marker = (int)marker;
+    f->seq = (unsigned int)seq;
+    f->level = -1;
     if (nargs == 8 && (f->level = level_of(args[7])) == -2)
         return -1;
     return PyObject_GetBuffer(args[5], &f->payload, PyBUF_SIMPLE);
@@ -508,7 +531,7 @@ static PyObject *
 Writer_send(Writer *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Fields f;
-    unsigned char out[MAX_PACKET];
+    _Alignas(16) unsigned char out[MAX_PACKET]; /* libsrtp reads words */
     if (nargs < 1 || !PyObject_TypeCheck(args[0], &SenderType)) {
         PyErr_SetString(PyExc_TypeError, "send(sender, ...): a Sender first");
         return NULL;
@@ -855,17 +878,24 @@ Stats_add(Stats *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "add(packet, now=None)");
         return NULL;
     }
-    PyObject *seq = PyObject_GetAttrString(args[0], "sequence_number");
-    PyObject *timestamp = seq ? PyObject_GetAttrString(args[0], "timestamp") : NULL;
-    long value = seq ? PyLong_AsLong(seq) : -1;
-    unsigned long ts = timestamp ? PyLong_AsUnsignedLong(timestamp) : 0;
-    Py_XDECREF(seq);
-    Py_XDECREF(timestamp);
-    double now = nargs == 2 && args[1] != Py_None ? PyFloat_AsDouble(args[1])
-                                                   : now_of(CLOCK_REALTIME);
-    if (PyErr_Occurred())
+    unsigned long seq = 0, timestamp = 0;
+    PyObject *value = PyObject_GetAttrString(args[0], "sequence_number");
+    int bad = value == NULL || masked(value, 0xFFFF, &seq) < 0;
+    Py_XDECREF(value);
+    if (bad)
         return NULL;
-    stats_add(self, value, ts, now);
+    value = PyObject_GetAttrString(args[0], "timestamp");
+    bad = value == NULL || masked(value, 0xFFFFFFFFUL, &timestamp) < 0;
+    Py_XDECREF(value);
+    if (bad)
+        return NULL;
+    double now = now_of(CLOCK_REALTIME);
+    if (nargs == 2 && args[1] != Py_None) {
+        now = PyFloat_AsDouble(args[1]);
+        if (now == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    stats_add(self, (long)seq, timestamp, now);
     Py_RETURN_NONE;
 }
 
@@ -1041,7 +1071,7 @@ static int
 slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObject *payload,
           int level, unsigned long send_time)
 {
-    unsigned char out[MAX_PACKET];
+    _Alignas(16) unsigned char out[MAX_PACKET]; /* libsrtp reads words */
     if (self->writer == NULL || !PyObject_TypeCheck(self->writer, &WriterType) ||
         self->sender == NULL || !PyObject_TypeCheck(self->sender, &SenderType)) {
         PyErr_SetString(PyExc_TypeError, "the slot has no Writer or Sender");
@@ -1079,14 +1109,13 @@ SlotBase_send(SlotBase *self, PyObject *const *args, Py_ssize_t nargs)
                         "send(marker, seq, timestamp, payload: bytes, audio_level, send_time)");
         return NULL;
     }
-    long marker = PyLong_AsLong(args[0]);
-    long seq = PyLong_AsLong(args[1]) & 0xFFFF;
-    unsigned long timestamp = PyLong_AsUnsignedLong(args[2]) & 0xFFFFFFFFUL;
-    unsigned long send_time = PyLong_AsUnsignedLong(args[5]) & 0xFFFFFFUL;
-    int level = level_of(args[4]);
-    if (level == -2 || PyErr_Occurred())
+    unsigned long marker, seq, timestamp, send_time;
+    int level;
+    if (masked(args[0], 1, &marker) < 0 || masked(args[1], 0xFFFF, &seq) < 0 ||
+        masked(args[2], 0xFFFFFFFFUL, &timestamp) < 0 || masked(args[5], 0xFFFFFF, &send_time) < 0 ||
+        (level = level_of(args[4])) == -2)
         return NULL;
-    if (slot_send(self, marker, seq, timestamp, args[3], level, send_time) < 0)
+    if (slot_send(self, (long)marker, (long)seq, timestamp, args[3], level, send_time) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1239,10 +1268,16 @@ LegBase_forward(LegBase *self, PyObject *const *args, Py_ssize_t nargs)
     RtpView *view = (RtpView *)args[0];
     Header h = {view->payload_type, view->marker, view->sequence_number, view->timestamp,
                 view->ssrc, 0, 0, level_of(view->audio_level)};
+    if (h.level == -2)
+        return NULL;
     int keyframe = PyObject_IsTrue(args[1]);
+    if (keyframe < 0)
+        return NULL;
     double now = PyFloat_AsDouble(args[2]);
-    unsigned long send_time = PyLong_AsUnsignedLong(args[3]) & 0xFFFFFFUL;
-    if (h.level == -2 || keyframe < 0 || PyErr_Occurred())
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    unsigned long send_time;
+    if (masked(args[3], 0xFFFFFF, &send_time) < 0)
         return NULL;
     if (leg_forward(self, &h, view->payload, args[0], keyframe, now, send_time) < 0)
         return NULL;
@@ -1391,7 +1426,6 @@ track_forward(TrackBase *self, const unsigned char *buffer, const Header *h)
     if (payload == NULL)
         return -1;
     int result = 0;
-    PyObject *legs = Py_NewRef(self->legs); /* a sink may change them */
     if (PyList_GET_SIZE(self->sinks)) {
         PyObject *sinks = PySequence_Tuple(self->sinks);
         PyObject *view = sinks ? view_of(h, payload) : NULL;
@@ -1412,9 +1446,17 @@ track_forward(TrackBase *self, const unsigned char *buffer, const Header *h)
     }
     unsigned long send_time =
         (unsigned long)(long long)((wall + NTP_EPOCH_OFFSET) * 262144.0) & 0xFFFFFFUL;
-    for (Py_ssize_t i = 0; result == 0 && i < PyTuple_GET_SIZE(legs); i++)
-        result = leg_forward((LegBase *)PyTuple_GET_ITEM(legs, i), h, payload, NULL, 1, now,
-                             send_time);
+    PyObject *legs = self->legs; /* read after the sinks, as Python did; held: legs run Python */
+    if (legs == NULL || !PyTuple_Check(legs)) {
+        Py_DECREF(payload);
+        return result;
+    }
+    Py_INCREF(legs);
+    for (Py_ssize_t i = 0; result == 0 && i < PyTuple_GET_SIZE(legs); i++) {
+        PyObject *leg = PyTuple_GET_ITEM(legs, i);
+        if (PyObject_TypeCheck(leg, &LegBaseType)) /* a leg a sink added waits: no view */
+            result = leg_forward((LegBase *)leg, h, payload, NULL, 1, now, send_time);
+    }
     Py_DECREF(legs);
     Py_DECREF(payload);
     return result;
@@ -1496,6 +1538,10 @@ Ingest_init(Ingest *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKO!O", kwlist, &session, &unprotect, &ctx,
                                      &PyDict_Type, &routes, &learn))
         return -1;
+    if (!unprotect || !ctx) {
+        PyErr_SetString(PyExc_ValueError, "bad SRTP function or context");
+        return -1;
+    }
     Ingest_clear(self);
     self->session = Py_NewRef(session);
     self->routes = Py_NewRef(routes);
@@ -1509,9 +1555,13 @@ static PyObject *
 Ingest_call(Ingest *self, PyObject *args, PyObject *kwds)
 {
     Py_buffer data;
-    unsigned char buffer[MAX_PACKET];
+    _Alignas(16) unsigned char buffer[MAX_PACKET]; /* libsrtp reads words */
     if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
         PyErr_SetString(PyExc_TypeError, "Ingest takes no keyword arguments");
+        return NULL;
+    }
+    if (self->routes == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Ingest not initialised");
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "y*", &data))

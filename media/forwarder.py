@@ -127,7 +127,6 @@ class PublishedTrack(_fastpath.TrackBase):
         self.legs.add(leg)
         self._legs = tuple(self.legs)
         self._gated = True
-        self._fast = False
 
     def _remove_leg(self, leg: Leg) -> None:
         self.legs.discard(leg)
@@ -136,8 +135,8 @@ class PublishedTrack(_fastpath.TrackBase):
     def on_packet(self, packet: RtpView) -> None:
         if self.closed:
             return
-        if self._fast and self._is_video:
-            self._gaps.highest = self._highest  # C forwarded the packets since the last
+        if self._is_video and self._highest >= 0:
+            self._gaps.highest = self._highest  # C may have forwarded packets since
         try:
             self._on_packet(packet)
         except Exception:  # one bad packet must not stop the track: count, log, go on
@@ -156,21 +155,16 @@ class PublishedTrack(_fastpath.TrackBase):
             )
 
     def _arm(self, packet: RtpView) -> None:
-        """Whether C may forward the next packet (of this SSRC and payload type) alone:
-        every leg started, no upstream gap open or given up, statistics found."""
-        gaps = self._gaps
-        if self._stats is None:
+        """Whether C may forward the next packets of this SSRC and payload type alone:
+        every leg started, statistics found. (C takes only the next sequence number, so
+        gaps still open upstream stay Python's: their retransmissions come here.)"""
+        if packet.ssrc != self._fast_ssrc or self._stats is None:
             self._stats = hooks.stream_statistics(self.receiver, packet.ssrc)
         self._fast_pt = packet.payload_type
         self._fast_ssrc = packet.ssrc
-        if self._is_video and gaps.highest is not None:
-            self._highest = gaps.highest
-        self._fast = (
-            not self.closed
-            and not self._gated
-            and self._stats is not None
-            and (not self._is_video or not (gaps.missing or gaps.abandoned))
-        )
+        if self._is_video and self._gaps.highest is not None:
+            self._highest = self._gaps.highest
+        self._fast = not self.closed and not self._gated and self._stats is not None
 
     def _on_packet(self, packet: RtpView) -> None:
         now = time.monotonic()

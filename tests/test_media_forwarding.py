@@ -314,12 +314,17 @@ async def test_late_subscriber_gets_a_picture_within_two_seconds():
     """A subscriber joining a running session is gated until a keyframe, and the PLI
     sent upstream on its join brings one at once: its first frame, connection included,
     comes within 2 s even on a loaded machine (the source's own keyframes are further
-    apart; bench.relay measures ~0.1 s on a quiet one)."""
+    apart; bench.relay measures ~0.1 s on a quiet one). The leg already forwarding goes
+    on: it is not restarted, and no packet it forwarded is taken for an upstream gap
+    (C's steady state hands its newest sequence number back to Python)."""
     pair = Pair()
     await pair.start()
     try:
         document = pair.seen_by_approver("document")
         await wait_until(lambda: len(document.counters) >= 45, what="3 s of document frames")
+        track = pair.room.track("clerk", "document")
+        (watching,) = track.legs
+        before = watching.since_start
         late = SyntheticParticipant({})
         pair.others.append(late)
         joined = time.monotonic()
@@ -327,7 +332,9 @@ async def test_late_subscriber_gets_a_picture_within_two_seconds():
         mid = slot_of(pair.room, "auditor", "clerk", "document")
         await wait_until(lambda: late.received[mid].first_at is not None, limit=5)
         assert late.received[mid].first_at - joined < 2.0
-        assert pair.room.track("clerk", "document").keyframe_requests >= 1
+        assert track.keyframe_requests >= 1
+        assert watching.started and watching.since_start > before, "the watching leg restarted"
+        assert track.recovered == 0 and not track._gaps.missing, "packets taken for a gap"
     finally:
         await pair.close()
 
