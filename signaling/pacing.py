@@ -5,16 +5,18 @@ Media is forwarded in the event loop's I/O callbacks, between the loop's runs of
 everything else that is ready. When 40 clients poll the case list, every loop iteration
 also starts dozens of handlers (each ~100 µs before its first wait), and a packet that
 arrives meanwhile waits for all of them: its added latency's p95 went from 1.7 ms to
-5.1 ms (bench.relay --api-load). With two handlers at once it stays within ~1.2 ms of the
-quiet figure, and beside the media the API answers as many requests (the loop's CPU was
-the limit). With no media there is nothing to protect and pacing would only cost: the
-API answered ~30 % fewer requests paced (less done per loop iteration), so it is off
-while no published track is open (``install``'s ``active``).
+5.1 ms (bench.relay --api-load). With two handlers at once it stayed within ~1.2 ms of
+the quiet figure; once forwarding itself was in C (a lower quiet figure) within 1.6-2.2
+ms, and with one at a time within 1.5-1.9 ms, while beside the media the API answers as
+many requests either way (1 800-2 000 a second: the loop's CPU is the limit). With no
+media there is nothing to protect and pacing would only cost: the API answered ~30 %
+fewer requests paced (less done per loop iteration), so it is off while no published
+track is open (``install``'s ``active``).
 
-A handler's place is given back when it returns or when it starts its response
-(``on_response_prepare``): a download or an event stream does not hold it while the
-client reads. WebSocket upgrades and writes (their bodies come at the client's pace)
-are not paced.
+A handler's place is given back when it returns, when it starts its response
+(``on_response_prepare``: a download or an event stream does not hold it while the
+client reads), or after HOLD_LIMIT. WebSocket upgrades and writes (their bodies come at
+the client's pace) are not paced.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from aiohttp import web
 
 from signaling.access import Handler
 
-READS_AT_ONCE = 2
+READS_AT_ONCE = 1
+HOLD_LIMIT = 0.1
+"""A paced handler still running after this long (s) gives its place back: it is waiting
+(a slow query, a thread, another service), not keeping the loop busy, and must not hold
+every other read back for as long."""
 PACED_METHODS = frozenset({"GET", "HEAD"})
 
 READ_PLACES = web.AppKey("read_places", asyncio.Semaphore)
@@ -52,9 +58,11 @@ async def pacing_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     await request.app[READ_PLACES].acquire()
     request[HOLDS_PLACE] = True
+    lease = asyncio.get_running_loop().call_later(HOLD_LIMIT, _give_back, request)
     try:
         return await handler(request)
     finally:
+        lease.cancel()
         _give_back(request)
 
 

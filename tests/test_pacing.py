@@ -1,7 +1,7 @@
-"""Reads paced beside the media (signaling/pacing.py), on a real aiohttp server: at most
-two GET handlers at once while media flows (none held back while it does not), writes
-and WebSocket upgrades not held back, and a handler that has started its response gives
-its place back."""
+"""Reads paced beside the media (signaling/pacing.py), on a real aiohttp server: one GET
+handler at a time while media flows (none held back while it does not), writes and
+WebSocket upgrades not held back, and a handler that has started its response, or runs
+longer than HOLD_LIMIT, gives its place back."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def paced_app(
         await running.during(0.02)
         return web.json_response({"ok": True})
 
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(2)  # ok-sleep: a read waiting on something slow
+        return web.json_response({"ok": True})
+
     async def write(_request: web.Request) -> web.Response:
         await running.during(0.02)
         return web.json_response({"ok": True})
@@ -55,6 +59,7 @@ def paced_app(
 
     app = web.Application()
     app.router.add_get("/read", read)
+    app.router.add_get("/slow", slow)
     app.router.add_post("/write", write)
     app.router.add_get("/stream", stream)
     app.router.add_get("/ws", socket)
@@ -62,7 +67,7 @@ def paced_app(
     return app
 
 
-async def test_at_most_two_reads_run_at_once_and_writes_are_not_held(aiohttp_client):
+async def test_paced_reads_run_one_at_a_time_and_writes_are_not_held(aiohttp_client):
     running, streams_open = Running(), asyncio.Event()
     client = await aiohttp_client(paced_app(running, streams_open))
 
@@ -132,3 +137,18 @@ async def test_reads_are_not_paced_while_no_media_flows(aiohttp_client):
     running.most, flowing = 0, True
     assert await gets(10) == [200] * 10
     assert running.most == pacing.READS_AT_ONCE
+
+
+async def test_a_slow_read_holds_the_others_back_only_briefly(aiohttp_client):
+    """A read still waiting after HOLD_LIMIT gives its place back: the next read does not
+    wait for it."""
+    running, streams_open = Running(), asyncio.Event()
+    client = await aiohttp_client(paced_app(running, streams_open))
+    slow = asyncio.create_task(client.get("/slow"))
+    await asyncio.sleep(0.01)  # ok-sleep: the slow read takes the place first
+    started = asyncio.get_running_loop().time()
+    async with client.get("/read") as response:
+        assert response.status == 200
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert not slow.done()
+    (await slow).release()
