@@ -1,9 +1,6 @@
 /* Forwarding's per-packet path in C (issue 10): from the socket to every leg without a
  * Python frame in the steady state; Python keeps everything else (media/forwarder.py).
  *
- *   Transform  libsrtp's protect/unprotect (either direction, RTP or RTCP) on one
- *              pylibsrtp Session, called through the function's address (no cffi call,
- *              no copy into a cffi buffer): bytes in, bytes out.
  *   Sender     protects plaintext RTP/RTCP and sends it on the nominated ICE pair's host
  *              socket; Python resolves a pair once (media/hooks.py rtp_sender).
  *   Writer     one outgoing sender's header layout (MID, abs-send-time, audio level):
@@ -46,89 +43,6 @@ is_rtcp(const unsigned char *data, Py_ssize_t length)
     /* aiortc's is_rtcp: second byte 192..208 */
     return length >= 2 && data[1] >= 192 && data[1] <= 208;
 }
-
-/* -- Transform --------------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *session; /* keeps ctx alive */
-    srtp_fn func;
-    void *ctx;
-    Py_ssize_t trailer;
-} Transform;
-
-static int
-Transform_init(Transform *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"session", "func", "ctx", "trailer", NULL};
-    PyObject *session;
-    unsigned long long func, ctx;
-    Py_ssize_t trailer;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKn", kwlist, &session, &func, &ctx,
-                                     &trailer))
-        return -1;
-    if (!func || !ctx || trailer < 0 || trailer > RTCP_TRAILER) {
-        PyErr_SetString(PyExc_ValueError, "bad SRTP function, context or trailer");
-        return -1;
-    }
-    Py_INCREF(session);
-    Py_XSETREF(self->session, session);
-    self->func = (srtp_fn)(uintptr_t)func;
-    self->ctx = (void *)(uintptr_t)ctx;
-    self->trailer = trailer;
-    return 0;
-}
-
-static void
-Transform_dealloc(Transform *self)
-{
-    Py_XDECREF(self->session);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *SrtpError; /* pylibsrtp.Error */
-
-static PyObject *
-Transform_call(Transform *self, PyObject *args, PyObject *kwds)
-{
-    Py_buffer view;
-    _Alignas(16) unsigned char buffer[MAX_PACKET + RTCP_TRAILER]; /* room whatever trailer */
-    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
-        PyErr_SetString(PyExc_TypeError, "Transform takes no keyword arguments");
-        return NULL;
-    }
-    if (self->session == NULL) {
-        PyErr_SetString(PyExc_TypeError, "Transform not initialised");
-        return NULL;
-    }
-    if (!PyArg_ParseTuple(args, "y*", &view))
-        return NULL;
-    if (view.len > MAX_PACKET - self->trailer) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(SrtpError, "packet is too long");
-        return NULL;
-    }
-    int length = (int)view.len;
-    memcpy(buffer, view.buf, view.len);
-    PyBuffer_Release(&view);
-    int code = self->func(self->ctx, buffer, &length);
-    if (code) {
-        PyErr_Format(SrtpError, "libsrtp error %d", code);
-        return NULL;
-    }
-    return PyBytes_FromStringAndSize((const char *)buffer, length);
-}
-
-static PyTypeObject TransformType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.Transform",
-    .tp_basicsize = sizeof(Transform),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Transform(session, func, ctx, trailer): libsrtp's func on one session.",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Transform_init,
-    .tp_dealloc = (destructor)Transform_dealloc,
-    .tp_call = (ternaryfunc)Transform_call,
-};
 
 /* -- Sender ------------------------------------------------------------------------------ */
 
@@ -1659,7 +1573,7 @@ PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
     PyObject *module;
-    if (PyType_Ready(&TransformType) < 0 || PyType_Ready(&SenderType) < 0 ||
+    if (PyType_Ready(&SenderType) < 0 ||
         PyType_Ready(&WriterType) < 0 || PyType_Ready(&RtpViewType) < 0 ||
         PyType_Ready(&IngestType) < 0 || PyType_Ready(&StatsType) < 0 ||
         PyType_Ready(&SlotBaseType) < 0 || PyType_Ready(&LegBaseType) < 0 ||
@@ -1673,18 +1587,10 @@ PyInit__fastpath(void)
     str_packet = PyUnicode_InternFromString("packet");
     str_failed = PyUnicode_InternFromString("_failed");
     one = PyLong_FromLong(1);
-    PyObject *pylibsrtp = PyImport_ImportModule("pylibsrtp");
-    if (pylibsrtp == NULL)
-        return NULL;
-    SrtpError = PyObject_GetAttrString(pylibsrtp, "Error");
-    Py_DECREF(pylibsrtp);
-    if (SrtpError == NULL)
-        return NULL;
     module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(module, "Transform", (PyObject *)&TransformType) < 0 ||
-        PyModule_AddObjectRef(module, "Sender", (PyObject *)&SenderType) < 0 ||
+    if (PyModule_AddObjectRef(module, "Sender", (PyObject *)&SenderType) < 0 ||
         PyModule_AddObjectRef(module, "Writer", (PyObject *)&WriterType) < 0 ||
         PyModule_AddObjectRef(module, "RtpView", (PyObject *)&RtpViewType) < 0 ||
         PyModule_AddObjectRef(module, "Ingest", (PyObject *)&IngestType) < 0 ||

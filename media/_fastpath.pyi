@@ -2,10 +2,6 @@
 from collections.abc import Callable
 from typing import Any
 
-class Transform:
-    def __init__(self, session: Any, func: int, ctx: int, trailer: int) -> None: ...
-    def __call__(self, data: bytes, /) -> bytes: ...
-
 class Sender:
     sent: int
     dropped: int

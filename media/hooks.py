@@ -522,14 +522,6 @@ def _function(func: Any) -> int:
     return _address(ffi.addressof(lib, func.__name__))
 
 
-def srtp_call(session: pylibsrtp.Session, func: Any, trailer: int) -> _fastpath.Transform:
-    """pylibsrtp's ``Session.protect``/``unprotect`` (by ``func``, e.g.
-    ``lib.srtp_unprotect``) as one C call on a buffer on the stack; failures raise
-    ``pylibsrtp.Error`` (a packet too long included). Relies on the session's ``_srtp``
-    (pylibsrtp is pinned)."""
-    return _fastpath.Transform(session, _function(func), _address(session._srtp[0]), trailer)
-
-
 IGNORED_SSRCS = 256
 """SSRCs the fast ingest remembers to drop (no tap takes them); beyond, it starts over."""
 RECEIVE_BUFFER = 4 << 20
