@@ -55,8 +55,6 @@ URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 PacketHandler = Callable[[RtpView], None]
 """Called with each media packet (RTX already unwrapped), as it arrives."""
-RtpSend = Callable[[bytes], None]
-"""Protects and sends one plaintext RTP or RTCP packet (dropped when not connected)."""
 
 
 class HookError(RuntimeError):
