@@ -1279,8 +1279,8 @@ TrackBase_call(TrackBase *self, PyObject *args, PyObject *kwds)
 }
 
 /* Whether the packet is the track's steady state, which C forwards alone: the next media
- * packet of the expected SSRC, every leg started, nothing owed upstream (Python sets
- * ``_fast`` after each packet it handled). */
+ * packet (sequence number, for video) of the expected SSRC and payload type, every leg
+ * started (Python sets ``_fast`` after each packet it handled). */
 static int
 track_is_steady(TrackBase *self, const Header *h)
 {

@@ -68,10 +68,11 @@ def open_tracks() -> int:
 
 
 class PublishedTrack(_fastpath.TrackBase):
-    """Its per-packet state lives in the C base (``_fastpath.TrackBase``): while nothing
-    is owed upstream and every leg has started (``_fast``, set here after each packet
-    Python handles), the fast ingest forwards the next packet in C (receiver statistics,
-    sinks, legs) without calling ``on_packet``; anything else comes here."""
+    """Its per-packet state lives in the C base (``_fastpath.TrackBase``): while every
+    leg has started (``_fast``, set here after each packet Python handles), the fast
+    ingest forwards the next packet of the media SSRC in C (receiver statistics, sinks,
+    legs) without calling ``on_packet``; anything else (a gap, RTX, a new SSRC) comes
+    here."""
 
     def __init__(
         self,
