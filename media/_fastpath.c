@@ -424,6 +424,26 @@ parse_fields(PyObject *const *args, Py_ssize_t nargs, Fields *f)
     return PyObject_GetBuffer(args[5], &f->payload, PyBUF_SIMPLE);
 }
 
+/* Write the packet on the stack and send it through ``sender``; one too long to protect
+ * is counted as dropped, nothing sent. 0, or -1 with an exception set. */
+static int
+write_and_send(const Writer *w, Sender *sender, int payload_type, int marker, unsigned int seq,
+               unsigned long timestamp, unsigned long ssrc, const unsigned char *payload,
+               Py_ssize_t payload_length, unsigned long send_time, int level)
+{
+    _Alignas(16) unsigned char out[MAX_PACKET]; /* libsrtp reads words */
+    if (payload_length > MAX_PACKET - MAX_HEAD) {
+        sender->dropped++;
+        return 0;
+    }
+    int length = write_packet(w, out, payload_type, marker, seq, timestamp, ssrc, payload,
+                              payload_length, send_time, level);
+    Py_INCREF(sender); /* sending may run Python (a new pair resolved) */
+    int result = Sender_send_buffer(sender, out, length);
+    Py_DECREF(sender);
+    return result;
+}
+
 static PyObject *
 Writer_write(Writer *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -445,22 +465,17 @@ static PyObject *
 Writer_send(Writer *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Fields f;
-    _Alignas(16) unsigned char out[MAX_PACKET]; /* libsrtp reads words */
     if (nargs < 1 || !PyObject_TypeCheck(args[0], &SenderType)) {
         PyErr_SetString(PyExc_TypeError, "send(sender, ...): a Sender first");
         return NULL;
     }
     if (parse_fields(args + 1, nargs - 1, &f) < 0)
         return NULL;
-    if (f.payload.len > MAX_PACKET - MAX_HEAD) { /* not protectable: nothing is sent */
-        PyBuffer_Release(&f.payload);
-        ((Sender *)args[0])->dropped++;
-        Py_RETURN_NONE;
-    }
-    int length = write_packet(self, out, f.payload_type, f.marker, f.seq, f.timestamp, f.ssrc,
-                              f.payload.buf, f.payload.len, f.send_time, f.level);
+    int result = write_and_send(self, (Sender *)args[0], f.payload_type, f.marker, f.seq,
+                                f.timestamp, f.ssrc, f.payload.buf, f.payload.len,
+                                f.send_time, f.level);
     PyBuffer_Release(&f.payload);
-    if (Sender_send_buffer((Sender *)args[0], out, length) < 0)
+    if (result < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -985,7 +1000,6 @@ static int
 slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObject *payload,
           int level, unsigned long send_time)
 {
-    _Alignas(16) unsigned char out[MAX_PACKET]; /* libsrtp reads words */
     if (self->writer == NULL || !PyObject_TypeCheck(self->writer, &WriterType) ||
         self->sender == NULL || !PyObject_TypeCheck(self->sender, &SenderType)) {
         PyErr_SetString(PyExc_TypeError, "the slot has no Writer or Sender");
@@ -1000,19 +1014,10 @@ slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObje
     Py_ssize_t length = PyBytes_GET_SIZE(payload);
     self->packets++;
     self->octets += (unsigned long long)length;
-    Sender *sender = (Sender *)self->sender;
-    if (length > MAX_PACKET - MAX_HEAD) { /* not protectable: nothing is sent */
-        sender->dropped++;
-        return 0;
-    }
-    int size = write_packet((Writer *)self->writer, out, self->payload_type, marker,
-                            (unsigned int)seq, timestamp, self->ssrc,
-                            (const unsigned char *)PyBytes_AS_STRING(payload), length,
-                            send_time, level);
-    Py_INCREF(sender); /* sending may run Python (a new pair resolved) */
-    int result = Sender_send_buffer(sender, out, size);
-    Py_DECREF(sender);
-    return result;
+    return write_and_send((Writer *)self->writer, (Sender *)self->sender,
+                          (int)self->payload_type, (int)marker, (unsigned int)seq, timestamp,
+                          self->ssrc, (const unsigned char *)PyBytes_AS_STRING(payload),
+                          length, send_time, level);
 }
 
 static PyObject *
