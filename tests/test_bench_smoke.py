@@ -5,6 +5,7 @@ timing is asserted here."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -108,14 +109,15 @@ def test_bench_relay_measures_media_beside_api_load() -> None:
 @pytest.mark.timeout(180)
 def test_bench_capacity_ramps_and_names_what_stopped_it() -> None:
     """A two-step ramp (one session each) with the server pinned: each step has its
-    figures, and the first limit met is named."""
+    figures, and the first limit met is named. Figures are checked for form, not size:
+    a 2 s step's fitted slope is noise and may come out zero or negative."""
     summary, done = run_bench(
         "bench.capacity", "--max-sessions", "2", "--step", "1", "--seconds", "2",
         "--warmup", "0.5", "--cycle-seconds", "2", "--client-procs", "1",
     )  # fmt: skip
     room = summary["room"]
     assert 1 <= len(room["steps"]) <= 2 and room["first_limit"]
-    assert room["cpu_per_session"] > 0
+    assert isinstance(room["cpu_per_session"], float) and math.isfinite(room["cpu_per_session"])
     assert all(step["rss_mb"] > 0 for step in room["steps"])
     assert "sessions" in done.stdout  # the human-readable table
 
