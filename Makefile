@@ -11,7 +11,7 @@ LOCK := requirements.lock
 DEPS ?= lock
 UV := uv==0.13.10
 
-.PHONY: run test test-latest lock lint typecheck pytest system-packages
+.PHONY: run test test-latest lock lint typecheck pytest system-packages sanitize
 
 $(BIN)/coreview: pyproject.toml setup.py media/_fastpath.c $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,28 @@ pytest: $(BIN)/coreview system-packages
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# media/_fastpath.c built with AddressSanitizer and UndefinedBehaviorSanitizer into a copy
+# of the tree, then its RTP parser, forwarding (fast path, uvloop) and fuzz tests run
+# against it: any sanitizer report aborts the run and fails it. FUZZ_EXAMPLES bounds the fuzz.
+# Left out: the flow test's share of packets forwarded in C, a figure the 3x slower build
+# cannot reach (more gaps go to Python); its frames still flow in every other test here.
+SANITIZE_DIR := build/sanitize
+FUZZ_EXAMPLES ?= 3000
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+sanitize: $(BIN)/coreview
+	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR)
+	cp -r media signaling recorder webui tests bench pyproject.toml $(SANITIZE_DIR)/
+	rm -f $(SANITIZE_DIR)/media/_fastpath*.so
+	gcc $(SANITIZE_FLAGS) -Wall -shared -fPIC \
+	  -I$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
+	  media/_fastpath.c -o $(SANITIZE_DIR)/media/_fastpath$$($(BIN)/python -c \
+	  "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+	cd $(SANITIZE_DIR) && \
+	  export LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  PYTHONMALLOC=malloc COREVIEW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) && \
+	  $(CURDIR)/$(BIN)/python -c "import media._fastpath as f; assert '$(SANITIZE_DIR)/' in f.__file__, f.__file__" && \
+	  $(CURDIR)/$(BIN)/pytest -p no:cacheprovider -q tests/test_rtpread.py tests/test_rtpwrite.py \
+	  tests/test_fastpath.py tests/test_fastpath_fuzz.py tests/test_media_forwarding.py \
+	  -k "(not test_media_forwarding or uvloop-fast) and not test_stamped_frames_flow"

@@ -14,9 +14,11 @@
  *   Ingest     a host socket's SRTP media: unprotect, route by SSRC, then the steady
  *              state in C or a view to the track's Python path.
  *
- * No libsrtp is linked: Python hands over the addresses of pylibsrtp's own functions and
- * session (cffi), and the Session object is kept referenced for as long as they are used.
- * Everything runs on the event loop's thread with the GIL held.
+ * No libsrtp is linked: the module binds pylibsrtp's own functions when it is imported
+ * (bind_libsrtp: their declarations checked against libsrtp 2's, or the import fails),
+ * and takes a pylibsrtp Session's context from the Session itself (session_context),
+ * keeping the Session referenced for as long as it is used. No constructor takes an
+ * address. Everything runs on the event loop's thread with the GIL held.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +39,125 @@
 
 typedef int (*srtp_fn)(void *ctx, void *packet, int *length);
 
+/* libsrtp 2's declaration of srtp_protect, srtp_protect_rtcp and srtp_unprotect, as cffi
+ * names it; libsrtp 3 takes separate in and out buffers and a size_t length. */
+#define SRTP_SIGNATURE "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+static PyObject *str_state, *str_is_closing, *one, *zero;
+static srtp_fn srtp_protect_fn, srtp_protect_rtcp_fn, srtp_unprotect_fn;
+static PyObject *session_type; /* pylibsrtp.Session */
+static PyObject *srtp_ffi;     /* pylibsrtp._binding.ffi */
+static PyObject *srtp_pointer; /* ffi.typeof("srtp_t *"): the type of Session._srtp */
+
+/* ffi.cast("uintptr_t", cdata) as a C pointer; NULL with an exception set. */
+static void *
+cdata_address(PyObject *cdata)
+{
+    PyObject *number = PyObject_CallMethod(srtp_ffi, "cast", "sO", "uintptr_t", cdata);
+    if (number == NULL)
+        return NULL;
+    PyObject *integer = PyNumber_Long(number);
+    Py_DECREF(number);
+    if (integer == NULL)
+        return NULL;
+    void *address = PyLong_AsVoidPtr(integer);
+    Py_DECREF(integer);
+    if (address == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "a NULL libsrtp pointer");
+    return address;
+}
+
+/* The address of pylibsrtp's ``name`` once its declaration is checked; NULL with an
+ * exception set. */
+static srtp_fn
+bind_function(PyObject *lib, const char *name)
+{
+    PyObject *function = PyObject_GetAttrString(lib, name);
+    if (function == NULL)
+        return NULL;
+    PyObject *ctype = PyObject_CallMethod(srtp_ffi, "typeof", "O", function);
+    Py_DECREF(function);
+    PyObject *cname = ctype ? PyObject_GetAttrString(ctype, "cname") : NULL;
+    Py_XDECREF(ctype);
+    if (cname == NULL)
+        return NULL;
+    const char *declared = PyUnicode_AsUTF8(cname);
+    if (declared == NULL || strcmp(declared, SRTP_SIGNATURE) != 0) {
+        if (declared != NULL)
+            PyErr_Format(PyExc_ImportError,
+                         "pylibsrtp's libsrtp declares %s as %s; media/_fastpath.c calls it "
+                         "as %s (libsrtp 2)",
+                         name, declared, SRTP_SIGNATURE);
+        Py_DECREF(cname);
+        return NULL;
+    }
+    Py_DECREF(cname);
+    PyObject *pointer = PyObject_CallMethod(srtp_ffi, "addressof", "Os", lib, name);
+    if (pointer == NULL)
+        return NULL;
+    void *address = cdata_address(pointer);
+    Py_DECREF(pointer);
+    return (srtp_fn)(uintptr_t)address;
+}
+
+/* Bind pylibsrtp's functions and types (at import); -1 with an exception set. */
+static int
+bind_libsrtp(void)
+{
+    PyObject *binding = PyImport_ImportModule("pylibsrtp._binding");
+    PyObject *pylibsrtp = binding ? PyImport_ImportModule("pylibsrtp") : NULL;
+    PyObject *lib = binding ? PyObject_GetAttrString(binding, "lib") : NULL;
+    int result = -1;
+    if (pylibsrtp == NULL || lib == NULL)
+        goto done;
+    srtp_ffi = PyObject_GetAttrString(binding, "ffi");
+    session_type = srtp_ffi ? PyObject_GetAttrString(pylibsrtp, "Session") : NULL;
+    if (session_type == NULL)
+        goto done;
+    if (!PyType_Check(session_type)) {
+        PyErr_SetString(PyExc_ImportError, "pylibsrtp.Session is not a class");
+        goto done;
+    }
+    srtp_pointer = PyObject_CallMethod(srtp_ffi, "typeof", "s", "srtp_t *");
+    if (srtp_pointer == NULL || !(srtp_protect_fn = bind_function(lib, "srtp_protect")) ||
+        !(srtp_protect_rtcp_fn = bind_function(lib, "srtp_protect_rtcp")) ||
+        !(srtp_unprotect_fn = bind_function(lib, "srtp_unprotect")))
+        goto done;
+    result = 0;
+done:
+    Py_XDECREF(binding);
+    Py_XDECREF(pylibsrtp);
+    Py_XDECREF(lib);
+    return result;
+}
+
+/* The libsrtp context of ``session``, a pylibsrtp Session; NULL with an exception set. */
+static void *
+session_context(PyObject *session)
+{
+    if (!PyObject_TypeCheck(session, (PyTypeObject *)session_type)) {
+        PyErr_Format(PyExc_TypeError, "a pylibsrtp.Session is needed, not %.100s",
+                     Py_TYPE(session)->tp_name);
+        return NULL;
+    }
+    PyObject *srtp = PyObject_GetAttrString(session, "_srtp");
+    if (srtp == NULL)
+        return NULL;
+    void *context = NULL;
+    PyObject *ctype = PyObject_CallMethod(srtp_ffi, "typeof", "O", srtp);
+    if (ctype != NULL && ctype != srtp_pointer)
+        PyErr_SetString(PyExc_TypeError, "Session._srtp is not an srtp_t *");
+    else if (ctype != NULL) {
+        PyObject *item = PyObject_GetItem(srtp, zero);
+        if (item != NULL)
+            context = cdata_address(item);
+        Py_XDECREF(item);
+    }
+    Py_XDECREF(ctype);
+    Py_DECREF(srtp);
+    return context;
+}
+
 static int
 is_rtcp(const unsigned char *data, Py_ssize_t length)
 {
@@ -51,8 +172,8 @@ typedef struct {
     PyObject *dtls;      /* aiortc's RTCDtlsTransport */
     PyObject *connected; /* DtlsState.CONNECTED */
     PyObject *nominated; /* aioice Connection._nominated: component -> pair */
-    PyObject *resolve;   /* pair -> (udp transport, fd, host, port, session, rtp ctx fn,
-                            rtcp fn, ctx) or None (not a host pair) */
+    PyObject *resolve;   /* pair -> (udp transport, fd, host, port, pylibsrtp Session) or
+                            None (not a host pair) */
     PyObject *later;     /* bytes -> None: aiortc's own send, for a pair that is not ours */
     PyObject *pair;      /* the pair resolved last (NULL: none yet) */
     PyObject *udp;       /* its asyncio transport (NULL: send through later) */
@@ -60,12 +181,10 @@ typedef struct {
     int fd;
     struct sockaddr_storage address;
     socklen_t address_length;
-    srtp_fn protect, protect_rtcp;
     void *ctx;
     unsigned long long sent, dropped;
 } Sender;
 
-static PyObject *str_state, *str_is_closing, *one;
 
 static int
 Sender_traverse(Sender *self, visitproc visit, void *arg)
@@ -143,9 +262,9 @@ Sender_route(Sender *self, PyObject *pair)
     PyObject *udp, *session;
     int fd, port;
     const char *host;
-    unsigned long long protect, protect_rtcp, ctx;
-    if (!PyArg_ParseTuple(route, "OisiOKKK", &udp, &fd, &host, &port, &session, &protect,
-                          &protect_rtcp, &ctx)) {
+    void *ctx = NULL;
+    if (!PyArg_ParseTuple(route, "OisiO", &udp, &fd, &host, &port, &session) ||
+        !(ctx = session_context(session))) {
         Py_DECREF(route);
         Py_CLEAR(self->pair);
         return -1;
@@ -172,9 +291,7 @@ Sender_route(Sender *self, PyObject *pair)
     Py_INCREF(session);
     self->session = session;
     self->fd = fd;
-    self->protect = (srtp_fn)(uintptr_t)protect;
-    self->protect_rtcp = (srtp_fn)(uintptr_t)protect_rtcp;
-    self->ctx = (void *)(uintptr_t)ctx;
+    self->ctx = ctx;
     Py_DECREF(route);
     return 0;
 }
@@ -227,7 +344,7 @@ Sender_send_buffer(Sender *self, unsigned char *buffer, int length)
         self->dropped++; /* not protectable: aiortc would raise; nothing is sent */
         return 0;
     }
-    if ((rtcp ? self->protect_rtcp : self->protect)(self->ctx, buffer, &length) != 0) {
+    if ((rtcp ? srtp_protect_rtcp_fn : srtp_protect_fn)(self->ctx, buffer, &length) != 0) {
         self->dropped++;
         return 0;
     }
@@ -593,12 +710,15 @@ static PyTypeObject RtpViewType = {
     .tp_members = RtpView_members,
 };
 
-/* The audio level element ``wanted`` in the extension block [pos, end): >= 0 the level
- * byte, -1 none. */
+/* Walk the extension elements in [pos, end) as aiortc does (RFC 8285, one- or two-byte
+ * form): 0 if one runs past the block, or element ``wanted`` is not one byte long (aiortc
+ * raises), else 1 with *level the byte of the last element ``wanted`` (-1: none, or
+ * ``wanted`` is 0). */
 static int
-find_audio_level(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, int wanted,
-                 int two_byte)
+read_extensions(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, int wanted,
+                int two_byte, int *level)
 {
+    *level = -1;
     while (pos < end) {
         int element = data[pos], ident, length;
         Py_ssize_t start;
@@ -607,8 +727,8 @@ find_audio_level(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, int 
             continue;
         }
         if (two_byte) { /* ID byte, length byte, data */
-            if (pos + 1 >= end)
-                return -1;
+            if (pos + 2 > end)
+                return 0;
             ident = element;
             length = data[pos + 1];
             start = pos + 2;
@@ -618,11 +738,16 @@ find_audio_level(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, int 
             length = (element & 0x0F) + 1;
             start = pos + 1;
         }
-        if (ident == wanted)
-            return (length < 1 || start >= end) ? -1 : data[start];
+        if (start + length > end)
+            return 0;
+        if (wanted && ident == wanted) {
+            if (length != 1)
+                return 0;
+            *level = data[start];
+        }
         pos = start + length;
     }
-    return -1;
+    return 1;
 }
 
 static PyObject *
@@ -660,10 +785,9 @@ read_header(const unsigned char *data, Py_ssize_t size, int audio_id, Header *h)
         pos += 4;
         if (end > size)
             return 0;
-        if (audio_id && profile == 0xBEDE)
-            h->level = find_audio_level(data, pos, end, audio_id, 0);
-        else if (audio_id && profile >> 4 == 0x100)
-            h->level = find_audio_level(data, pos, end, audio_id, 1);
+        if ((profile == 0xBEDE || profile == 0x1000) &&
+            !read_extensions(data, pos, end, audio_id, profile == 0x1000, &h->level))
+            return 0;
         pos = end;
     }
     if (first & 0x20) {
@@ -1005,6 +1129,10 @@ slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObje
         PyErr_SetString(PyExc_TypeError, "the slot has no Writer or Sender");
         return -1;
     }
+    if (!PyBytes_CheckExact(payload)) { /* kept for NACKs: immutable bytes only */
+        PyErr_SetString(PyExc_TypeError, "a payload is bytes");
+        return -1;
+    }
     Cached *cached = &self->cache[seq % CACHE_SIZE];
     cached->seq = seq;
     cached->marker = marker;
@@ -1023,7 +1151,7 @@ slot_send(SlotBase *self, long marker, long seq, unsigned long timestamp, PyObje
 static PyObject *
 SlotBase_send(SlotBase *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyBytes_Check(args[3])) {
+    if (nargs != 6 || !PyBytes_CheckExact(args[3])) {
         PyErr_SetString(PyExc_TypeError,
                         "send(marker, seq, timestamp, payload: bytes, audio_level, send_time)");
         return NULL;
@@ -1373,8 +1501,11 @@ track_forward(TrackBase *self, const unsigned char *buffer, const Header *h)
     Py_INCREF(legs);
     for (Py_ssize_t i = 0; result == 0 && i < PyTuple_GET_SIZE(legs); i++) {
         PyObject *leg = PyTuple_GET_ITEM(legs, i);
-        if (PyObject_TypeCheck(leg, &LegBaseType)) /* a leg a sink added waits: no view */
-            result = leg_forward((LegBase *)leg, h, payload, NULL, 1, now, send_time);
+        /* a leg a sink added waits (no view); a failing leg is counted, the next still
+         * gets the packet */
+        if (PyObject_TypeCheck(leg, &LegBaseType) &&
+            leg_forward((LegBase *)leg, h, payload, NULL, 1, now, send_time) < 0)
+            result = track_failed(self);
     }
     Py_DECREF(legs);
     Py_DECREF(payload);
@@ -1418,7 +1549,6 @@ typedef struct {
     PyObject *session;
     PyObject *routes; /* dict: SSRC -> (tap, audio level extension ID) */
     PyObject *learn;  /* bytes -> (tap, ID) or None: routes an SSRC not seen yet */
-    srtp_fn unprotect;
     void *ctx;
 } Ingest;
 
@@ -1451,22 +1581,23 @@ Ingest_dealloc(Ingest *self)
 static int
 Ingest_init(Ingest *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"session", "unprotect", "ctx", "routes", "learn", NULL};
+    static char *kwlist[] = {"session", "routes", "learn", NULL};
     PyObject *session, *routes, *learn;
-    unsigned long long unprotect, ctx;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKO!O", kwlist, &session, &unprotect, &ctx,
-                                     &PyDict_Type, &routes, &learn))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O", kwlist, &session, &PyDict_Type,
+                                     &routes, &learn))
         return -1;
-    if (!unprotect || !ctx) {
-        PyErr_SetString(PyExc_ValueError, "bad SRTP function or context");
+    void *ctx = session_context(session);
+    if (ctx == NULL)
+        return -1;
+    if (!PyCallable_Check(learn)) {
+        PyErr_SetString(PyExc_TypeError, "learn must be callable");
         return -1;
     }
     Ingest_clear(self);
     self->session = Py_NewRef(session);
     self->routes = Py_NewRef(routes);
     self->learn = Py_NewRef(learn);
-    self->unprotect = (srtp_fn)(uintptr_t)unprotect;
-    self->ctx = (void *)(uintptr_t)ctx;
+    self->ctx = ctx;
     return 0;
 }
 
@@ -1492,7 +1623,7 @@ Ingest_call(Ingest *self, PyObject *args, PyObject *kwds)
     int length = (int)data.len;
     memcpy(buffer, data.buf, data.len);
     PyBuffer_Release(&data);
-    if (self->unprotect(self->ctx, buffer, &length) != 0 || length < 12)
+    if (srtp_unprotect_fn(self->ctx, buffer, &length) != 0 || length < 12)
         Py_RETURN_NONE; /* forged, replayed or not ours */
     unsigned long ssrc = (unsigned long)buffer[8] << 24 | buffer[9] << 16 | buffer[10] << 8 |
                          buffer[11];
@@ -1552,7 +1683,7 @@ static PyTypeObject IngestType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._fastpath.Ingest",
     .tp_basicsize = sizeof(Ingest),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Ingest(session, unprotect, ctx, routes, learn): unprotect, route, parse.",
+    .tp_doc = "Ingest(session, routes, learn): unprotect with a pylibsrtp Session, route, parse.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Ingest_init,
     .tp_dealloc = (destructor)Ingest_dealloc,
@@ -1584,14 +1715,16 @@ PyInit__fastpath(void)
         PyType_Ready(&SlotBaseType) < 0 || PyType_Ready(&LegBaseType) < 0 ||
         PyType_Ready(&TrackBaseType) < 0)
         return NULL;
-    str_state = PyUnicode_InternFromString("_state");
-    str_is_closing = PyUnicode_InternFromString("is_closing");
-    str_connected = PyUnicode_InternFromString("connected");
-    str_start = PyUnicode_InternFromString("_start");
-    str_deliver = PyUnicode_InternFromString("deliver");
-    str_packet = PyUnicode_InternFromString("packet");
-    str_failed = PyUnicode_InternFromString("_failed");
-    one = PyLong_FromLong(1);
+    if (!(str_state = PyUnicode_InternFromString("_state")) ||
+        !(str_is_closing = PyUnicode_InternFromString("is_closing")) ||
+        !(str_connected = PyUnicode_InternFromString("connected")) ||
+        !(str_start = PyUnicode_InternFromString("_start")) ||
+        !(str_deliver = PyUnicode_InternFromString("deliver")) ||
+        !(str_packet = PyUnicode_InternFromString("packet")) ||
+        !(str_failed = PyUnicode_InternFromString("_failed")) || !(one = PyLong_FromLong(1)) ||
+        !(zero = PyLong_FromLong(0)) ||
+        bind_libsrtp() < 0)
+        return NULL;
     module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
@@ -1603,7 +1736,8 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(module, "SlotBase", (PyObject *)&SlotBaseType) < 0 ||
         PyModule_AddObjectRef(module, "LegBase", (PyObject *)&LegBaseType) < 0 ||
         PyModule_AddObjectRef(module, "TrackBase", (PyObject *)&TrackBaseType) < 0 ||
-        PyModule_AddIntConstant(module, "CACHE_SIZE", CACHE_SIZE) < 0) {
+        PyModule_AddIntConstant(module, "CACHE_SIZE", CACHE_SIZE) < 0 ||
+        PyModule_AddStringConstant(module, "SRTP_SIGNATURE", SRTP_SIGNATURE) < 0) {
         Py_DECREF(module);
         return NULL;
     }

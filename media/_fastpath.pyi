@@ -2,6 +2,8 @@
 from collections.abc import Callable
 from typing import Any
 
+import pylibsrtp
+
 class Sender:
     sent: int
     dropped: int
@@ -10,7 +12,7 @@ class Sender:
         dtls: Any,
         connected: Any,
         nominated: dict[int, Any],
-        resolve: Callable[[Any], tuple[Any, ...] | None],
+        resolve: Callable[[Any], tuple[Any, int, str, int, pylibsrtp.Session] | None],
         later: Callable[[bytes], None],
     ) -> None: ...
     def __call__(self, data: bytes, /) -> None: ...
@@ -73,15 +75,14 @@ def parse(data: bytes, audio_level_id: int = 0, /) -> RtpView | None: ...
 class Ingest:
     def __init__(
         self,
-        session: Any,
-        unprotect: int,
-        ctx: int,
+        session: pylibsrtp.Session,
         routes: dict[int, tuple[Callable[[RtpView], None], int]],
         learn: Callable[[bytes], tuple[Callable[[RtpView], None], int] | None],
     ) -> None: ...
     def __call__(self, data: bytes, /) -> None: ...
 
 CACHE_SIZE: int
+SRTP_SIGNATURE: str
 
 class Stats:
     cycles: int

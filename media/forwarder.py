@@ -201,7 +201,10 @@ class PublishedTrack(_fastpath.TrackBase):
         )
         send_time = abs_send_time(wall)
         for leg in legs:
-            leg.forward(packet, keyframe, now, send_time)
+            try:
+                leg.forward(packet, keyframe, now, send_time)
+            except Exception:  # one subscriber's failure must not cost the others
+                self._failed()
         if (
             self._gated
             and any(leg.awaits_keyframe() for leg in legs)

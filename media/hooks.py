@@ -45,7 +45,6 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
-from pylibsrtp._binding import ffi, lib
 
 from media import _fastpath, rtpread
 from media.rtpread import RtpView
@@ -495,29 +494,9 @@ def rtp_sender(transport: RTCDtlsTransport, *, sync: bool = True) -> _fastpath.S
         udp = pair.protocol.transport
         sock = udp.get_extra_info("socket")  # none once closed: the Sender checks first
         host, port = pair.remote_addr[:2]
-        srtp = transport._tx_srtp
-        return (
-            udp,
-            -1 if sock is None else sock.fileno(),
-            host,
-            port,
-            srtp,
-            _function(lib.srtp_protect),
-            _function(lib.srtp_protect_rtcp),
-            _address(srtp._srtp[0]),
-        )
+        return (udp, -1 if sock is None else sock.fileno(), host, port, transport._tx_srtp)
 
     return _fastpath.Sender(transport, DtlsState.CONNECTED, connection._nominated, resolve, later)
-
-
-def _address(pointer: Any) -> int:
-    """A cffi pointer as an integer, for media/_fastpath.c."""
-    return int(ffi.cast("uintptr_t", pointer))
-
-
-def _function(func: Any) -> int:
-    """The address of one of pylibsrtp's libsrtp functions."""
-    return _address(ffi.addressof(lib, func.__name__))
 
 
 IGNORED_SSRCS = 256
@@ -614,7 +593,4 @@ def _ingest(
         route = routes[ssrc] = (tap, audio_ids.get(receiver, 0))
         return route
 
-    srtp = transport._rx_srtp
-    return _fastpath.Ingest(
-        srtp, _function(lib.srtp_unprotect), _address(srtp._srtp[0]), routes, learn
-    )
+    return _fastpath.Ingest(transport._rx_srtp, routes, learn)

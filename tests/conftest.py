@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import settings as hypothesis_settings
 
 from media import loops
 from recorder.clock import SystemClock
@@ -16,6 +17,11 @@ from signaling.services import open_services
 from signaling.settings import Settings
 from signaling.simulate import ApiClient
 from tests.helpers import Session, copy_data_dir, demo_password, login
+
+# Property tests are not timed per example: on a loaded 2-core machine, or against the
+# sanitizer build (make sanitize), a deadline fails at random.
+hypothesis_settings.register_profile("coreview", deadline=None)
+hypothesis_settings.load_profile("coreview")
 
 
 @pytest.fixture(scope="session")

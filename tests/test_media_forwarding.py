@@ -256,6 +256,31 @@ async def test_a_failing_sink_is_counted_and_forwarding_goes_on(
         await pair.close()
 
 
+async def test_a_failing_leg_is_counted_and_the_next_leg_still_forwards(media_path: str):
+    """Two subscribers of one track, the first leg's slot unable to send (its sender
+    raises): each packet's failure is counted in the track's errors, and the second leg,
+    after it in the same loop (C's steady path or Python's), still forwards every packet."""
+    pair = Pair()
+    await pair.start()
+    try:
+        document = pair.seen_by_approver("document")
+        await wait_until(lambda: len(document.counters) >= 5, what="5 document frames")
+        late = SyntheticParticipant({})
+        pair.others.append(late)
+        await connect(pair.room, "auditor", late)
+        track = pair.room.track("clerk", "document")
+        await wait_until(lambda: len(track.legs) == 2 and all(leg.started for leg in track.legs))
+        failing, other = track._legs  # the order both paths forward in
+        failing.slot._sender = None  # the slot's send raises TypeError
+        errors, forwarded = track.errors, other.forwarded
+        await wait_until(
+            lambda: other.forwarded >= forwarded + 30, what="30 more on the second leg"
+        )
+        assert track.errors - errors >= 30
+    finally:
+        await pair.close()
+
+
 async def test_two_percent_loss_both_ways_does_not_stall():
     """At 2 % loss from the publisher and 2 % to the subscriber, upstream gaps are
     recovered by NACK/RTX, downstream NACKs are answered from the leg's cache, and the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 from hypothesis import given
@@ -94,23 +96,54 @@ def test_rtx_unwraps_as_aiortc_does(
     assert (unwrapped.payload, unwrapped.timestamp) == (expected.payload, expected.timestamp)
 
 
-@given(st.binary(max_size=80))
-def test_anything_aiortc_accepts_reads_the_same(data: bytes) -> None:
-    """Arbitrary bytes: where aiortc parses a packet, the reader reads the same one;
-    where the reader refuses (None), aiortc refuses too."""
+@st.composite
+def extended(draw: st.DrawFn) -> bytes:
+    """Arbitrary bytes, or a header with a one- or two-byte extension block of arbitrary
+    elements (truncated ones included) and an arbitrary rest."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=80))
+    block = draw(st.binary(max_size=24))
+    words = (len(block) + 3) // 4 if draw(st.booleans()) else draw(st.integers(0, 8))
+    profile = draw(st.sampled_from([b"\xbe\xde", b"\x10\x00", b"\x10\x01"]))
+    header = bytes([0x90, draw(st.integers(0, 255))]) + draw(st.binary(min_size=10, max_size=10))
+    return header + profile + words.to_bytes(2, "big") + block + draw(st.binary(max_size=16))
+
+
+@given(extended(), st.integers(0, 15))
+def test_anything_aiortc_accepts_reads_the_same(data: bytes, audio_id: int) -> None:
+    """Arbitrary bytes and extension blocks, with or without an audio level ID: the
+    reader refuses (None) exactly what aiortc's parser refuses, and reads what it
+    accepts as aiortc does, audio level included."""
     try:
-        expected = RtpPacket.parse(data)
-    except ValueError:
+        expected = RtpPacket.parse(data, extension_map(0, 0, audio_id))
+    except (ValueError, struct.error):
         expected = None
-    view = rtpread.parse(data)
-    if view is None:
-        assert expected is None
-    elif expected is not None:
-        assert (view.sequence_number, view.ssrc, view.payload) == (
-            expected.sequence_number,
-            expected.ssrc,
-            expected.payload,
-        )
+    view = rtpread.parse(data, audio_id)
+    if expected is None:
+        assert view is None
+        return
+    assert view is not None
+    assert (view.sequence_number, view.ssrc, view.payload, view.audio_level) == (
+        expected.sequence_number,
+        expected.ssrc,
+        expected.payload,
+        expected.extensions.audio_level,
+    )
+
+
+def test_a_truncated_extension_element_is_refused():
+    """An element whose declared length runs past the extension block: no packet (and
+    so no audio level), as aiortc raises "value is truncated"."""
+    header = bytes([0x90, 96]) + bytes(10)
+    data = header + b"\xbe\xde\x00\x01\x1f\x85\x00\x00" + b"payload"
+    assert rtpread.parse(data, 1) is None
+    assert rtpread.parse(data) is None
+    try:
+        RtpPacket.parse(data, extension_map(0, 0, 1))
+    except ValueError as error:
+        assert "truncated" in str(error)
+    else:
+        raise AssertionError("aiortc accepted it")
 
 
 def test_malformed_packets_are_refused():
