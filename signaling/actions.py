@@ -20,7 +20,8 @@ from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME, case_material, china_iso
+from signaling.cases import case_material
+from signaling.china_time import CHINA_TIME, china_iso
 from signaling.consent import CONSENT_SHA256, CONSENT_TEXT, CONSENT_VERSION
 from signaling.errors import Conflict, Forbidden, InvalidInput
 from signaling.followups import standing

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from signaling.case_search import (
     term_values,
 )
 from signaling.catalog import Catalog
+from signaling.china_time import CHINA_TIME
 from signaling.compiled_select import mappings
 from signaling.db import next_value
 from signaling.errors import Forbidden, InvalidInput, NotFound
@@ -37,23 +37,6 @@ from signaling.tables import (
     users,
 )
 from signaling.workdays import limit_ends
-
-CHINA_OFFSET = dt.timedelta(hours=8)
-CHINA_TIME = dt.timezone(CHINA_OFFSET, "CST")
-
-
-def china_wall(at: dt.datetime) -> dt.datetime:
-    """A stored time (UTC; naive from SQLite) on China's wall clock, naive. China keeps
-    UTC+8 all year, so a naive time is shifted (3x faster than converting)."""
-    if at.tzinfo is not None:
-        at = at.astimezone(dt.UTC).replace(tzinfo=None)
-    return at + CHINA_OFFSET
-
-
-def china_iso(at: dt.datetime) -> str:
-    """A stored time as users read it: China time, seconds."""
-    return china_wall(at).isoformat(timespec="seconds") + "+08:00"
-
 
 PHONE_PATTERN = r"1[3-9]\d{9}|0\d{2,3}-?\d{7,8}"
 PAGE_SIZE = 50
@@ -78,10 +61,6 @@ def _approver_id(conn: Connection, username: str) -> int:
     if found is None:
         raise InvalidInput("no_such_approver", field="approver")
     return int(found)
-
-
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 
 class Cases:

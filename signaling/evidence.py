@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recorder.auditlog import AuditEvent, AuditLog, chain_of
 from recorder.integrity import tombstones
 from signaling.actions import ReviewActions
-from signaling.cases import Cases, case_materials, china_iso
+from signaling.cases import Cases, case_materials
+from signaling.china_time import china_iso
 from signaling.messages import SESSION_STATE_NAMES
 from signaling.models import Case, User
 from signaling.tables import evidence_files, review_sessions, users

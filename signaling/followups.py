@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
-from signaling.cases import CHINA_TIME
+from signaling.china_time import CHINA_TIME
 from signaling.errors import Conflict, InvalidInput, NotFound
 from signaling.models import User
 from signaling.reviews import ReviewSession

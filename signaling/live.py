@@ -18,7 +18,7 @@ from recorder.recording import Recorder
 from signaling import protocol
 from signaling.accounts import Accounts
 from signaling.bus import Bus
-from signaling.cases import CHINA_TIME
+from signaling.china_time import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
 from signaling.live_session import (
     CLOSE_ENDED,

@@ -16,7 +16,7 @@ from media.forwarder import PublishedTrack
 from media.room import MediaError, MediaRoom
 from recorder.recording import SessionRecording
 from signaling import protocol
-from signaling.cases import CHINA_TIME
+from signaling.china_time import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
 from signaling.messages import CLERK_LEAVE_REASONS, RECORDING_FAILURES, message
 from signaling.recordings import attach, close_quietly

@@ -22,7 +22,7 @@ from recorder.store import EvidenceStore
 from signaling.access import USER, allow
 from signaling.api import json_response
 from signaling.appkeys import AUDIT, CASES, ENGINE, EVIDENCE, KEYS, REVIEWS
-from signaling.cases import china_iso
+from signaling.china_time import china_iso
 from signaling.errors import NotFound
 from signaling.evidence import case_files
 from signaling.messages import EVENT_NAMES, SESSION_STATE_NAMES

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from signaling.appkeys import CATALOG
 from signaling.case_search import CasePage
-from signaling.cases import china_iso, china_wall, mask_phone
 from signaling.catalog import CatalogSnapshot
+from signaling.china_time import china_iso, china_wall
 from signaling.messages import (
     CASE_STATUS_NAMES,
     MODE_NAMES,
@@ -28,6 +28,10 @@ from signaling.workdays import last_day
 
 def _unit(unit: Unit | None) -> dict[str, Any] | None:
     return {"code": unit.code, "name": unit.name} if unit else None
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 
 class Lookup:

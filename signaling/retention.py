@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from recorder.auditlog import AuditLog
 from recorder.clock import Clock, as_utc
 from signaling import validation
-from signaling.cases import CHINA_TIME, china_iso
+from signaling.china_time import CHINA_TIME, china_iso
 from signaling.db import ensure_counter
 from signaling.errors import Conflict
 from signaling.models import Case, User

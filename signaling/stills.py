@@ -28,7 +28,8 @@ from recorder.rows import file_evidence
 from recorder.stills import StillError, StillInfo, inspect_still
 from recorder.store import EvidenceStore
 from signaling.bus import Bus
-from signaling.cases import case_material, china_iso
+from signaling.cases import case_material
+from signaling.china_time import china_iso
 from signaling.errors import (
     InvalidInput,
     NotFound,

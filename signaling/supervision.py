@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.clock import Clock, as_utc
-from signaling.cases import Cases, china_iso
+from signaling.cases import Cases
+from signaling.china_time import china_iso
 from signaling.live import LiveHub
 from signaling.messages import ROLE_NAMES, SESSION_STATE_NAMES, span_text
 from signaling.models import User

@@ -7,7 +7,7 @@ from aiohttp import web
 from signaling.access import USER, allow
 from signaling.api import json_response
 from signaling.appkeys import CASES, CLOCK, ENGINE, LIVE
-from signaling.cases import china_iso
+from signaling.china_time import china_iso
 from signaling.supervision import Supervision
 
 routes = web.RouteTableDef()

@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.clock import Clock, as_utc
 from signaling import validation
-from signaling.cases import CHINA_TIME, Cases
+from signaling.cases import Cases
+from signaling.china_time import CHINA_TIME
 from signaling.errors import InvalidInput
 from signaling.models import User
 from signaling.tables import (

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.clock import Clock
-from signaling.cases import CHINA_TIME, Cases, china_iso, china_wall
+from signaling.cases import Cases
+from signaling.china_time import CHINA_TIME, china_iso, china_wall
 from signaling.models import User
 from signaling.tables import cases, departments, matters, outlets
 from signaling.workdays import last_day, working_days_after

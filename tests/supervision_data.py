@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signaling.cases import CHINA_TIME
+from signaling.china_time import CHINA_TIME
 from signaling.tables import (
     case_decisions,
     cases,

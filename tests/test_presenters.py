@@ -8,8 +8,9 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.cases import CHINA_TIME, case_of, china_iso
+from signaling.cases import case_of
 from signaling.catalog import CatalogSnapshot
+from signaling.china_time import CHINA_TIME, china_iso
 from signaling.models import Material, Matter, Unit
 from signaling.presenters import Lookup
 

@@ -12,7 +12,7 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-from signaling.cases import CHINA_TIME
+from signaling.china_time import CHINA_TIME
 from signaling.workdays import limit_ends
 
 revision = "0015"
