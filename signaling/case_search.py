@@ -38,8 +38,8 @@ from sqlalchemy import (
 from signaling import identity, validation
 from signaling.case_scope import CONDITIONS, Scope
 from signaling.errors import InvalidInput
-from signaling.reviews import QUEUED_AT
 from signaling.tables import (
+    QUEUED_AT,
     audit_events,
     case_decisions,
     cases,

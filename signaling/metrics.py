@@ -34,9 +34,9 @@ from recorder.schema import audit_events, evidence_files, log_checkpoints
 from signaling.access import public
 from signaling.appkeys import ACCOUNTS, CLOCK, ENGINE, LIVE, SETTINGS
 from signaling.live import LiveHub
-from signaling.reviews import OPEN_STATES, QUEUED_AT
+from signaling.reviews import OPEN_STATES
 from signaling.settings import Settings
-from signaling.tables import departments, login_failures, review_sessions
+from signaling.tables import QUEUED_AT, departments, login_failures, review_sessions
 
 routes = web.RouteTableDef()
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Row, and_, exists, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +31,7 @@ from signaling.bus import Bus
 from signaling.errors import Conflict, Forbidden, InvalidInput, NotFound
 from signaling.models import User
 from signaling.tables import (
+    QUEUED_AT,
     cases,
     departments,
     matters,
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 OPEN_STATES = ("waiting", "live")
 FINAL_STATES = ("ended", "cancelled", "timed_out")
-QUEUED_AT = func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at)
-"""When a session last entered its queue (its start, or its requeue)."""
 ALWAYS = true()
 CONSENTED = exists().where(review_consents.c.session_id == review_sessions.c.id)
 """A session is queued (listed, acceptable) only once its consent is recorded."""

@@ -19,8 +19,8 @@ from signaling.china_time import china_iso
 from signaling.live import LiveHub
 from signaling.messages import ROLE_NAMES, SESSION_STATE_NAMES, span_text
 from signaling.models import User
-from signaling.reviews import OPEN_STATES, QUEUED_AT
-from signaling.tables import cases, departments, matters, outlets, review_sessions, users
+from signaling.reviews import OPEN_STATES
+from signaling.tables import QUEUED_AT, cases, departments, matters, outlets, review_sessions, users
 
 RECORDING_NAMES = {
     "recording": "录制中",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
 )
 
@@ -190,6 +191,8 @@ review_sessions = Table(
     ),
     Index("review_sessions_by_case", "case_id"),
 )
+QUEUED_AT = func.coalesce(review_sessions.c.queued_at, review_sessions.c.created_at)
+"""When a session last entered its queue (its start, or its requeue)."""
 
 
 session_invitations = Table(
