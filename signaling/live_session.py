@@ -1,6 +1,7 @@
 """One live review session in this process: its participants, their sockets and reconnect
 grace, chat and the media room, driven by the signalling protocol (signaling/protocol.py).
-The hub (signaling/live.py) owns the sessions and the sockets' reading."""
+The hub (signaling/live.py) owns the sessions and the sockets' reading; a session sees it
+only as a ``SessionHub``."""
 
 from __future__ import annotations
 
@@ -8,23 +9,25 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from media.forwarder import PublishedTrack
-from media.room import MediaError, MediaRoom
-from recorder.recording import SessionRecording
+from media.room import MediaError, MediaRoom, MediaServer
+from recorder.auditlog import AuditLog
+from recorder.clock import Clock
+from recorder.recording import Recorder, SessionRecording
 from signaling import protocol
+from signaling.bus import Bus
 from signaling.china_time import CHINA_TIME
 from signaling.errors import Conflict, SignalingError
 from signaling.messages import CLERK_LEAVE_REASONS, RECORDING_FAILURES, message
 from signaling.recordings import attach, close_quietly
-from signaling.reviews import FINAL_STATES, ReviewSession, session_topic
+from signaling.reviews import FINAL_STATES, Reviews, ReviewSession, session_topic
+from signaling.settings import Settings
+from signaling.stills import Stills
 from signaling.tokens import Grant
-
-if TYPE_CHECKING:
-    from signaling.live import LiveHub
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,22 @@ CLOSE_ENDED = 4001
 CLOSE_POLICY = 1008
 CLOSE_RESTART = 1012
 """The server is going down: reconnect (the session goes on)."""
+
+
+class SessionHub(Protocol):
+    """What a live session uses of the hub that owns it (signaling/live.py's LiveHub)."""
+
+    settings: Settings
+    clock: Clock
+    reviews: Reviews
+    media: MediaServer
+    audit: AuditLog
+    bus: Bus
+    stills: Stills
+    recorder: Recorder | None
+    sessions: dict[str, LiveSession]
+
+    def spawn(self, coro: Any) -> None: ...
 
 
 @dataclass
@@ -73,7 +92,7 @@ def notice(code: str, **params: Any) -> protocol.Notice:
 
 
 class LiveSession:
-    def __init__(self, hub: LiveHub, session: ReviewSession) -> None:
+    def __init__(self, hub: SessionHub, session: ReviewSession) -> None:
         self.hub = hub
         self.id = session.id
         self.case_no = session.case_no
