@@ -1,64 +1,67 @@
-"""Every piece of application state, under a typed key."""
+"""Every piece of application state, under a typed key. The services' classes type the
+keys for mypy only: at run time this module imports none of them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from media.room import MediaServer
-from recorder.auditlog import AuditLog
-from recorder.clock import Clock
-from recorder.store import EvidenceStore
-from signaling.accounts import Accounts
-from signaling.actions import ReviewActions
-from signaling.bus import Bus
-from signaling.cases import Cases
-from signaling.catalog import Catalog
-from signaling.evidence import CaseEvidence
-from signaling.exports import Exports
-from signaling.followups import Followups
-from signaling.health import Health
-from signaling.integrity import CaseIntegrity
-from signaling.keys import NodeSecrets
-from signaling.live import LiveHub
-from signaling.reads import Reads
-from signaling.retention import LegalHolds
-from signaling.reviews import Reviews
-from signaling.settings import Settings
-from signaling.stills import Stills
-from signaling.supervision_stats import Supervision
-from signaling.time_limits import TimeLimits
-from signaling.tokens import JoinTokens
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Clock)
-KEYS = web.AppKey("keys", NodeSecrets)
-ENGINE = web.AppKey("engine", AsyncEngine)
-READS = web.AppKey("reads", Reads)
-HEALTH = web.AppKey("health", Health)
+    from media.room import MediaServer
+    from recorder.auditlog import AuditLog
+    from recorder.clock import Clock
+    from recorder.store import EvidenceStore
+    from signaling.accounts import Accounts
+    from signaling.actions import ReviewActions
+    from signaling.bus import Bus
+    from signaling.cases import Cases
+    from signaling.catalog import Catalog
+    from signaling.evidence import CaseEvidence
+    from signaling.exports import Exports
+    from signaling.followups import Followups
+    from signaling.health import Health
+    from signaling.integrity import CaseIntegrity
+    from signaling.keys import NodeSecrets
+    from signaling.live import LiveHub
+    from signaling.reads import Reads
+    from signaling.retention import LegalHolds
+    from signaling.reviews import Reviews
+    from signaling.settings import Settings
+    from signaling.stills import Stills
+    from signaling.supervision_stats import Supervision
+    from signaling.time_limits import TimeLimits
+    from signaling.tokens import JoinTokens
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+KEYS: web.AppKey[NodeSecrets] = web.AppKey("keys")
+ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine")
+READS: web.AppKey[Reads] = web.AppKey("reads")
+HEALTH: web.AppKey[Health] = web.AppKey("health")
 """Set once the schema is migrated (until then /healthz answers 503)."""
-AUDIT = web.AppKey("audit", AuditLog)
-ACCOUNTS = web.AppKey("accounts", Accounts)
-CATALOG = web.AppKey("catalog", Catalog)
-CASES = web.AppKey("cases", Cases)
-BUS = web.AppKey("bus", Bus)
-REVIEWS = web.AppKey("reviews", Reviews)
-MEDIA = web.AppKey("media", MediaServer)
-TOKENS = web.AppKey("tokens", JoinTokens)
-LIVE = web.AppKey("live", LiveHub)
-EVIDENCE = web.AppKey("evidence", EvidenceStore)
-ACTIONS = web.AppKey("actions", ReviewActions)
-FOLLOWUPS = web.AppKey("followups", Followups)
-CASE_EVIDENCE = web.AppKey("case_evidence", CaseEvidence)
-STILLS = web.AppKey("stills", Stills)
-EXPORTS = web.AppKey("exports", Exports)
-INTEGRITY = web.AppKey("integrity", CaseIntegrity)
-HOLDS = web.AppKey("holds", LegalHolds)
-SUPERVISION = web.AppKey("supervision", Supervision)
-TIME_LIMITS = web.AppKey("time_limits", TimeLimits)
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
+CASES: web.AppKey[Cases] = web.AppKey("cases")
+BUS: web.AppKey[Bus] = web.AppKey("bus")
+REVIEWS: web.AppKey[Reviews] = web.AppKey("reviews")
+MEDIA: web.AppKey[MediaServer] = web.AppKey("media")
+TOKENS: web.AppKey[JoinTokens] = web.AppKey("tokens")
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+EVIDENCE: web.AppKey[EvidenceStore] = web.AppKey("evidence")
+ACTIONS: web.AppKey[ReviewActions] = web.AppKey("actions")
+FOLLOWUPS: web.AppKey[Followups] = web.AppKey("followups")
+CASE_EVIDENCE: web.AppKey[CaseEvidence] = web.AppKey("case_evidence")
+STILLS: web.AppKey[Stills] = web.AppKey("stills")
+EXPORTS: web.AppKey[Exports] = web.AppKey("exports")
+INTEGRITY: web.AppKey[CaseIntegrity] = web.AppKey("integrity")
+HOLDS: web.AppKey[LegalHolds] = web.AppKey("holds")
+SUPERVISION: web.AppKey[Supervision] = web.AppKey("supervision")
+TIME_LIMITS: web.AppKey[TimeLimits] = web.AppKey("time_limits")
 
 PageRenderer = Callable[[web.Request, str, dict[str, Any], int], web.Response]
 """(request, template, values, status) → page; the app factory sets the pages' one."""
