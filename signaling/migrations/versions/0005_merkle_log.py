@@ -11,13 +11,14 @@ Revision ID: 0005
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
 from typing import Any
 
+import rfc8785
 import sqlalchemy as sa
 from alembic import op
-
-from recorder.auditlog import GENESIS, SYSTEM_CHAIN, seal
-from signaling.migrations.append_only import refuse_changes
 
 revision = "0005"
 down_revision = "0004"
@@ -25,6 +26,67 @@ branch_labels = None
 depends_on = None
 
 APPEND_ONLY = ("audit_events", "log_checkpoints", "log_keys")
+GENESIS = "0" * 64
+SYSTEM_CHAIN = "system"
+
+
+def seal(
+    log_index: int,
+    chain: str,
+    case_seq: int,
+    prev_hash: str,
+    at: dt.datetime,
+    kind: str,
+    actor: str | None,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """An event sealed in the log's form of this revision (recorder/auditlog.py's ``seal``,
+    frozen): its entry as RFC 8785 JSON, hashed as an RFC 6962 leaf; ``detail`` read back
+    from that JSON."""
+    aware = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    entry: dict[str, Any] = {
+        "log_index": log_index,
+        "chain": chain,
+        "case_seq": case_seq,
+        "prev_hash": prev_hash,
+        "at": aware.astimezone(dt.UTC).isoformat(),
+        "kind": kind,
+        "actor": actor,
+        "detail": detail,
+    }
+    raw = rfc8785.dumps(entry)
+    normal = json.loads(raw)["detail"]
+    return {**entry, "detail": normal, "hash": hashlib.sha256(b"\x00" + raw).hexdigest()}
+
+
+# Append-only triggers, frozen as of this revision.
+PG_FUNCTION = "coreview_append_only"
+
+
+def refuse_changes(dialect: str, tables: Iterable[str]) -> None:
+    if dialect == "sqlite":
+        for table in tables:
+            for action in ("UPDATE", "DELETE"):
+                op.execute(
+                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'append-only'); END"
+                )
+    elif dialect == "postgresql":
+        op.execute(
+            f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'append-only: % on %', TG_OP, TG_TABLE_NAME; END $$"
+        )
+        for table in tables:
+            op.execute(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}()"
+            )
+    else:
+        raise NotImplementedError(f"append-only triggers for {dialect}")
 
 
 def _at(name: str) -> sa.Column[dt.datetime]:
@@ -38,8 +100,8 @@ def _reseal(rows: list[Any]) -> list[dict[str, Any]]:
     def add(chain: str, at: dt.datetime, kind: str, actor: str | None, detail: Any) -> None:
         seq, prev = heads.get(chain, (0, GENESIS))
         event = seal(len(sealed), chain, seq + 1, prev, at, kind, actor, detail)
-        heads[chain] = (seq + 1, event.hash)
-        sealed.append({**event.to_dict(), "at": at})
+        heads[chain] = (seq + 1, event["hash"])
+        sealed.append({**event, "at": at})
 
     for row in rows:
         at = row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC)

@@ -12,13 +12,24 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-from signaling.china_time import CHINA_TIME
-from signaling.workdays import limit_ends
-
 revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
+
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+ONE_DAY = dt.timedelta(days=1)
+
+
+def limit_ends(accepted_at: dt.datetime, days: int, tz: dt.tzinfo) -> dt.datetime:
+    """When a time limit runs out (signaling's working-day calendar, frozen): midnight
+    after ``days`` working days (Monday to Friday) from the day after acceptance."""
+    current = accepted_at.astimezone(tz).date()
+    while days > 0:
+        current += ONE_DAY
+        if current.weekday() < 5:
+            days -= 1
+    return dt.datetime.combine(current + ONE_DAY, dt.time(), tz).astimezone(dt.UTC)
 
 
 def upgrade() -> None:
