@@ -40,6 +40,7 @@ CSRF_TOKEN = web.RequestKey("csrf_token", str)
 SESSION_TOKEN = web.RequestKey("session_token", str)
 
 ALL_ROLES: frozenset[Role] = frozenset({"clerk", "approver", "auditor", "admin"})
+STAFF: tuple[Role, ...] = ("clerk", "approver", "auditor")
 
 
 @dataclass(frozen=True)

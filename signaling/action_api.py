@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, CASES, ENGINE, FOLLOWUPS, REVIEWS
 from signaling.cases import case_materials
 from signaling.consent import consent_json
+from signaling.json_api import json_response, read_json
 from signaling.review_api import grant_for
 
 routes = web.RouteTableDef()

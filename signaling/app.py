@@ -16,11 +16,14 @@ from media.forwarder import open_tracks
 from media.room import MediaConfig, MediaServer
 from recorder.clock import Clock, SystemClock
 from signaling import (
+    account_routes,
     action_api,
-    api,
+    case_routes,
+    catalog_routes,
     custody_api,
     evidence_api,
     export_api,
+    health_routes,
     log_api,
     metrics,
     pacing,
@@ -220,7 +223,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.cleanup_ctx.append(_checkpoints)
     app.cleanup_ctx.append(_live)
     app.on_shutdown.append(_close_sockets)
-    app.router.add_routes(api.routes)
+    app.router.add_routes(health_routes.routes)
+    app.router.add_routes(account_routes.routes)
+    app.router.add_routes(catalog_routes.routes)
+    app.router.add_routes(case_routes.routes)
     app.router.add_routes(review_api.routes)
     app.router.add_routes(action_api.routes)
     app.router.add_routes(evidence_api.routes)

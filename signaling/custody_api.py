@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response, read_json
 from signaling.appkeys import CASES, HOLDS, INTEGRITY
+from signaling.json_api import json_response, read_json
 from signaling.models import Role
 
 routes = web.RouteTableDef()

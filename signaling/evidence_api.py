@@ -13,11 +13,11 @@ from recorder.auditlog import chain_of
 from recorder.integrity import PURGE_EVENT
 from recorder.stills import sniff
 from recorder.store import HASH_PATTERN
-from signaling.access import USER, allow
-from signaling.api import STAFF, json_response
+from signaling.access import STAFF, USER, allow
 from signaling.appkeys import AUDIT, CASE_EVIDENCE, CASES, EVIDENCE, KEYS
 from signaling.errors import NotFound
 from signaling.evidence import SUPERVISORS
+from signaling.json_api import json_response
 from signaling.playback_api import ticket_valid
 
 routes = web.RouteTableDef()

@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response
 from signaling.appkeys import CASES, EXPORTS
+from signaling.json_api import json_response
 
 routes = web.RouteTableDef()
 SCOPE = "a case in the auditor's jurisdiction (any for admins); the user's own export jobs"

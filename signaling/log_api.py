@@ -8,9 +8,9 @@ from aiohttp import web
 
 from recorder.errors import LogError
 from signaling.access import allow
-from signaling.api import json_response
 from signaling.appkeys import AUDIT
 from signaling.errors import Conflict
+from signaling.json_api import json_response
 from signaling.messages import message
 
 routes = web.RouteTableDef()

@@ -10,9 +10,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from signaling.access import USER, Handler, login_redirect
-from signaling.api import json_response
 from signaling.appkeys import AUDIT, RENDER, SETTINGS
 from signaling.errors import Forbidden, NotAuthenticated, SignalingError
+from signaling.json_api import json_response
 from signaling.messages import message
 
 logger = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from aiohttp import web
 from recorder.auditlog import chain_of
 from recorder.store import EvidenceStore
 from signaling.access import USER, allow
-from signaling.api import json_response
 from signaling.appkeys import AUDIT, CASES, ENGINE, EVIDENCE, KEYS, REVIEWS
 from signaling.china_time import china_iso
 from signaling.errors import NotFound
 from signaling.evidence import case_files
+from signaling.json_api import json_response
 from signaling.messages import EVENT_NAMES, SESSION_STATE_NAMES
 from signaling.models import Role, User
 from signaling.playback import Files, purged_files, timeline

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from signaling.access import SESSION_TOKEN, USER, allow, foreign_origin
-from signaling.api import json_response, read_json
 from signaling.appkeys import ACTIONS, CASES, LIVE, REVIEWS, TOKENS
 from signaling.consent import check_consent
 from signaling.errors import Forbidden
+from signaling.json_api import json_response, read_json
 from signaling.live_session import send
 from signaling.models import User
 from signaling.protocol import Queue

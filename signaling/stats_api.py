@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response
 from signaling.appkeys import AUDIT, SUPERVISION, TIME_LIMITS
+from signaling.json_api import json_response
 from signaling.supervision_stats import StatsQuery
 
 routes = web.RouteTableDef()

@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response, read_json
 from signaling.appkeys import LIVE, REVIEWS, STILLS
 from signaling.errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedType
+from signaling.json_api import json_response, read_json
 from signaling.models import Role
 from signaling.review_api import grant_for
 from signaling.reviews import ReviewSession

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.access import USER, allow
-from signaling.api import json_response
 from signaling.appkeys import CASES, CLOCK, ENGINE, LIVE
 from signaling.china_time import china_iso
+from signaling.json_api import json_response
 from signaling.supervision import Supervision
 
 routes = web.RouteTableDef()

@@ -19,6 +19,7 @@ from signaling.access import (
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
     SESSION_TOKEN,
+    STAFF,
     USER,
     allow,
     public,
@@ -26,10 +27,10 @@ from signaling.access import (
     set_session_cookie,
 )
 from signaling.accounts import temporary_password
-from signaling.api import STAFF, client_address
 from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, HOLDS, REVIEWS
 from signaling.custody_api import CUSTODIANS
 from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
+from signaling.json_api import client_address
 from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
 from signaling.presenters import Lookup, review
 from webui.case_view import event_rows, track_rows

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from signaling import identity
-from signaling.access import USER, allow
-from signaling.api import STAFF
+from signaling.access import STAFF, USER, allow
 from signaling.appkeys import ACCOUNTS, CASES, CATALOG
 from signaling.case_search import (
     CASE_STATUS,
