@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from signaling.china_time import CHINA_TIME
-from signaling.tables import (
+from signaling.storage.tables import (
     case_decisions,
     cases,
     followups,

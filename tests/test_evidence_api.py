@@ -20,8 +20,8 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
-from signaling.tables import cases, evidence_files, matter_materials
+from signaling.storage.tables import cases, evidence_files, matter_materials
+from signaling.web.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
 from tests.helpers import Session
 from webui.case_view import event_rows
 

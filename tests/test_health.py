@@ -12,11 +12,11 @@ import time
 from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import event
 
-from signaling import health_routes
-from signaling.app import create_app
-from signaling.appkeys import ENGINE
-from signaling.health import Health
+from coreview.app import create_app
+from signaling.node import health_routes
+from signaling.node.health import Health
 from signaling.settings import Settings
+from signaling.web.appkeys import ENGINE
 
 
 async def _poll(anonymous, status: int, deadline: float = 10.0) -> dict[str, str]:

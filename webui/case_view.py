@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from signaling.china_time import CHINA_TIME
-from signaling.messages import (
+from signaling.web.messages import (
     EVENT_NAMES,
     FOLLOWUP_STAGE_NAMES,
     MARK_NAMES,
