@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from signaling.cases.catalog import CatalogSnapshot
-from signaling.cases.search import CasePage
 from signaling.china_time import china_iso, china_wall
-from signaling.review.sessions import ReviewSession
 from signaling.storage.models import Case, Matter, Unit, User
 from signaling.web.appkeys import CATALOG
 from signaling.web.messages import (
@@ -24,6 +21,11 @@ from signaling.web.messages import (
     span_text,
 )
 from signaling.workdays import last_day
+
+if TYPE_CHECKING:  # the domains' records, typed only: web sits below the domains
+    from signaling.cases.catalog import CatalogSnapshot
+    from signaling.cases.search import CasePage
+    from signaling.review.sessions import ReviewSession
 
 
 def _unit(unit: Unit | None) -> dict[str, Any] | None:
