@@ -55,6 +55,7 @@ system-packages:
 lint: $(BIN)/coreview
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/coreview
 	$(BIN)/mypy

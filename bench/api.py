@@ -32,19 +32,19 @@ from typing import Any
 
 from aiohttp import web
 
+from coreview.app import create_app
+from coreview.simulate import ApiClient
 from media.loops import loop_factory
 from recorder.clock import SystemClock
-from signaling import identity
-from signaling.app import create_app
-from signaling.demo import seed
-from signaling.services import open_services
-from signaling.serving import settle_heap
+from signaling import id_numbers
+from signaling.node.demo import seed
+from signaling.node.services import open_services
+from signaling.node.serving import settle_heap
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
 
 EXTRA_CASES = 4
 """Cases added to the demo's 2: the list the clerk sees."""
-ID_NUMBER = "11010119900307777" + identity.check_digit("11010119900307777")
+ID_NUMBER = "11010119900307777" + id_numbers.check_digit("11010119900307777")
 WARMUP_SECONDS = 0.5
 BODY = {"status": "ok", "cases": []}
 GOAL_RATIO = 0.10

@@ -29,7 +29,7 @@ from recorder.clock import SystemClock
 from recorder.keyring import Keyring, read_key_file, write_key_file
 from recorder.logverify import verify_stored
 from recorder.schema import audit_events
-from signaling.db import create_engine, migrate
+from signaling.storage.db import create_engine, migrate
 
 CHAINS = [f"case:BENCH-{n:04d}" for n in range(50)]
 BATCH = 5000

@@ -50,7 +50,7 @@ from media.forwarder import PublishedTrack
 from media.room import INGESTS, SENDS, SOURCES, MediaConfig, MediaRoom
 from recorder.capture import ClosedChunk, TrackCapture, TrackInfo
 from recorder.store import EvidenceStore
-from signaling.serving import settle_heap
+from signaling.node.serving import settle_heap
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import percentile
+from coreview.app import create_app
 from recorder.clock import SystemClock
-from signaling.app import create_app
-from signaling.demo import seed
-from signaling.services import open_services
+from signaling.node.demo import seed
+from signaling.node.services import open_services
 from signaling.settings import Settings
 
 LAG_INTERVAL = 0.05

@@ -30,11 +30,11 @@ from typing import Any
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
+from coreview.app import create_app
 from recorder.clock import SystemClock
-from signaling.app import create_app
-from signaling.demo import ACCOUNTS_FILE, seed
-from signaling.identity import check_digit
-from signaling.services import open_services
+from signaling.id_numbers import check_digit
+from signaling.node.demo import ACCOUNTS_FILE, seed
+from signaling.node.services import open_services
 from signaling.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"

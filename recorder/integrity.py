@@ -1,7 +1,7 @@
 """The integrity check of one case in the live store: pure over plain inputs (its
 evidence file rows, its chain's events, what the store holds, the log's leaf hashes,
 the latest signed checkpoint and the registered keys), so it runs anywhere; gathering
-them from the database and the store is the caller's (signaling/integrity.py).
+them from the database and the store is the caller's (signaling/custody/integrity.py).
 
 It names each problem with the shared codes (``Problem`` of recorder/logverify.py):
 

@@ -12,8 +12,7 @@ here, chunk after chunk.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recorder import package, pkgjobs
 from recorder.auditlog import AuditEvent
@@ -21,18 +20,10 @@ from recorder.chunkstats import Continuity, Sequence
 from recorder.integrity import FILE_EVENTS, tombstones
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, Member
-
-if TYPE_CHECKING:
-    from recorder.pkgverify import VerifyReport
+from recorder.pkgreport import MediaReport, VerifyReport
 
 OUTAGE_TOLERANCE = 0.01
 """Seconds: arrival times in the file are whole microseconds, the live counts were not."""
-
-
-@dataclass(frozen=True)
-class MediaReport:
-    files: int
-    bytes: int
 
 
 def _tasks(archive: Archive, events: list[AuditEvent], present: list[Member]) -> list[pkgjobs.Task]:

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +30,7 @@ from recorder.logverify import Problem, check_signature
 from recorder.pkgarchive import Archive, PackageError
 from recorder.pkgjobs import Jobs
 from recorder.pkgmedia import check_media, hash_members, work_bytes
+from recorder.pkgreport import VerifyReport
 
 HEX64 = frozenset("0123456789abcdef")
 SIGNATURE_HEX = 128
@@ -40,24 +40,6 @@ changed byte, even if it decodes to the same signature)."""
 
 class Unreadable(ValueError):
     """A document or line of the package that does not have the expected shape."""
-
-
-@dataclass
-class VerifyReport:
-    case_no: str | None = None
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-    purged: list[Problem] = field(default_factory=list)
-    files: int = 0
-    bytes: int = 0
-    events: int = 0
-    checkpoints: int = 0
-    key_id: str | None = None
-    head: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 # -- shapes ------------------------------------------------------------------------------

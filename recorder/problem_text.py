@@ -1,6 +1,6 @@
 """Chinese text for every problem code that log and evidence verification report
 (recorder/logverify.py, recorder/pkgverify.py). The recorder cannot import the control
-plane, so the text lives here; signaling/messages.py includes it."""
+plane, so the text lives here; signaling/web/messages.py includes it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Tables the evidence plane owns: the audit log, its checkpoints and signing keys, and
 the evidence files.
 
-They share one ``MetaData`` with the control plane's tables (signaling/tables.py adds
+They share one ``MetaData`` with the control plane's tables (signaling/storage/tables.py adds
 its own to it); the recorder refers to those only by name in foreign keys.
 """
 

@@ -122,7 +122,7 @@ class EvidenceStore:
     def purge(self, sha256: str) -> int | None:
         """Delete a stored file for good; the bytes it freed, or None if it was not there.
 
-        Only the retention run (signaling/retention.py) may call this, and only after it
+        Only the retention run (signaling/custody/retention.py) may call this, and only after it
         has logged an ``evidence_purged`` tombstone naming the file on the chain of every
         case that holds it: the log then tells this deletion from tampering. Nothing
         else ever deletes from the store, which is otherwise write-once."""

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from recorder.logverify import Problem
 from recorder.pkgarchive import Archive, PackageError
-from recorder.pkgverify import VerifyReport, verify_package
+from recorder.pkgreport import VerifyReport
+from recorder.pkgverify import verify_package
 from recorder.problem_text import PROBLEM_TEXT, UNUSABLE_TEXT
 
 HEAD = re.compile(r"[0-9a-fA-F]{64}")

@@ -9,13 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import settings as hypothesis_settings
 
+from coreview.app import create_app
+from coreview.simulate import ApiClient
 from media import loops
 from recorder.clock import SystemClock
-from signaling.app import create_app
-from signaling.demo import seed
-from signaling.services import open_services
+from signaling.node.demo import seed
+from signaling.node.services import open_services
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
 from tests.helpers import Session, copy_data_dir, demo_password, login
 
 # Property tests are not timed per example: on a loaded 2-core machine, or against the

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from signaling.simulate import ApiClient
+from coreview.simulate import ApiClient
 from tests.live import LiveServer
 from tests.test_simulate import complete_evidence, simulated
 

@@ -18,10 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from coreview.simulate import ApiClient, ApiError, SignalChannel
 from recorder.schema import APPEND_ONLY_TABLES
-from signaling import identity, tables
-from signaling.appkeys import ENGINE
-from signaling.simulate import ApiClient, ApiError, SignalChannel
+from signaling import id_numbers
+from signaling.storage import tables
+from signaling.web.appkeys import ENGINE
 
 
 @dataclass
@@ -51,7 +52,7 @@ def demo_password(data_dir: Path, username: str) -> str:
 
 
 def valid_id(first17: str = "45020219900307123") -> str:
-    return first17 + identity.check_digit(first17)
+    return first17 + id_numbers.check_digit(first17)
 
 
 async def login(client: TestClient[Any, Any], username: str, password: str) -> Session:

@@ -130,7 +130,7 @@ def coreview_command() -> list[str]:
     script = Path(sys.executable).with_name("coreview")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "signaling.cli"]
+    return [sys.executable, "-m", "coreview.cli"]
 
 
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:

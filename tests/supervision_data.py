@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signaling.cases import CHINA_TIME
-from signaling.tables import (
+from signaling.china_time import CHINA_TIME
+from signaling.storage.tables import (
     case_decisions,
     cases,
     followups,

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from recorder.auditlog import GENESIS, AuditLog, verify_chain
 from recorder.clock import SystemClock
 from recorder.keyring import Keyring, write_key_file
-from signaling.db import create_engine, migrate
+from signaling.storage.db import create_engine, migrate
 
 
 async def _log(tmp_path):

@@ -20,12 +20,12 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 from markupsafe import escape
 
-from signaling.access import SESSION_COOKIE
-from signaling.app import MAX_REQUEST_BYTES, create_app
-from signaling.appkeys import ACCOUNTS, AUDIT, CATALOG
-from signaling.errors import NotAuthenticated, Throttled
-from signaling.messages import MESSAGES, message
+from coreview.app import MAX_REQUEST_BYTES, create_app
 from signaling.settings import Settings
+from signaling.web.access import SESSION_COOKIE
+from signaling.web.appkeys import ACCOUNTS, AUDIT, CATALOG
+from signaling.web.errors import NotAuthenticated, Throttled
+from signaling.web.messages import MESSAGES, message
 from tests.helpers import ManualClock, Session, demo_password, login, stored_rows, valid_id
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -22,9 +22,9 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
 from recorder.store import EvidenceStore
-from signaling.db import create_engine
 from signaling.settings import Settings
-from signaling.tables import cases, evidence_files
+from signaling.storage.db import create_engine
+from signaling.storage.tables import cases, evidence_files
 from tests.live import LiveServer, Tab
 from tests.test_browser_review import (
     APPROVER,

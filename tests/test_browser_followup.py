@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, expect
 
-from signaling.simulate import ApiClient
+from coreview.simulate import ApiClient
 from tests.live import LiveServer, Tab
 from tests.pixels import ACCENT, assert_painted, viewport
 from tests.test_review_actions import bad_rating

@@ -9,8 +9,8 @@ import re
 import pytest
 from playwright.async_api import Browser, expect
 
-from signaling import identity
-from signaling.middleware import CONTENT_SECURITY_POLICY
+from signaling import id_numbers
+from signaling.web.middleware import CONTENT_SECURITY_POLICY
 from tests.helpers import valid_id
 from tests.live import LiveServer, Shown, Tab
 
@@ -58,7 +58,7 @@ async def test_admin_creates_clerk_who_creates_case_seen_only_by_its_department(
     of LZ-RSJ is refused the case with a Chinese 403 page, the LZ-SCJG approver sees it.
     Every page carries the CSP header and logs no console error."""
     id_number = valid_id("45020219850612341")
-    masked = identity.mask(id_number)
+    masked = id_numbers.mask(id_number)
     admin = await Tab.open(browser, live_server.url)
     clerk = await Tab.open(browser, live_server.url)
     outsider = await Tab.open(browser, live_server.url)

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, async_playwright, expect
 
-from signaling.middleware import HSTS
+from signaling.web.middleware import HSTS
 from tests import netns
 from tests.live import (
     Account,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser
 
-from signaling.simulate import CHAT_TEXT, ApiClient, ApiError
+from coreview.simulate import CHAT_TEXT, ApiClient, ApiError
 from tests.live import LOOPBACK_MEDIA, LiveServer, Tab, coreview_command, server_env
 from tests.pixels import painted_box, viewport
 from tests.test_simulate import complete_evidence, simulated

@@ -18,7 +18,7 @@ import re
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from signaling.middleware import CONTENT_SECURITY_POLICY
+from signaling.web.middleware import CONTENT_SECURITY_POLICY
 from tests.helpers import valid_id
 from tests.live import LiveServer, Tab
 

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from playwright.async_api import Browser, expect
 
-from signaling.simulate import ApiClient, SignalChannel, connect_media
+from coreview.simulate import ApiClient, SignalChannel, connect_media
 from tests.helpers import valid_id
 from tests.live import LiveServer, Tab
 from tests.pixels import ACCENT, assert_painted, painted_box, share, viewport

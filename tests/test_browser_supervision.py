@@ -14,8 +14,8 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from signaling.cases import CHINA_TIME
-from signaling.tables import cases
+from signaling.china_time import CHINA_TIME
+from signaling.storage.tables import cases
 from tests.live import LiveServer, Tab
 from tests.pixels import ACCENT, assert_painted, painted_box, share, viewport
 from tests.supervision_data import add_case, add_session, close_demo_cases

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling import protocol
-from signaling.app import create_app
-from signaling.bus import Bus, InProcessBus, RedisBus
+from coreview.app import create_app
+from coreview.simulate import ApiClient, SignalChannel
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import ApiClient, SignalChannel
+from signaling.storage.bus import Bus, InProcessBus, RedisBus
 from tests.helpers import demo_password, start_session, valid_id, wait_until
 
 pytest_plugins = ("tests.redis_server",)

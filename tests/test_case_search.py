@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from coreview.app import create_app
+from coreview.simulate import ApiClient
 from recorder.auditlog import chain_of
-from signaling.app import create_app
-from signaling.appkeys import AUDIT, REVIEWS
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
+from signaling.web.appkeys import AUDIT, REVIEWS
 from tests.helpers import ManualClock, demo_password, refused, valid_id
 
 MONDAY = dt.datetime(2030, 3, 4, 1, 0, tzinfo=dt.UTC)  # 09:00 China time

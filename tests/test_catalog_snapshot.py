@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from coreview.app import create_app
+from coreview.simulate import ApiClient
 from recorder.clock import SystemClock
-from signaling.app import create_app
-from signaling.appkeys import CATALOG, ENGINE, READS
-from signaling.services import open_services
+from signaling.node.services import open_services
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
+from signaling.web.appkeys import CATALOG, ENGINE, READS
 from tests.helpers import demo_password, wait_until
 
 pytest_plugins = ("tests.redis_server",)

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from signaling.demo import demo_catalog
+from signaling.node.demo import demo_catalog
 
 
 def coreview(*args: str, stdin: str = "", env: dict[str, str] | None = None):
     return subprocess.run(
-        [sys.executable, "-m", "signaling.cli", *args],
+        [sys.executable, "-m", "coreview.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

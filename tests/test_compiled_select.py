@@ -1,4 +1,4 @@
-"""Statements run straight on SQLite's cursor (signaling/compiled_select.py) give what
+"""Statements run straight on SQLite's cursor (signaling/storage/compiled_select.py) give what
 SQLAlchemy gives for the same statement and values, on a real SQLite file."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from signaling import compiled_select
-from signaling.compiled_select import mappings
+from signaling.storage import compiled_select
+from signaling.storage.compiled_select import mappings
 
 metadata = MetaData()
 visits = Table(

@@ -9,8 +9,8 @@ import aiosqlite
 import pytest
 from sqlalchemy import func, select
 
-from signaling.db import create_engine, migrate
-from signaling.tables import counters
+from signaling.storage.db import create_engine, migrate
+from signaling.storage.tables import counters
 
 
 async def test_reads_skip_the_rollback_and_unfinished_writes_keep_it(

@@ -20,12 +20,20 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
-from signaling.migrations.append_only import EVIDENCE_TABLES
-from signaling.tables import cases, evidence_files, matter_materials
+from signaling.storage.tables import cases, evidence_files, matter_materials
+from signaling.web.appkeys import AUDIT, ENGINE, EVIDENCE, REVIEWS
 from tests.helpers import Session
 from webui.case_view import event_rows
 
+EVIDENCE_TABLES = (
+    "evidence_files",
+    "review_consents",
+    "material_marks",
+    "case_decisions",
+    "session_ratings",
+    "followups",
+)
+"""Made append-only by migration 0014."""
 WEBM_HEAD = b"\x1a\x45\xdf\xa3" + bytes(60)
 
 

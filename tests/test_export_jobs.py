@@ -1,4 +1,4 @@
-"""Export jobs' packages on the node (signaling/exports.py ``Exports``), with a stand-in
+"""Export jobs' packages on the node (signaling/custody/exports.py ``Exports``), with a stand-in
 exporter that writes a small file: kept for their download only for a while and a few
 per user, deleted on failure, at close, and at the next start after a crash."""
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from recorder import package
-from signaling import exports
-from signaling.errors import Conflict, Gone, NotFound
-from signaling.exports import Exports
+from signaling.custody import exports
+from signaling.custody.exports import Exports
+from signaling.web.errors import Conflict, Gone, NotFound
 from tests.helpers import wait_until
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
+from coreview.simulate import ApiClient, ApiError
 from recorder.pkgarchive import Archive
-from signaling.simulate import ApiClient, ApiError
 from tests.helpers import wait_until
 from tests.live import LiveServer, Tab, coreview_command, server_env
 from tests.pixels import assert_painted, viewport

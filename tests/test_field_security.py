@@ -10,8 +10,8 @@ from urllib.parse import quote
 import pytest
 
 from recorder.clock import SystemClock
-from signaling import protocol
-from signaling.services import open_services
+from signaling.node.services import open_services
+from signaling.review import protocol
 from signaling.settings import Settings
 from tests.helpers import demo_password, valid_id
 

@@ -12,11 +12,11 @@ import time
 from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import event
 
-from signaling import api
-from signaling.app import create_app
-from signaling.appkeys import ENGINE
-from signaling.health import Health
+from coreview.app import create_app
+from signaling.node import health_routes
+from signaling.node.health import Health
 from signaling.settings import Settings
+from signaling.web.appkeys import ENGINE
 
 
 async def _poll(anonymous, status: int, deadline: float = 10.0) -> dict[str, str]:
@@ -34,7 +34,7 @@ async def _poll(anonymous, status: int, deadline: float = 10.0) -> dict[str, str
 async def test_healthz_says_starting_before_the_schema_is_migrated(settings: Settings):
     """Before start-up has migrated the schema, /healthz answers 503 "starting"."""
     app = create_app(settings)  # not started: nothing opened, nothing migrated
-    response = await api.healthz(make_mocked_request("GET", "/healthz", app=app))
+    response = await health_routes.healthz(make_mocked_request("GET", "/healthz", app=app))
     assert response.status == 503
     assert json.loads(response.body) == {"status": "starting"}  # type: ignore[arg-type]
 

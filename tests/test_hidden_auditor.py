@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from coreview.simulate import SignalChannel, connect_media, slot_for
 from recorder.auditlog import chain_of
-from signaling import protocol
-from signaling.appkeys import AUDIT
-from signaling.simulate import SignalChannel, connect_media, slot_for
+from signaling.review import protocol
+from signaling.web.appkeys import AUDIT
 from tests.helpers import live_call, wait_until
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from signaling import identity
-from signaling.app import create_app
-from signaling.appkeys import AUDIT, KEYS
-from signaling.messages import MESSAGES, message
+from coreview.app import create_app
+from signaling import id_numbers
 from signaling.settings import Settings
+from signaling.web.appkeys import AUDIT, KEYS
+from signaling.web.messages import MESSAGES, message
 from tests.helpers import ManualClock, demo_password, login, valid_id
 
 DEMO_ID = valid_id("45020219800115002")  # 张明华: 海城区 clerk's case, 市场监管 department
@@ -28,7 +28,7 @@ def candidates(masked: str, real: str, count: int) -> list[str]:
     for month in range(1, 13):
         for day in range(1, 29):
             first17 = f"{masked[:4]}021980{month:02d}{day:02d}{masked[14:17]}"
-            number = first17 + identity.check_digit(first17)
+            number = first17 + id_numbers.check_digit(first17)
             if number[-1] == masked[-1] and number != real:
                 found.append(number)
     assert len(found) >= count - 1
@@ -148,7 +148,7 @@ async def test_id_searches_are_logged_without_the_number(as_user):
     assert [(e.actor, e.detail["results"]) for e in logged] == [("chuangkou", 1), ("chuangkou", 0)]
     key = clerk.client.app[KEYS].id_key
     assert [e.detail["digest"] for e in logged] == [
-        identity.digest(number, key)[:12] for number in (DEMO_ID, other)
+        id_numbers.digest(number, key)[:12] for number in (DEMO_ID, other)
     ]
     text = json.dumps([e.to_dict() for e in await audit.all_events()], ensure_ascii=False)
     for number in (DEMO_ID, other):

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from coreview.simulate import ApiClient, ApiError
 from recorder.problem_text import PROBLEM_TEXT
-from signaling.simulate import ApiClient, ApiError
 from tests.custody import database, evidence, logged_in, record_cases, stored_path
 from tests.live import LiveServer
 

@@ -23,7 +23,7 @@ from recorder.errors import LogError
 from recorder.keyring import Keyring, RegisteredKey, key_id, public_raw, write_key_file
 from recorder.logverify import check_log, verify_stored
 from recorder.schema import APPEND_ONLY_TABLES
-from signaling.db import create_engine, migrate
+from signaling.storage.db import create_engine, migrate
 
 CASE = "GX-2026-000001"
 

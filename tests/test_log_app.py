@@ -17,13 +17,13 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from coreview.app import create_app
 from recorder.auditlog import GENESIS, AuditEvent, seal
 from recorder.clock import SystemClock
-from signaling.app import create_app
-from signaling.appkeys import AUDIT
-from signaling.messages import message, problem_name
-from signaling.services import open_services
+from signaling.node.services import open_services
 from signaling.settings import Settings, SettingsError, load_settings
+from signaling.web.appkeys import AUDIT
+from signaling.web.messages import message, problem_name
 from tests.helpers import demo_password, login, start_session, wait_until
 
 
@@ -35,7 +35,7 @@ def coreview(
     if witness:
         env["COREVIEW_WITNESS_FILE"] = witness
     return subprocess.run(
-        [sys.executable, "-m", "signaling.cli", *args],
+        [sys.executable, "-m", "coreview.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -22,7 +22,7 @@ from recorder.errors import LogError
 from recorder.keyring import Keyring, read_key_file, write_key_file
 from recorder.logverify import verify_stored
 from recorder.schema import APPEND_ONLY_TABLES
-from signaling.db import create_engine, migrate
+from signaling.storage.db import create_engine, migrate
 
 CASE = "GX-2026-000001"
 

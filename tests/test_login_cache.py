@@ -1,4 +1,4 @@
-"""Kept login lookups (signaling/login_cache.py): used for a moment only, forgotten when
+"""Kept login lookups (signaling/accounts/login_cache.py): used for a moment only, forgotten when
 logins end, never kept from a read that a logout overtook; and across two real nodes
 (shared database, real Redis) a logout on one is refused at once on the other."""
 
@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from signaling.app import create_app
-from signaling.login_cache import Login, LoginCache
-from signaling.models import User
+from coreview.app import create_app
+from coreview.simulate import ApiClient
+from signaling.accounts.login_cache import Login, LoginCache
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
+from signaling.storage.models import User
 from tests.helpers import demo_password, wait_until
 from tests.test_login_sockets import QueueSocket
 

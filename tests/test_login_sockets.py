@@ -10,10 +10,10 @@ from typing import Any
 
 import aiohttp
 
-from signaling import protocol
-from signaling.app import create_app
+from coreview.app import create_app
+from coreview.simulate import ApiClient, SignalChannel
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import ApiClient, SignalChannel
 from tests.helpers import demo_password, live_call, start_session, wait_until
 
 CLOSE_LOGIN_ENDED = 4002

@@ -173,7 +173,7 @@ async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
 
 
 async def test_open_tracks_are_counted_until_their_room_closes():
-    """The count the API's pacing follows (signaling/pacing.py)."""
+    """The count the API's pacing follows (signaling/web/pacing.py)."""
     before = open_tracks()
     pair = Pair()
     await pair.start()

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from signaling import protocol
-from signaling.app import create_app
+from coreview.app import create_app
+from coreview.simulate import connect_media, slot_for
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import connect_media, slot_for
 from tests.helpers import live_call, start_session, wait_until
 
 TOKEN = "metrics-token-7f3a9c2e5b1d"

@@ -1,11 +1,11 @@
-"""The migrations create exactly the schema the queries use (signaling/tables.py)."""
+"""The migrations create exactly the schema the queries use (signaling/storage/tables.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy import inspect, select
 
-from signaling.db import create_engine, migrate, schema_revision
-from signaling.tables import metadata
+from signaling.storage.db import create_engine, migrate, schema_revision
+from signaling.storage.tables import metadata
 
 
 async def test_migrated_schema_matches_table_definitions(tmp_path):
@@ -64,7 +64,7 @@ async def test_migration_0005_reseals_existing_events_and_adds_triggers(tmp_path
     from recorder.auditlog import event_from_row
     from recorder.logverify import check_log
     from recorder.schema import audit_events
-    from signaling.db import _alembic_config
+    from signaling.storage.db import _alembic_config
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}")
     try:

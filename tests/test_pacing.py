@@ -1,4 +1,4 @@
-"""Reads paced beside the media (signaling/pacing.py), on a real aiohttp server: one GET
+"""Reads paced beside the media (signaling/web/pacing.py), on a real aiohttp server: one GET
 handler at a time while media flows (none held back while it does not), writes and
 WebSocket upgrades not held back, and a handler that has started its response, or runs
 longer than HOLD_LIMIT, gives its place back."""
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from signaling import pacing
+from signaling.web import pacing
 
 
 class Running:

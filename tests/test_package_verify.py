@@ -26,7 +26,8 @@ from recorder.keyring import key_id
 from recorder.pkgarchive import Archive, PackageError
 from recorder.pkgjobs import Examined
 from recorder.pkgmedia import check_tracks, replay
-from recorder.pkgverify import VerifyReport, verify_package
+from recorder.pkgreport import VerifyReport
+from recorder.pkgverify import verify_package
 from recorder.verify import main
 from tests.evidence_package import (
     OTHER_CASE,

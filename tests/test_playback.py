@@ -1,4 +1,4 @@
-"""The playback timeline (signaling/playback.py) from rows and events alone: tracks
+"""The playback timeline (signaling/custody/playback.py) from rows and events alone: tracks
 aligned by sender reports or arrival, chunks of a track abutting across an RTP
 timestamp wrap, file states (purged, missing, not converted) and session-relative
 events."""
@@ -11,7 +11,7 @@ from typing import Any
 
 from recorder.auditlog import AuditEvent
 from recorder.rtpnumbers import rtp_since
-from signaling.playback import Files, purged_files, timeline
+from signaling.custody.playback import Files, purged_files, timeline
 
 T0 = 1_800_000_000.0
 SESSION = "s-1"

@@ -1,4 +1,4 @@
-"""How times and cases read (signaling/cases.py, signaling/presenters.py): China time by
+"""How times and cases read (signaling/cases/cases.py, signaling/web/presenters.py): China time by
 a shift equals China time by conversion; a case listed from its row reads as the case."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signaling.cases import CHINA_TIME, case_of, china_iso
-from signaling.catalog import CatalogSnapshot
-from signaling.models import Material, Matter, Unit
-from signaling.presenters import Lookup
+from signaling.cases.cases import case_of
+from signaling.cases.catalog import CatalogSnapshot
+from signaling.china_time import CHINA_TIME, china_iso
+from signaling.storage.models import Material, Matter, Unit
+from signaling.web.presenters import Lookup
 
 OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))

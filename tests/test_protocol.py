@@ -1,5 +1,5 @@
 """The signalling protocol without sockets: the examples of docs/protocol.md are what
-``signaling.protocol`` parses and writes, and every refusal has its stable code.
+``signaling.review.protocol`` parses and writes, and every refusal has its stable code.
 
 The examples are read from the markdown itself (a ``<!-- example: client chat -->`` line
 followed by a fenced json block), so the documentation and the code cannot drift apart.
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from recorder.clock import SystemClock
-from signaling import protocol
-from signaling.bus import InProcessBus
-from signaling.errors import NotAuthenticated
-from signaling.messages import MESSAGES
-from signaling.tokens import Grant, JoinTokens
+from signaling.review import protocol
+from signaling.review.join_tokens import Grant, JoinTokens
+from signaling.storage.bus import InProcessBus
+from signaling.web.errors import NotAuthenticated
+from signaling.web.messages import MESSAGES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 EXAMPLE = re.compile(

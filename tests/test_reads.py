@@ -1,4 +1,4 @@
-"""Reads on a reader thread (signaling/reads.py), against a real SQLite database: they
+"""Reads on a reader thread (signaling/storage/reads.py), against a real SQLite database: they
 see what the async engine committed, cannot write, and without a database file run the
 same function through the async engine."""
 
@@ -15,9 +15,9 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signaling.db import create_engine, migrate
-from signaling.reads import THREADS, Reads
-from signaling.tables import counters
+from signaling.storage.db import create_engine, migrate
+from signaling.storage.reads import THREADS, Reads
+from signaling.storage.tables import counters
 
 
 def _count(conn: Connection) -> tuple[int, str]:

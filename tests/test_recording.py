@@ -14,6 +14,8 @@ from aiortc.rtp import RtpPacket, is_rtcp
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from coreview.app import create_app
+from coreview.simulate import connect_media, slot_for
 from media.participant import SyntheticParticipant
 from media.synthetic import read_counter
 from recorder import chunkfile
@@ -22,12 +24,10 @@ from recorder.capture import TrackInfo
 from recorder.errors import StoreError
 from recorder.rtpcodecs import vp8_keyframe_start
 from recorder.schema import evidence_files
-from signaling import protocol
-from signaling.app import create_app
-from signaling.appkeys import AUDIT, ENGINE, EVIDENCE, LIVE
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import connect_media, slot_for
-from signaling.tables import review_sessions
+from signaling.storage.tables import review_sessions
+from signaling.web.appkeys import AUDIT, ENGINE, EVIDENCE, LIVE
 from tests.helpers import live_call, wait_until
 from tests.rtp_source import video_packets
 

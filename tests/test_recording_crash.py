@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from coreview.simulate import ApiClient, connect_media, slot_for
 from recorder.chunkfile import SUFFIX
-from signaling.runmarker import BEAT_SECONDS, MARKER_NAME
-from signaling.simulate import ApiClient, connect_media, slot_for
+from signaling.review.run_marker import BEAT_SECONDS, MARKER_NAME
 from tests.helpers import live_call, wait_until
 from tests.live import LiveServer, start_server, stop_process
 

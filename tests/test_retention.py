@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from coreview.simulate import ApiError
 from recorder.auditlog import chain_of
 from recorder.problem_text import PROBLEM_TEXT
 from recorder.store import EvidenceStore
-from signaling.errors import Conflict
-from signaling.integrity import CaseIntegrity
-from signaling.messages import message
-from signaling.purge import run_retention
-from signaling.retention import LEASE_MINUTES, LegalHolds, RetentionLease, retention_until
-from signaling.services import open_services
+from signaling.custody.integrity import CaseIntegrity
+from signaling.custody.purge import run_retention
+from signaling.custody.retention import LEASE_MINUTES, LegalHolds, RetentionLease, retention_until
+from signaling.node.services import open_services
 from signaling.settings import Settings
-from signaling.simulate import ApiError
-from signaling.tables import audit_events, cases, evidence_files, matters
+from signaling.storage.tables import audit_events, cases, evidence_files, matters
+from signaling.web.errors import Conflict
+from signaling.web.messages import message
 from tests.custody import evidence, logged_in, record_cases
 from tests.helpers import ManualClock
 from tests.live import LiveServer, coreview_command, server_env, stop_process

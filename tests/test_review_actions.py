@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from signaling import protocol
-from signaling.appkeys import ENGINE
-from signaling.consent import CONSENT_TEXT, CONSENT_VERSION
-from signaling.simulate import ApiClient, SignalChannel
+from coreview.simulate import ApiClient, SignalChannel
+from signaling.review import protocol
+from signaling.review.consent import CONSENT_TEXT, CONSENT_VERSION
+from signaling.web.appkeys import ENGINE
 from signaling.workdays import add_working_days
 from tests.helpers import live_call, refused, valid_id
 

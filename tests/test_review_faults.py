@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from coreview.app import create_app
+from coreview.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
 from media.participant import SyntheticParticipant, make_sources
-from signaling import protocol
-from signaling.app import create_app
-from signaling.appkeys import AUDIT
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
+from signaling.web.appkeys import AUDIT
 from tests.helpers import demo_password, live_call, start_session, valid_id, wait_until
 from tests.test_media_forwarding import on_outgoing
 

@@ -8,12 +8,12 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from signaling import protocol
-from signaling.actions import ReviewActions
-from signaling.appkeys import ENGINE
-from signaling.live_session import LiveSession
-from signaling.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
-from signaling.tables import review_sessions
+from coreview.simulate import ApiClient, ApiError, SignalChannel, connect_media, slot_for
+from signaling.review import protocol
+from signaling.review.actions import ReviewActions
+from signaling.review.live_session import LiveSession
+from signaling.storage.tables import review_sessions
+from signaling.web.appkeys import ENGINE
 from tests.helpers import valid_id, wait_until
 
 

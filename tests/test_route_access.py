@@ -18,9 +18,9 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 from aiohttp.web_urldispatcher import StaticResource
 
-from signaling.access import ALL_ROLES, POLICY_ATTR, Policy
-from signaling.appkeys import ACCOUNTS, ACTIONS, AUDIT, CASES, REVIEWS
-from signaling.models import Role
+from signaling.storage.models import Role
+from signaling.web.access import ALL_ROLES, POLICY_ATTR, Policy
+from signaling.web.appkeys import ACCOUNTS, ACTIONS, AUDIT, CASES, REVIEWS
 from tests.helpers import Session, login, stored_rows, valid_id
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from signaling import protocol
-from signaling.cli import configure_logging
-from signaling.simulate import ApiClient, SignalChannel, connect_media, slot_for
+from coreview.cli import configure_logging
+from coreview.simulate import ApiClient, SignalChannel, connect_media, slot_for
+from signaling.review import protocol
 from tests.helpers import start_session, valid_id, wait_until
 from tests.live import LiveServer
 
@@ -64,7 +64,7 @@ def test_debug_level_lets_ice_detail_through():
         configure_logging("INFO")
         assert logging.getLogger("aioice.ice").getEffectiveLevel() == logging.WARNING
         assert logging.getLogger("aiortc.rtcdtlstransport").getEffectiveLevel() == logging.WARNING
-        assert logging.getLogger("signaling.reviews").isEnabledFor(logging.INFO)
+        assert logging.getLogger("signaling.review.sessions").isEnabledFor(logging.INFO)
         configure_logging("DEBUG")
         assert logging.getLogger("aioice.ice").isEnabledFor(logging.DEBUG)
         assert logging.getLogger("aiortc.rtcdtlstransport").isEnabledFor(logging.DEBUG)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from signaling.simulate import ApiClient
+from coreview.simulate import ApiClient
 from tests.helpers import wait_until
 from tests.live import LiveServer, free_port, server_env
 
@@ -32,7 +32,7 @@ TRACKS = {
 
 def simulate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "signaling.cli", "simulate", *args],
+        [sys.executable, "-m", "coreview.cli", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=SIMULATE_SECONDS,

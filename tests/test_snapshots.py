@@ -14,11 +14,11 @@ import pytest
 from aiortc.rtp import RtpPacket
 from PIL import Image
 
+from coreview.simulate import ApiError, SignalChannel, connect_media
 from media.room import MediaError
 from media.snapshot import DECODERS, KeyframeSink, decode_frame, take_snapshot
 from media.synthetic import read_counter
-from signaling.appkeys import AUDIT, LIVE
-from signaling.simulate import ApiError, SignalChannel, connect_media
+from signaling.web.appkeys import AUDIT, LIVE
 from tests.helpers import live_call, wait_until
 from tests.test_depacketize import HEIGHT, WIDTH, packetise
 

@@ -17,12 +17,12 @@ from aiohttp import web
 from PIL import Image
 from sqlalchemy import select
 
-from signaling import protocol
-from signaling.app import create_app
-from signaling.appkeys import AUDIT, ENGINE, EVIDENCE
+from coreview.app import create_app
+from coreview.simulate import ApiClient
+from signaling.review import protocol
 from signaling.settings import Settings
-from signaling.simulate import ApiClient
-from signaling.tables import evidence_files, review_sessions
+from signaling.storage.tables import evidence_files, review_sessions
+from signaling.web.appkeys import AUDIT, ENGINE, EVIDENCE
 from tests.helpers import demo_password, live_call, start_session, stored_rows
 
 MAX_BYTES = 300_000

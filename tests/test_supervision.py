@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from coreview.simulate import ApiClient, ApiError, SignalChannel
 from recorder.auditlog import chain_of
-from signaling.appkeys import AUDIT
-from signaling.simulate import ApiClient, ApiError, SignalChannel
+from signaling.web.appkeys import AUDIT
 from tests.helpers import live_call, start_session, wait_until
 
 

@@ -13,13 +13,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
+from coreview.app import create_app
 from recorder.auditlog import SYSTEM_CHAIN
-from signaling.app import create_app
-from signaling.appkeys import ACCOUNTS, AUDIT, ENGINE
 from signaling.settings import Settings
-from signaling.supervision_stats import nearest_rank
-from signaling.tables import cases
-from signaling.time_limits import deadline
+from signaling.storage.tables import cases
+from signaling.supervision.stats import nearest_rank
+from signaling.supervision.time_limits import deadline
+from signaling.web.appkeys import ACCOUNTS, AUDIT, ENGINE
 from signaling.workdays import add_working_days
 from tests.helpers import ManualClock, Session, login, stored_rows, valid_id
 from tests.supervision_data import (

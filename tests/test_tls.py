@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from signaling.middleware import HSTS
 from signaling.settings import Settings, SettingsError, load_settings
+from signaling.web.middleware import HSTS
 from tests.live import coreview_command, log_tail, server_env, serving
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from signaling.cases import CHINA_TIME
-from signaling.messages import (
+from signaling.china_time import CHINA_TIME
+from signaling.web.messages import (
     EVENT_NAMES,
     FOLLOWUP_STAGE_NAMES,
     MARK_NAMES,

@@ -13,25 +13,26 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from signaling.access import (
+from signaling.accounts.accounts import temporary_password
+from signaling.custody.custody_routes import CUSTODIANS
+from signaling.web.access import (
     ALL_ROLES,
     CSRF_TOKEN,
     PRELOGIN_COOKIE,
     SESSION_COOKIE,
     SESSION_TOKEN,
+    STAFF,
     USER,
     allow,
     public,
     set_prelogin_cookie,
     set_session_cookie,
 )
-from signaling.accounts import temporary_password
-from signaling.api import STAFF, client_address
-from signaling.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, HOLDS, REVIEWS
-from signaling.custody_api import CUSTODIANS
-from signaling.errors import Conflict, InvalidInput, NotFound, SignalingError
-from signaling.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
-from signaling.presenters import Lookup, review
+from signaling.web.appkeys import ACCOUNTS, AUDIT, CASE_EVIDENCE, CASES, CATALOG, HOLDS, REVIEWS
+from signaling.web.errors import Conflict, InvalidInput, NotFound, SignalingError
+from signaling.web.json_api import client_address
+from signaling.web.messages import CASE_STATUS_NAMES, FIELDS, MODE_NAMES, ROLE_NAMES, message
+from signaling.web.presenters import Lookup, review
 from webui.case_view import event_rows, track_rows
 
 routes = web.RouteTableDef()

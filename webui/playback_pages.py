@@ -9,10 +9,10 @@ import math
 
 from aiohttp import web
 
-from signaling.access import USER, allow
-from signaling.appkeys import CASES
-from signaling.playback_api import PLAYBACK_ROLES, SCOPE, open_playback
-from signaling.presenters import Lookup
+from signaling.custody.playback_routes import PLAYBACK_ROLES, SCOPE, open_playback
+from signaling.web.access import USER, allow
+from signaling.web.appkeys import CASES
+from signaling.web.presenters import Lookup
 from webui.case_view import SOURCE_NAMES, event_rows
 from webui.pages import render
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from signaling.access import USER, allow
-from signaling.appkeys import CASES, REVIEWS
-from signaling.consent import consent_json
-from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
-from signaling.presenters import Lookup, review
-from signaling.review_api import grant_for, session_json
+from signaling.review.consent import consent_json
+from signaling.review.session_routes import grant_for, session_json
+from signaling.web.access import USER, allow
+from signaling.web.appkeys import CASES, REVIEWS
+from signaling.web.messages import OUTCOME_NAMES, SCORE_NAMES, SESSION_STATE_NAMES, message
+from signaling.web.presenters import Lookup, review
 from webui.pages import open_sessions, render
 
 routes = web.RouteTableDef()

@@ -8,11 +8,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from signaling import identity
-from signaling.access import USER, allow
-from signaling.api import STAFF
-from signaling.appkeys import ACCOUNTS, CASES, CATALOG
-from signaling.case_search import (
+from signaling import id_numbers
+from signaling.cases.id_search import ID_SEARCH_ROLES
+from signaling.cases.search import (
     CASE_STATUS,
     DECISIONS,
     PAGE_SIZES,
@@ -21,11 +19,12 @@ from signaling.case_search import (
     CasePage,
     CaseQuery,
 )
-from signaling.errors import InvalidInput, Throttled
-from signaling.id_search import ID_SEARCH_ROLES
-from signaling.messages import OUTCOME_NAMES, SCORE_NAMES, message
-from signaling.models import User
-from signaling.presenters import Lookup
+from signaling.storage.models import User
+from signaling.web.access import STAFF, USER, allow
+from signaling.web.appkeys import ACCOUNTS, CASES, CATALOG
+from signaling.web.errors import InvalidInput, Throttled
+from signaling.web.messages import OUTCOME_NAMES, SCORE_NAMES, message
+from signaling.web.presenters import Lookup
 from webui.pages import render
 
 routes = web.RouteTableDef()
@@ -47,7 +46,7 @@ PAGER_WINDOW = 2
 
 def _link(query: CaseQuery, **changes: Any) -> str:
     params = query.params(**changes)
-    if identity.is_valid(identity.normalize(query.q)):
+    if id_numbers.is_valid(id_numbers.normalize(query.q)):
         params.pop("q", None)  # a full ID number never goes into a link
     return "/cases" + (f"?{urlencode(params)}" if params else "")
 
@@ -116,7 +115,7 @@ async def cases_page(request: web.Request) -> web.Response:
         error, code = message(exc.code, exc.params), exc.status
     if found is not None:
         rows = [lookup.found(row) for row in found.rows]
-    id_searched = identity.is_valid(identity.normalize(query.q))
+    id_searched = id_numbers.is_valid(id_numbers.normalize(query.q))
     auditor = user.role == "auditor"
     paged = found is not None and found.pages > 1 and not id_searched
     values = {

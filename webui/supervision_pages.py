@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from signaling.access import USER, allow
-from signaling.appkeys import SUPERVISION, TIME_LIMITS
-from signaling.stats_api import SCOPE
-from signaling.supervision_stats import DEFAULT_DAYS, MAX_RANGE_DAYS
+from signaling.supervision.stats import DEFAULT_DAYS, MAX_RANGE_DAYS
+from signaling.supervision.stats_routes import SCOPE
+from signaling.web.access import USER, allow
+from signaling.web.appkeys import SUPERVISION, TIME_LIMITS
 from webui.pages import render
 
 routes = web.RouteTableDef()
