@@ -75,7 +75,7 @@ FUZZ_EXAMPLES ?= 3000
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 sanitize: $(BIN)/coreview
 	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR)
-	cp -r media signaling recorder webui tests bench pyproject.toml $(SANITIZE_DIR)/
+	cp -r coreview media signaling recorder webui tests bench pyproject.toml $(SANITIZE_DIR)/
 	rm -f $(SANITIZE_DIR)/media/_fastpath*.so
 	gcc $(SANITIZE_FLAGS) -Wall -shared -fPIC \
 	  -I$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
