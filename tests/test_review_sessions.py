@@ -146,6 +146,12 @@ async def test_cancel_racing_accept_has_one_outcome(users):
             await approver.post(f"/api/v1/sessions/{session_id}/end")
 
 
+def told_later(live: LiveSession) -> bool:
+    """A change waits to be told while the join holds ``telling``: the race under test
+    happened (asyncio.Lock keeps its waiters in ``_waiters``)."""
+    return bool(live.telling._waiters)  # type: ignore[attr-defined]
+
+
 async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
     """The accept lands while the clerk's join is attaching (after its state was read):
     the clerk is told waiting, then live, and nothing after (seen in Chromium under load
@@ -160,7 +166,7 @@ async def test_a_join_racing_the_accept_is_told_live_last(users, monkeypatch):
         participant = await attach(self, grant, *args)
         if grant.role == "clerk":
             await approver.post(f"/api/v1/sessions/{session_id}/accept")
-            await asyncio.sleep(0.3)  # ok-sleep: the accept's change reaches the session meanwhile
+            await wait_until(lambda: told_later(self), what="the accept waiting to be told")
         return participant
 
     monkeypatch.setattr(LiveSession, "attach", attach_then_accept)
@@ -193,7 +199,7 @@ async def test_a_chat_posted_while_someone_joins_reaches_the_joiner_once(users, 
         participant = await attach(self, grant, *args)
         if grant.role == "approver":
             await clerk_channel.send(protocol.Chat("请核对身份证"))
-            await asyncio.sleep(0.3)  # ok-sleep: the clerk's chat comes in meanwhile
+            await wait_until(lambda: told_later(self), what="the chat waiting to be told")
         return participant
 
     monkeypatch.setattr(LiveSession, "attach", attach_then_chat)
