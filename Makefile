@@ -11,7 +11,7 @@ LOCK := requirements.lock
 DEPS ?= lock
 UV := uv==0.13.10
 
-.PHONY: run test test-latest lock lint typecheck pytest system-packages sanitize
+.PHONY: run test check test-latest lock lint typecheck pytest pytest-fast system-packages sanitize
 
 $(BIN)/coreview: pyproject.toml setup.py media/_fastpath.c $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ pytest: $(BIN)/coreview system-packages
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The loop while working (target: under 3 minutes): lint, types and the tests that need no
+# browser, server process, real peers, network namespace or benchmark (tests/conftest.py
+# marks each test's tiers from the real parts it uses).
+FAST_TIER := not (browser or live or rtc or netns or bench)
+pytest-fast: $(BIN)/coreview
+	$(BIN)/pytest -q -m "$(FAST_TIER)"
+
+check: lint typecheck pytest-fast
 
 # media/_fastpath.c built with AddressSanitizer and UndefinedBehaviorSanitizer into a copy
 # of the tree, then its RTP parser, forwarding (fast path, uvloop) and fuzz tests run

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,51 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     if marker is not None and "loop_factories" in marker.kwargs:
         return loops.available()
     return {"asyncio": asyncio.new_event_loop}
+
+
+# -- tiers: a test's real parts mark it, so make check can leave the slow ones out ---------
+
+TIER_FIXTURES = {
+    "browser": "browser",  # a headless Chromium (tests/live.py)
+    "live_server": "live",  # a `coreview serve` process
+    "server": "rtc",  # an in-process server whose sessions carry media
+    "users": "rtc",
+    "media_path": "rtc",
+    "redis_url": "redis",  # a redis-server process (tests/redis_server.py)
+}
+TIER_MODULES = {
+    "tests.live": "live",
+    "tests.netns": "netns",
+    "tests.redis_server": "redis",
+    "media.participant": "rtc",  # real aiortc peers
+    "media.room": "rtc",
+    "coreview.simulate": "rtc",
+    "tests.test_media_forwarding": "rtc",  # its Pair of peers in a room
+}
+"""A test module that uses one of these (imports a name from it) is in that tier."""
+TIERS = ("browser", "live", "rtc", "netns", "redis", "bench")
+
+
+def tiers_of(item: pytest.Item) -> set[str]:
+    found = {
+        TIER_FIXTURES[name] for name in getattr(item, "fixturenames", ()) if name in TIER_FIXTURES
+    }
+    module = getattr(item, "module", None)
+    if module is None:
+        return found
+    if module.__name__.rpartition(".")[2].startswith("test_bench"):
+        found.add("bench")
+    for value in vars(module).values():
+        source = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if source in TIER_MODULES:
+            found.add(TIER_MODULES[source])
+    if "launch_chromium" in vars(module) or "browser" in found:
+        found.add("browser")
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the tiers of the real parts it uses (``TIERS``)."""
+    for item in items:
+        for tier in sorted(tiers_of(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(tier)
