@@ -3,7 +3,7 @@ arrive (``hooks.tap_receiver``: no jitter buffer, no decoder), depacketised into
 frames and matched to the source's hand-over by their bytes.
 
 A frame arrives when its last missing packet does (on loopback: the marker packet), as
-the Janus harness measures (anchors/janus/client.py). Frames of a path that re-encodes
+the Janus harness of bench/vs_janus.sh measures. Frames of a path that re-encodes
 (MediaRelay) cannot match by bytes: with ``decode`` they are decoded and matched by
 the stamped counter instead. Either way the first frames from a keyframe on are kept,
 and ``verify()`` decodes them with PyAV afterwards to show the bytes were a valid

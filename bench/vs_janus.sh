@@ -1,9 +1,14 @@
 #!/bin/sh
 # Janus VideoRoom and coreview back to back, in one private network namespace:
-# Janus (../shared/anchors/janus harness), coreview (bench.relay), Janus again.
+# Janus (an external harness), coreview (bench.relay), Janus again.
 #
-#   [ROUNDS=N] bench/vs_janus.sh [SESSIONS [SECONDS]]    as root (unshare); 4 and 20
+#   JANUS_HARNESS=DIR [ROUNDS=N] bench/vs_janus.sh [SESSIONS [SECONDS]]   as root; 4 and 20
 #
+# The harness is not part of this repository: DIR holds prep.py (prepares its media),
+# netns.sh (sets up the namespace: lo and a veth address, then runs its arguments) and
+# run.py NAME:janus:SESSIONS:SECONDS (aiortc clients on bench.relay's session shape,
+# through Janus; writes runs/NAME/result.json with janus_cpu_per_media_s_per_session and
+# per-track latency). See docs/benchmarks.md.
 # Needs the Debian packages janus and janus-tools (apt-get install -y janus janus-tools).
 # The harness runs in a temporary copy, with this repository's virtualenv (aiortc, av,
 # aiohttp, numpy). coreview's run defaults to `--compare loop=asyncio,uvloop --pairs 1`
@@ -14,7 +19,7 @@
 # runs' own spread is ~10 % either way. Stops only the processes it started.
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-HARNESS=${JANUS_HARNESS:-$REPO/../shared/anchors/janus}
+HARNESS=${JANUS_HARNESS:-}
 VENV=${VENV:-$REPO/.venv}
 SESSIONS=${1:-4}
 SECONDS_=${2:-20}
@@ -23,7 +28,7 @@ ROUNDS=${ROUNDS:-1}
 
 command -v janus >/dev/null || { echo "janus is missing: apt-get install -y janus janus-tools" >&2; exit 2; }
 [ -x "$VENV/bin/python" ] || { echo "no virtualenv at $VENV (make test creates it)" >&2; exit 2; }
-[ -d "$HARNESS" ] || { echo "no Janus harness at $HARNESS" >&2; exit 2; }
+[ -n "$HARNESS" ] && [ -d "$HARNESS" ] || { echo "set JANUS_HARNESS to the Janus harness directory (not in this repository)" >&2; exit 2; }
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -1,6 +1,6 @@
-"""The event loop coreview runs on: uvloop where it is installed (measured ~18 % less CPU
-per forwarded packet than the standard loop: README, Benchmarks), the standard asyncio
-loop otherwise or when asked for.
+"""The event loop coreview runs on: uvloop where it is installed (forwarding on it took
+0.71-0.87x the standard loop's CPU in the same runs: docs/benchmarks.md), the standard
+asyncio loop otherwise or when asked for.
 
 ``COREVIEW_LOOP`` chooses: ``asyncio`` (the standard loop), ``uvloop`` (required: an
 error if it is not installed), unset or ``auto`` (uvloop if importable, else asyncio).

@@ -311,7 +311,8 @@ _SERVERS = pytest.StashKey[list[LiveServer]]()
 
 
 LOOPBACK_MEDIA = {"COREVIEW_ANNOUNCED_ADDRESSES": "127.0.0.1"}
-"""Media on an address aioice does not skip on loopback (see TESTING.md)."""
+"""Media announced on 127.0.0.1: aioice skips it when gathering host candidates
+(docs/design.md, "Testing")."""
 FAKE_CAMERAS = (
     "--use-fake-device-for-media-stream=device-count=3",
     "--use-fake-ui-for-media-stream",
