@@ -2,12 +2,13 @@
 real headless Chromium driven by Playwright.
 
 A test module opts in with ``pytest_plugins = ("tests.live",)``; that registers the
-fixtures below (``live_server``, ``browser``, ``chromium_extra_args``) and the report hook
-that adds the tail of the server's log to the report of a failing test.
+fixtures below (``live_server``, ``live_template``, ``browser``, ``chromium_extra_args``)
+and the report hook that adds the tail of the server's log to the report of a failing
+test.
 
-- ``live_server``: a data directory seeded by ``coreview demo-data --json``, then
-  ``coreview serve`` on a free loopback port, ready once ``GET /healthz`` answers
-  ``{"status": "ok"}``. Its output goes to ``<tmp_path>/coreview-server.log``. Stopped by
+- ``live_server``: a copy of a data directory seeded once per run by ``coreview
+  demo-data --json`` (``live_template``), then ``coreview serve`` on a free loopback
+  port, ready once ``GET /healthz`` answers ``{"status": "ok"}``. Its output goes to ``<tmp_path>/coreview-server.log``. Stopped by
   its PID (terminate, then kill after a deadline) whatever the test's outcome. A module
   that needs settings overrides the ``live_server_env`` fixture (``COREVIEW_*`` names).
 - ``browser``: Debian's ``/usr/bin/chromium`` through Playwright's async API, closed in
@@ -29,6 +30,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,15 +287,32 @@ def start_server(
     return server
 
 
+@dataclass(frozen=True)
+class Seeded:
+    """A data directory seeded by ``coreview demo-data``, and its accounts."""
+
+    data_dir: Path
+    accounts: dict[str, Account]
+
+
 @contextlib.contextmanager
 def running_server(
-    workdir: Path, *, env: dict[str, str] | None = None, attempts: int = 3
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    template: Seeded | None = None,
+    attempts: int = 3,
 ) -> Iterator[LiveServer]:
     """A seeded server in ``workdir`` (data in ``var/``, log in ``coreview-server.log``),
-    stopped on exit. A port taken between choosing it and binding it is retried."""
+    stopped on exit: its data a copy of ``template``, else seeded here. A port taken
+    between choosing it and binding it is retried."""
     data_dir = workdir / "var"
     log_path = workdir / "coreview-server.log"
-    accounts = seed_demo_data(data_dir, env)
+    if template is None:
+        accounts = seed_demo_data(data_dir, env)
+    else:
+        shutil.copytree(template.data_dir, data_dir)
+        accounts = template.accounts
     for attempt in range(1, attempts + 1):
         try:
             server = start_server(data_dir, log_path, accounts, env=env)
@@ -328,12 +347,22 @@ def live_server_env() -> dict[str, str]:
     return LOOPBACK_MEDIA
 
 
+@pytest.fixture(scope="session")
+def live_template(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """The demo data, seeded once per run by ``coreview demo-data --json``."""
+    data_dir = tmp_path_factory.mktemp("live-template") / "var"
+    return Seeded(data_dir, seed_demo_data(data_dir))
+
+
 @pytest.fixture
 def live_server(
-    request: pytest.FixtureRequest, tmp_path: Path, live_server_env: dict[str, str]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    live_server_env: dict[str, str],
+    live_template: Seeded,
 ) -> Iterator[LiveServer]:
-    """A real ``coreview serve`` with the demo data, on loopback, for one test."""
-    with running_server(tmp_path, env=live_server_env) as server:
+    """A real ``coreview serve`` on a copy of the demo data, on loopback, for one test."""
+    with running_server(tmp_path, env=live_server_env, template=live_template) as server:
         request.node.stash.setdefault(_SERVERS, []).append(server)
         yield server
 
