@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,9 +68,9 @@ from signaling.web.appkeys import (
     KEYS,
     LIVE,
     MEDIA,
-    READS,
     RENDER,
     REVIEWS,
+    SERVICE_KEYS,
     SETTINGS,
     STILLS,
     SUPERVISION,
@@ -87,14 +88,8 @@ MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     async with open_services(app[SETTINGS], app[CLOCK]) as services:
-        app[KEYS] = services.keys
-        app[ENGINE] = services.engine
-        app[READS] = services.reads
-        app[AUDIT] = services.audit
-        app[ACCOUNTS] = services.accounts
-        app[CATALOG] = services.catalog
-        app[CASES] = services.cases
-        app[EVIDENCE] = services.evidence
+        for field in dataclasses.fields(services):
+            app[SERVICE_KEYS[field.name]] = getattr(services, field.name)
         app[INTEGRITY] = CaseIntegrity(services.engine, services.audit, services.evidence)
         app[HOLDS] = LegalHolds(services.engine, app[CLOCK], services.audit)
         app[SUPERVISION] = Supervision(services.engine, app[CLOCK], services.cases)

@@ -178,6 +178,21 @@ class MediaRoom:
         A ``quiet`` participant (a hidden auditor) asks the publishers for nothing: its
         legs start on the next keyframe someone else causes, and its loss never lowers
         their bitrate. A participant that connects again replaces its old connection."""
+        offer_sdp, offer = self._check_offer(offer_sdp, publish, allowed)
+        await self.disconnect(participant, notify=False)
+        peer = self._open_peer(participant, quiet)
+        await self._negotiate(peer, offer_sdp, offer, publish)
+        self._hook_transceivers(peer, publish)
+        self._watch_state(peer)
+        await self._assign()
+        return peer.pc.localDescription.sdp
+
+    def _check_offer(
+        self, offer_sdp: str, publish: Mapping[str, str], allowed: frozenset[str]
+    ) -> tuple[str, sdp.SessionDescription]:
+        """The offer without refused ICE candidates, as text and parsed; MediaError if it
+        cannot be parsed or ``publish`` names a source not allowed or a mid that does
+        not send that kind."""
         for mid, source in publish.items():
             if source not in allowed:
                 raise MediaError("source_not_allowed", f"{source} on mid {mid}")
@@ -198,23 +213,30 @@ class MediaRoom:
                 raise MediaError("bad_publish_map", f"mid {mid} does not send")
             if kinds.get(mid) != SOURCE_KIND[source]:
                 raise MediaError("bad_publish_map", f"mid {mid} is not {SOURCE_KIND[source]}")
-        await self.disconnect(participant, notify=False)
+        return offer_sdp, offer
+
+    def _open_peer(self, participant: str, quiet: bool) -> Peer:
+        """A new peer connection for the participant, in the room from now on."""
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         peer = Peer(participant, pc, quiet=quiet)
         self._peers[participant] = peer
+        return peer
+
+    async def _negotiate(
+        self,
+        peer: Peer,
+        offer_sdp: str,
+        offer: sdp.SessionDescription,
+        publish: Mapping[str, str],
+    ) -> None:
+        """Apply the offer, set each transceiver's direction and make the answer. On a
+        failure the peer is closed (and leaves the room) and MediaError raised."""
+        pc = peer.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            for transceiver in pc.getTransceivers():
-                direction = directions.get(transceiver.mid or "", "inactive")
-                if direction == "recvonly":
-                    transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
-                    transceiver.direction = "sendonly"
-                elif transceiver.mid in publish:
-                    transceiver.direction = "recvonly"
-                else:
-                    transceiver.direction = "inactive"
+            self._set_directions(pc, _offer_directions(offer), publish)
             hooks.register_rtx_ssrcs(pc, offer)
             hooks.control_host_candidates(
                 pc,
@@ -225,12 +247,32 @@ class MediaRoom:
             )
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # e.g. OperationError: no codec in common
-            if self._peers.get(participant) is peer:
-                await self.disconnect(participant)
+            if self._peers.get(peer.participant) is peer:
+                await self.disconnect(peer.participant)
             else:
                 await pc.close()
             raise MediaError("bad_sdp", repr(exc)) from exc
+
+    @staticmethod
+    def _set_directions(
+        pc: RTCPeerConnection, directions: Mapping[str, str], publish: Mapping[str, str]
+    ) -> None:
+        """The offer's recvonly transceivers become our subscriber slots (sendonly, idle
+        until a leg fills them), its published mids our recvonly ones; the rest inactive."""
         for transceiver in pc.getTransceivers():
+            direction = directions.get(transceiver.mid or "", "inactive")
+            if direction == "recvonly":
+                transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
+                transceiver.direction = "sendonly"
+            elif transceiver.mid in publish:
+                transceiver.direction = "recvonly"
+            else:
+                transceiver.direction = "inactive"
+
+    def _hook_transceivers(self, peer: Peer, publish: Mapping[str, str]) -> None:
+        """A slot for each sendonly transceiver; a published track for each recvonly one
+        (told to ``on_track``)."""
+        for transceiver in peer.pc.getTransceivers():
             mid = transceiver.mid or ""
             if transceiver.direction == "sendonly":
                 params = hooks.sender_params(transceiver)
@@ -241,13 +283,13 @@ class MediaRoom:
                     next_seq=random.randrange(0x10000),  # noqa: S311 - not a secret
                     last_timestamp=random.randrange(0x100000000),  # noqa: S311
                     rtx_seq=random.randrange(0x10000),  # noqa: S311
-                    quiet=quiet,
+                    quiet=peer.quiet,
                     sync=self._config.send == "sync",
                 )
             elif transceiver.direction == "recvonly":
                 source = publish[mid]
                 peer.tracks[source] = PublishedTrack(
-                    participant,
+                    peer.participant,
                     source,
                     transceiver.kind,
                     hooks.codec_mime_type(transceiver),
@@ -255,6 +297,11 @@ class MediaRoom:
                 )
                 if self._on_track is not None:
                     self._on_track(peer.tracks[source])
+
+    def _watch_state(self, peer: Peer) -> None:
+        """Once connected: the fast ingest (if on) and keyframes asked for; every state
+        told to ``on_state`` while the peer is still the participant's."""
+        pc, participant = peer.pc, peer.participant
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -266,10 +313,6 @@ class MediaRoom:
                 self._request_keyframes(peer)
             if self._on_state is not None:
                 await self._on_state(participant, pc.connectionState)
-
-        await self._assign()
-        answer = pc.localDescription
-        return answer.sdp
 
     async def disconnect(self, participant: str, *, notify: bool = True) -> None:
         peer = self._peers.pop(participant, None)

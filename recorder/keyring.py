@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recorder.canonical import timestamp
 from recorder.clock import Clock
 from recorder.errors import LogError
+from recorder.private_files import write_private
 from recorder.schema import log_keys
 
 
@@ -68,19 +68,7 @@ def key_valid_at(keys: Sequence[RegisteredKey], time: str) -> RegisteredKey | No
 
 def write_key_file(path: Path, key: Ed25519PrivateKey) -> None:
     """Replace the private key file atomically (0600, fsynced, then renamed)."""
-    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_private(path, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
 
 
 def read_key_file(path: Path) -> Ed25519PrivateKey:

@@ -64,10 +64,5 @@ class WorkerPool:
             logger.warning("job %s failed (attempt %d): %s", job.__name__, attempt, reason)
         raise JobFailed(reason)
 
-    def worker_pids(self) -> list[int]:
-        """PIDs of the live worker processes (for tests and the benchmark)."""
-        processes: dict[int, Any] = getattr(self._executor, "_processes", None) or {}
-        return list(processes)
-
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

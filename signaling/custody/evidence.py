@@ -21,7 +21,6 @@ from signaling.storage.tables import evidence_files, review_sessions, users
 from signaling.web.messages import SESSION_STATE_NAMES
 
 RECORDING_ROLES = ("capture", "playable")
-IMAGE_ROLES = ("still", "snapshot")
 SUPERVISORS = ("auditor", "admin")
 """Roles that see a case's supervision (auditors' events and snapshots)."""
 GAP_EVENT = "recording_gap"

@@ -4,11 +4,11 @@ two cases. Passwords are random and kept, for the demo only, in the data directo
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from recorder.private_files import write_private
 from signaling import id_numbers
 from signaling.accounts.accounts import temporary_password
 from signaling.node.services import Services
@@ -54,12 +54,6 @@ def demo_catalog() -> dict[str, Any]:
     return data
 
 
-def _write_private(path: Path, content: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-
-
 async def seed(services: Services, data_dir: Path) -> list[dict[str, Any]]:
     """Seed once; return the demo accounts with their passwords either way."""
     path = data_dir / ACCOUNTS_FILE
@@ -76,7 +70,7 @@ async def seed(services: Services, data_dir: Path) -> list[dict[str, Any]]:
             {**account, "password": password, "temporary": False}, actor="demo-data"
         )
         accounts.append({**account, "password": password})
-    _write_private(path, json.dumps(accounts, ensure_ascii=False, indent=2))
+    write_private(path, json.dumps(accounts, ensure_ascii=False, indent=2).encode())
     for clerk_name, matter, name, first17, phone, notes in DEMO_CASES:
         clerk = await services.accounts.find(clerk_name)
         if clerk is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
 )
+
+from recorder.private_files import write_private
 
 
 @dataclass(frozen=True, repr=False)
@@ -31,12 +32,11 @@ class NodeSecrets:
 
 
 def _read_or_create(path: Path, make: bytes) -> bytes:
+    """The file's bytes; ``make``, written, if there is none (an existing one is kept)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(path, make, exclusive=True)
     except FileExistsError:
         return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(make)
     return make
 
 

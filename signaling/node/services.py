@@ -49,6 +49,9 @@ def make_private(data_dir: Path, database: Path | None) -> None:
 
 @dataclass(frozen=True)
 class Services:
+    """The app factory puts each field in the app under its key in
+    ``signaling.web.appkeys.SERVICE_KEYS``, where a new field needs its typed key."""
+
     keys: NodeSecrets
     engine: AsyncEngine
     reads: Reads

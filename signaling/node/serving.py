@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from recorder.private_files import write_private
 from signaling.settings import Settings
 
 CERT_DAYS = 365
@@ -144,8 +144,8 @@ def make_demo_certificate(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(key_path, key_pem)
-    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, key_pem)
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     digest = cert.fingerprint(hashes.SHA256()).hex(":").upper()
     return DemoCertificate(cert_path, key_path, names, digest)
 
@@ -167,15 +167,3 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         return x509.DNSName(name)
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Write ``content`` to a file only its owner can read, whatever the umask."""
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.clock import Clock
+from recorder.private_files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,7 @@ class LastRun:
 
 def _write(path: Path, beat: float, sessions: list[str]) -> None:
     """Replace the marker atomically (a crash mid-write leaves the old one)."""
-    partial = path.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"beat": beat, "sessions": sorted(sessions)}, out)
-    os.replace(partial, path)
+    write_private(path, json.dumps({"beat": beat, "sessions": sorted(sessions)}).encode())
 
 
 def read_last_run(data_dir: Path) -> LastRun | None:

@@ -70,7 +70,6 @@ COUNTS = (
     "awaiting_rectify",
     "followups_overdue",
 )
-PERCENTILES = ("wait_p50", "wait_p90", "duration_p50", "duration_p90")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ routes = web.RouteTableDef()
 
 SCOPE = "cases of the auditor's jurisdiction; every case for an admin"
 GROUP_NAMES = {"outlet": "网点", "department": "部门", "matter": "事项"}
-PERIOD_NAMES = {"day": "日", "week": "周"}
 CSV_COLUMNS = (
     ("sessions", "会话数"),
     ("accepted", "已接入"),

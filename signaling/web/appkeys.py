@@ -36,23 +36,37 @@ if TYPE_CHECKING:
     from signaling.supervision.stats import Supervision
     from signaling.supervision.time_limits import TimeLimits
 
+SERVICE_KEYS: dict[str, web.AppKey[Any]] = {}
+"""The key of each field of signaling.node.services.Services, by field name: the app
+factory puts every field under its key by a loop (tests/test_appkeys.py checks that
+each field has a key of its type)."""
+
+
+def _service(field: str) -> web.AppKey[Any]:
+    """The key of the Services field ``field`` (typed by the constant it is assigned to)."""
+    key: web.AppKey[Any] = web.AppKey(field)
+    SERVICE_KEYS[field] = key
+    return key
+
+
+KEYS: web.AppKey[NodeSecrets] = _service("keys")
+ENGINE: web.AppKey[AsyncEngine] = _service("engine")
+READS: web.AppKey[Reads] = _service("reads")
+AUDIT: web.AppKey[AuditLog] = _service("audit")
+ACCOUNTS: web.AppKey[Accounts] = _service("accounts")
+CATALOG: web.AppKey[Catalog] = _service("catalog")
+CASES: web.AppKey[Cases] = _service("cases")
+EVIDENCE: web.AppKey[EvidenceStore] = _service("evidence")
+
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-KEYS: web.AppKey[NodeSecrets] = web.AppKey("keys")
-ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine")
-READS: web.AppKey[Reads] = web.AppKey("reads")
 HEALTH: web.AppKey[Health] = web.AppKey("health")
 """Set once the schema is migrated (until then /healthz answers 503)."""
-AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
-ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
-CATALOG: web.AppKey[Catalog] = web.AppKey("catalog")
-CASES: web.AppKey[Cases] = web.AppKey("cases")
 BUS: web.AppKey[Bus] = web.AppKey("bus")
 REVIEWS: web.AppKey[Reviews] = web.AppKey("reviews")
 MEDIA: web.AppKey[MediaServer] = web.AppKey("media")
 TOKENS: web.AppKey[JoinTokens] = web.AppKey("tokens")
 LIVE: web.AppKey[LiveHub] = web.AppKey("live")
-EVIDENCE: web.AppKey[EvidenceStore] = web.AppKey("evidence")
 ACTIONS: web.AppKey[ReviewActions] = web.AppKey("actions")
 FOLLOWUPS: web.AppKey[Followups] = web.AppKey("followups")
 CASE_EVIDENCE: web.AppKey[CaseEvidence] = web.AppKey("case_evidence")
