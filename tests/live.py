@@ -8,9 +8,10 @@ test.
 
 - ``live_server``: a copy of a data directory seeded once per run by ``coreview
   demo-data --json`` (``live_template``), then ``coreview serve`` on a free loopback
-  port, ready once ``GET /healthz`` answers ``{"status": "ok"}``. Its output goes to ``<tmp_path>/coreview-server.log``. Stopped by
-  its PID (terminate, then kill after a deadline) whatever the test's outcome. A module
-  that needs settings overrides the ``live_server_env`` fixture (``COREVIEW_*`` names).
+  port, ready once ``GET /healthz`` answers ``{"status": "ok"}``. Its output goes to
+  ``<tmp_path>/coreview-server.log``. Stopped by its PID (terminate, then kill after a
+  deadline) whatever the test's outcome. A module that needs settings overrides the
+  ``live_server_env`` fixture (``COREVIEW_*`` names).
 - ``browser``: Debian's ``/usr/bin/chromium`` through Playwright's async API, closed in
   teardown. A module that needs more switches (fake cameras, …) overrides the
   ``chromium_extra_args`` fixture; ``--disable-features``/``--enable-features`` given
