@@ -153,8 +153,25 @@ def tiers_of(item: pytest.Item) -> set[str]:
     return found
 
 
+PRODUCTION_PAIRS = {"uvloop-fast", "asyncio-aiortc"}
+"""Of a test run on both loops and both media paths (tests/test_media_forwarding.py),
+the pairs that run: the fast path on uvloop (the default) and aiortc's path on the
+standard loop (the fallback). A test marked ``all_pairs`` runs all four."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with the tiers of the real parts it uses (``TIERS``)."""
+    """Mark each test with the tiers of the real parts it uses (``TIERS``); leave out
+    the loop and media path pairs that are not production's (``PRODUCTION_PAIRS``)."""
+    kept, left_out = [], []
     for item in items:
         for tier in sorted(tiers_of(item) - {m.name for m in item.iter_markers()}):
             item.add_marker(tier)
+        pair = getattr(getattr(item, "callspec", None), "id", "")
+        paired = "media_path" in getattr(item, "fixturenames", ())
+        if paired and pair not in PRODUCTION_PAIRS and not item.get_closest_marker("all_pairs"):
+            left_out.append(item)
+        else:
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -1,6 +1,7 @@
 """RTP-level forwarding through a MediaRoom, with real aiortc peers on loopback; every
 test runs on both media paths: the fast one (packets read off the socket, sent at once)
-and aiortc's (its transport, receiver and coroutines)."""
+on uvloop, and aiortc's (its transport, receiver and coroutines) on the standard loop;
+the flow test on all four pairs (tests/conftest.py, PRODUCTION_PAIRS)."""
 
 from __future__ import annotations
 
@@ -134,6 +135,7 @@ def gaps(arrived_at: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(arrived_at)), default=0.0)
 
 
+@pytest.mark.all_pairs
 async def test_stamped_frames_flow_both_ways_in_order(media_path: str):
     """Clerk's face, document and tone reach the approver and the approver's face and
     tone reach the clerk; counters arrive in increasing order. On the fast path the
