@@ -60,8 +60,10 @@ lint: $(BIN)/coreview
 typecheck: $(BIN)/coreview
 	$(BIN)/mypy
 
+# Both cores: tests with real peers (the rtc tier) run one at a time on one worker.
+PYTEST_PARALLEL := -n 2 --dist loadgroup
 pytest: $(BIN)/coreview system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 test: lint typecheck pytest
 
@@ -70,7 +72,7 @@ test: lint typecheck pytest
 # marks each test's tiers from the real parts it uses).
 FAST_TIER := not (browser or live or rtc or netns or bench)
 pytest-fast: $(BIN)/coreview
-	$(BIN)/pytest -q -m "$(FAST_TIER)"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "$(FAST_TIER)"
 
 check: lint typecheck pytest-fast
 

@@ -164,8 +164,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the loop and media path pairs that are not production's (``PRODUCTION_PAIRS``)."""
     kept, left_out = [], []
     for item in items:
-        for tier in sorted(tiers_of(item) - {m.name for m in item.iter_markers()}):
+        tiers = tiers_of(item)
+        for tier in sorted(tiers - {m.name for m in item.iter_markers()}):
             item.add_marker(tier)
+        if "rtc" in tiers:  # one worker runs these one at a time (pytest -n, --dist loadgroup)
+            item.add_marker(pytest.mark.xdist_group("rtc"))
         pair = getattr(getattr(item, "callspec", None), "id", "")
         paired = "media_path" in getattr(item, "fixturenames", ())
         if paired and pair not in PRODUCTION_PAIRS and not item.get_closest_marker("all_pairs"):
