@@ -18,6 +18,7 @@ from typing import Any
 from recorder import chunkfile
 from recorder.capture import TrackInfo
 from recorder.chunkstats import ChunkStats
+from recorder.private_files import write_private
 from recorder.store import StoredFile, hash_file
 
 logger = logging.getLogger(__name__)
@@ -64,17 +65,7 @@ def sync_and_hash(path: Path) -> StoredFile:
 def write_note(chunk: PendingChunk) -> None:
     facts = dataclasses.asdict(chunk)
     facts["path"] = chunk.path.name
-    temp = chunk.note.with_name(chunk.note.name + ".tmp")
-    with temp.open("w", encoding="utf-8") as handle:
-        json.dump(facts, handle, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, chunk.note)
-    fd = os.open(chunk.note.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(chunk.note, json.dumps(facts, ensure_ascii=False).encode("utf-8"))
 
 
 def pending_chunks(incoming: Path) -> list[PendingChunk]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from recorder.errors import StoreError
+from recorder.private_files import fsync_directory
 
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
 READ_BLOCK = 1 << 20
@@ -37,14 +38,6 @@ def hash_file(path: Path) -> StoredFile:
             digest.update(block)
             size += len(block)
     return StoredFile(digest.hexdigest(), size)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _storage_error(exc: OSError) -> StoreError:
@@ -107,7 +100,7 @@ class EvidenceStore:
             target.parent.mkdir(mode=0o700, exist_ok=True)
             os.chmod(temp, 0o400)
             os.replace(temp, target)
-            _fsync_dir(target.parent)
+            fsync_directory(target.parent)
         except OSError as exc:
             raise _storage_error(exc) from exc
         return stored
@@ -130,7 +123,7 @@ class EvidenceStore:
         try:
             size = target.stat().st_size
             target.unlink()
-            _fsync_dir(target.parent)
+            fsync_directory(target.parent)
         except FileNotFoundError:
             return None
         except OSError as exc:
