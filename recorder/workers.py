@@ -8,9 +8,12 @@ pool breaks) runs again on a fresh pool; a job that fails ``ATTEMPTS`` times rai
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,8 +32,17 @@ class JobFailed(Exception):
         self.reason = reason
 
 
-def _lower_priority() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_started(parent: int) -> None:
+    """At low priority; on Linux the worker ends with the process that started it, so a
+    server killed outright (SIGKILL, OOM) leaves no worker behind."""
     os.nice(NICENESS)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
 
 
 class WorkerPool:
@@ -43,7 +55,8 @@ class WorkerPool:
         return ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_lower_priority,
+            initializer=_worker_started,
+            initargs=(os.getpid(),),
         )
 
     async def run(self, job: Callable[..., T], *args: Any) -> T:
