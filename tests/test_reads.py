@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signaling.storage.db import create_engine, migrate
 from signaling.storage.reads import THREADS, Reads
 from signaling.storage.tables import counters
+from tests.helpers import wait_until
 
 
 def _count(conn: Connection) -> tuple[int, str]:
@@ -83,16 +84,19 @@ async def test_a_read_raises_in_its_caller_and_a_cancelled_one_never_starts(tmp_
             await reads.run(fails)
 
         release, ran = threading.Event(), threading.Event()
+        running: list[str] = []
 
         def blocks(_conn: Connection) -> None:
+            running.append(threading.current_thread().name)
             assert release.wait(10)
 
         def records(_conn: Connection) -> None:
             ran.set()
 
         busy = [asyncio.ensure_future(reads.run(blocks)) for _ in range(THREADS)]
+        await wait_until(lambda: len(running) == THREADS, what="every reader thread busy")
         queued = asyncio.ensure_future(reads.run(records))
-        await asyncio.sleep(0.1)  # ok-sleep: the reads reach their threads (or the queue)
+        await asyncio.sleep(0)  # the task runs up to its wait: the read is queued
         queued.cancel()
         release.set()
         await asyncio.gather(*busy)

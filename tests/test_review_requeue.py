@@ -102,21 +102,30 @@ async def test_approver_gone_clerk_requeues_and_another_approver_continues(
 
 
 async def test_the_approver_is_told_when_the_clerk_hangs_up(users):
-    """The clerk hangs up: the approver gets clerk_left saying so; the session stays
-    live for the approver to end."""
+    """The clerk hangs up: the approver gets clerk_left saying so, and so does the
+    approver's page when it joins again later (not a reasonless 不在会话中: seen in
+    Chromium as the banner changing after the hang-up); the session stays live for the
+    approver to end."""
     clerk, approver = await users("chuangkou"), await users("shenpi")
-    _started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    started, clerk_channel, approver_channel = await live_call(clerk, approver)
+    session_id = started["session"]["id"]
+    channels = [clerk_channel, approver_channel]
     try:
         await clerk_channel.send(protocol.Hangup())
         told = await approver_channel.wait(
             "notice", lambda m: m["code"] == "clerk_left" and "已挂断" in m["message"]
         )
         assert told["message"] == "窗口人员已离开本次审办（已挂断）。"
+        token = (await approver.post(f"/api/v1/sessions/{session_id}/token"))["token"]
+        approver_channel = await SignalChannel.open(approver, session_id, token)
+        channels.append(approver_channel)
+        again = await approver_channel.wait("notice", lambda m: m["code"] == "clerk_left")
+        assert again["message"] == "窗口人员已离开本次审办（已挂断）。"
         await approver_channel.send(protocol.End())
         await approver_channel.wait("state", lambda m: m["state"] == "ended")
     finally:
-        await clerk_channel.close()
-        await approver_channel.close()
+        for channel in channels:
+            await channel.close()
 
 
 async def test_requeue_is_refused_unless_the_clerk_is_alone_in_a_live_session(users):

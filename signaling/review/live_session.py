@@ -109,6 +109,9 @@ class LiveSession:
         joiner reads the state, attaches and is told it and the chat so far: so a joiner
         hears each change once, after its own first state, and lists arrive in order."""
         self._vacancy: asyncio.TimerHandle | None = None
+        self._clerk_left_for = ""
+        """Why the clerk last left (a ``leave`` reason), until it is back: what a later
+        absence notice (a joiner, the vacancy timer) tells the approvers."""
         self._watch = asyncio.create_task(self._watch_state())
 
     async def _watch_state(self) -> None:
@@ -241,7 +244,7 @@ class LiveSession:
         and the approvers that the clerk is not (``reason``: why it left)."""
         if self.closed or (await self.hub.reviews.get(self.id)).state != "live":
             return
-        why = CLERK_LEAVE_REASONS.get(reason, CLERK_LEAVE_REASONS[""])
+        why = CLERK_LEAVE_REASONS.get(reason or self._clerk_left_for, CLERK_LEAVE_REASONS[""])
         for participant in (to,) if to else tuple(self.participants.values()):
             role = participant.grant.role
             if role == "clerk" and not self._present("approver"):
@@ -265,6 +268,8 @@ class LiveSession:
             participant.grace.cancel()
             participant.grace = None
         participant.grant, participant.socket, participant.state = grant, socket, "connected"
+        if grant.role == "clerk" and not grant.hidden:
+            self._clerk_left_for = ""
         participant.slots_sent = None
         kind = (
             "auditor_joined"
@@ -307,6 +312,8 @@ class LiveSession:
         if self.participants.get(name) is not participant:
             return
         del self.participants[name]
+        if participant.grant.role == "clerk" and not participant.grant.hidden:
+            self._clerk_left_for = reason
         if participant.grace is not None:
             participant.grace.cancel()
         if self.room is not None:
