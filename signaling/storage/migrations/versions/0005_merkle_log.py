@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import rfc8785
 import sqlalchemy as sa
 from alembic import op
+
+from signaling.storage.migrations.append_only_v1 import refuse_changes
 
 revision = "0005"
 down_revision = "0004"
@@ -57,36 +58,6 @@ def seal(
     raw = rfc8785.dumps(entry)
     normal = json.loads(raw)["detail"]
     return {**entry, "detail": normal, "hash": hashlib.sha256(b"\x00" + raw).hexdigest()}
-
-
-# Append-only triggers, frozen as of this revision.
-PG_FUNCTION = "coreview_append_only"
-
-
-def refuse_changes(dialect: str, tables: Iterable[str]) -> None:
-    if dialect == "sqlite":
-        for table in tables:
-            for action in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    "BEGIN SELECT RAISE(ABORT, 'append-only'); END"
-                )
-    elif dialect == "postgresql":
-        op.execute(
-            f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'append-only: % on %', TG_OP, TG_TABLE_NAME; END $$"
-        )
-        for table in tables:
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}()"
-            )
-    else:
-        raise NotImplementedError(f"append-only triggers for {dialect}")
 
 
 def _at(name: str) -> sa.Column[dt.datetime]:
